@@ -1,0 +1,116 @@
+"""What an agent receives and may return: its context, and the probe's answer.
+
+Agents are plain functions (sync or async) registered by name. They get a `Context` with
+everything they need to make one call to one remote service idempotently.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DefinitionError
+from .model import check_name
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything one agent call knows: who it works for and what came before.
+
+    `idempotency_key` is stable across attempts and workers: pass it to the remote service so
+    a retried call never acts twice. For a compensation it is the compensation's own key, and
+    `action_key` is the key the action used (what the remote service knows the booking by).
+    """
+
+    workflow_id: str
+    workflow: str
+    step: str
+    phase: str  # "action", "compensation" or "probe"
+    attempt: int
+    idempotency_key: str
+    action_key: str
+    input: Any
+    results: Mapping[str, Any] = field(default_factory=dict)
+    result: Any = None  # for a compensation: what the action returned (None if unknown)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """What a probe learned about an action's idempotency key at the remote service."""
+
+    answer: str  # "done", "not_done" or "unknown"
+    result: Any = None
+
+    @classmethod
+    def done(cls, result: Any = None) -> ProbeAnswer:
+        """The action took effect; `result` stands in for the answer that was lost."""
+        return cls("done", result)
+
+    @classmethod
+    def not_done(cls) -> ProbeAnswer:
+        """The remote service has no trace of the key: retrying is safe and needed."""
+        return cls("not_done")
+
+    @classmethod
+    def unknown(cls) -> ProbeAnswer:
+        """The service could not say; the supervisor treats the outcome as still uncertain."""
+        return cls("unknown")
+
+
+AgentFn = Callable[[Context], Any] | Callable[[Context], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A registered agent: its stable name, the function, and the remote service it calls."""
+
+    name: str
+    fn: AgentFn
+    service: str | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+class AgentRegistry:
+    """Agents by registered name: the allowlist of what a plan may call."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, Agent] = {}
+        self._names: dict[int, str] = {}
+
+    def register(self, fn: AgentFn, name: str | None = None, service: str | None = None) -> Agent:
+        if not callable(fn):
+            raise DefinitionError(f"an agent must be a function, got {fn!r}")
+        agent_name = check_name(name or getattr(fn, "__name__", ""), "agent name")
+        if agent_name in self._agents and self._agents[agent_name].fn is not fn:
+            raise DefinitionError(f"two different functions are registered as agent {agent_name!r}")
+        agent = Agent(agent_name, fn, service)
+        self._agents[agent_name] = agent
+        self._names[id(fn)] = agent_name
+        return agent
+
+    def name_of(self, ref: str | AgentFn) -> str:
+        """The registered name for a function or a name (functions must be registered)."""
+        if isinstance(ref, str):
+            return ref
+        name = self._names.get(id(ref))
+        if name is None:
+            raise DefinitionError(
+                f"{getattr(ref, '__qualname__', ref)!r} is not a registered agent; decorate it "
+                "with @app.agent() or pass its registered name"
+            )
+        return name
+
+    def get(self, name: str) -> Agent | None:
+        return self._agents.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents
+
+    def names(self) -> list[str]:
+        return sorted(self._agents)

@@ -1,0 +1,198 @@
+"""The public face: an `App` registers agents and workflows; a `Client` bound to a store
+starts, inspects, cancels and resumes workflows.
+
+Definitions are code; what a workflow will do is frozen into its plan when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .agents import AgentFn, AgentRegistry
+from .engine import Engine, Started
+from .errors import DefinitionError, InputError, NotFoundError, UnknownWorkflowError
+from .facts import CANCEL_REQUESTED, RETRY_REQUESTED, WorkflowFacts
+from .model import (
+    DEFAULT_COMPENSATION_RETRY,
+    DEFAULT_RETRY,
+    Plan,
+    RetryPolicy,
+    StepSpec,
+    check_name,
+    encode_json,
+)
+from .status import Status, derive_status
+from .store import Store, open_store
+from .store.base import NewFact
+from .supervise import Supervisor, saga
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a saga as written in code; agents may be functions or registered names."""
+
+    name: str
+    action: str | AgentFn
+    compensation: str | AgentFn | None = None
+    probe: str | AgentFn | None = None
+    retry: RetryPolicy = DEFAULT_RETRY
+    timeout: float = 30.0
+    compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    compensation_timeout: float = 30.0
+
+
+class App:
+    """A registry of agents, workflows and supervisors (see the module docstring)."""
+
+    def __init__(self, *, max_supervisor_runs: int = 1000) -> None:
+        self.agents = AgentRegistry()
+        self.plans: dict[str, Plan] = {}
+        self.supervisors: dict[str, Supervisor] = {"saga": saga}
+        self.max_supervisor_runs = max_supervisor_runs
+
+    def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
+        """Register a function as an agent, under `name` (default: the function's name)."""
+
+        def register(fn: F) -> F:
+            self.agents.register(fn, name, service)
+            return fn
+
+        return register
+
+    def workflow(self, name: str, steps: Sequence[Step]) -> Plan:
+        """Declare a saga: `steps` run in order and are compensated in reverse on failure."""
+        check_name(name, "workflow name")
+        if name in self.plans:
+            raise DefinitionError(f"workflow {name!r} is declared twice")
+        if not steps:
+            raise DefinitionError(f"workflow {name!r} needs at least one step")
+        specs = []
+        for step in steps:
+            specs.append(
+                StepSpec(
+                    name=step.name,
+                    action=self._agent_name(step.action, name, step.name),
+                    compensation=self._agent_name(step.compensation, name, step.name),
+                    probe=self._agent_name(step.probe, name, step.name),
+                    retry=step.retry,
+                    timeout=step.timeout,
+                    compensation_retry=step.compensation_retry,
+                    compensation_timeout=step.compensation_timeout,
+                )
+            )
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise DefinitionError(f"workflow {name!r} has two steps with the same name")
+        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs)
+        self.plans[name] = plan
+        return plan
+
+    def _agent_name(self, ref: str | AgentFn | None, workflow: str, step: str) -> Any:
+        if ref is None:
+            return None
+        agent_name = self.agents.name_of(ref)
+        if agent_name not in self.agents:
+            raise DefinitionError(
+                f"workflow {workflow!r} step {step!r} names agent {agent_name!r}, which is not "
+                "registered; register it with @app.agent() before declaring the workflow"
+            )
+        return agent_name
+
+    def plan(self, name: str) -> Plan:
+        try:
+            return self.plans[name]
+        except KeyError:
+            known = ", ".join(sorted(self.plans)) or "none"
+            raise UnknownWorkflowError(
+                f"no workflow named {name!r} is registered (known: {known})"
+            ) from None
+
+    def connect(self, db: str | None = None, **options: Any) -> Client:
+        """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
+        return Client(self, open_store(db, **options))
+
+
+def new_workflow_id() -> str:
+    """Time-ordered ids (ms timestamp + randomness) keep the primary-key index append-mostly."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
+class Client:
+    """Starts and inspects workflows in one store. Thread-safe."""
+
+    def __init__(self, app: App, store: Store) -> None:
+        self.app = app
+        self.store = store
+        self.engine = Engine(store, app.supervisors)
+
+    def start(self, name: str, input: Any = None, *, key: str | None = None) -> Started:
+        """Start workflow `name` with `input`; with `key`, starting twice returns the first."""
+        plan = self.app.plan(name)
+        text = encode_json(input, "workflow input")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
+            raise InputError("idempotency key must be a non-empty string of at most 500 characters")
+        return self.engine.start(new_workflow_id(), plan, json.loads(text), text, key)
+
+    def view(self, workflow_id: str) -> WorkflowFacts:
+        found = self.engine.read(workflow_id)
+        if found is None:
+            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+        return found[0]
+
+    def status(self, workflow_id: str) -> Status:
+        found = self.engine.read(workflow_id)
+        if found is None:
+            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+        return derive_status(*found)
+
+    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
+        """Block until the workflow ends (or `timeout`), returning its last status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(workflow_id)
+            if status.done or time.monotonic() >= deadline:
+                return status
+            time.sleep(poll)
+
+    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
+        """Ask a running workflow to stop and roll back what it did."""
+        status = self.status(workflow_id)
+        if status.done:
+            return status
+        data = {"reason": reason or "cancel requested", "by": by or _who()}
+        self.engine.append_event(workflow_id, NewFact(CANCEL_REQUESTED, data=data))
+        return self.status(workflow_id)
+
+    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
+        """Resume a `failed` workflow: a new round of attempts where it stopped."""
+        status = self.status(workflow_id)
+        if status.state != "failed":
+            raise InputError(
+                f"workflow {workflow_id} is {status.state}; only a failed workflow can be retried"
+            )
+        view = self.view(workflow_id)
+        data = {"reason": reason or "operator retry", "by": by or _who()}
+        fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
+        self.engine.append_event(workflow_id, fact)
+        return self.status(workflow_id)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _who() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"

@@ -1,0 +1,194 @@
+"""Performing one agent call: build its context, run it under its timeout, classify the result.
+
+Kept apart from the worker's scheduling so the rules "what counts as a timeout, a
+transient failure, a permanent one" live in one place and return plain `Outcome`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .agents import Agent, Context, ProbeAnswer
+from .engine import Outcome
+from .errors import InputError, PermanentError, TransientError
+from .facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT
+from .model import RetryPolicy, encode_json
+from .store.base import Task
+
+MAX_ERROR_CHARS = 2000
+
+
+def context_for(task: Task) -> Context:
+    payload = task.payload
+    args = payload.get("args", {})
+    assert task.step is not None and task.attempt is not None
+    return Context(
+        workflow_id=task.workflow_id,
+        workflow=payload.get("workflow", ""),
+        step=task.step,
+        phase=task.kind,
+        attempt=task.attempt,
+        idempotency_key=payload["key"],
+        action_key=payload.get("action_key", payload["key"]),
+        input=payload.get("input"),
+        results=args.get("results", {}),
+        result=args.get("result"),
+        timeout=float(payload.get("timeout", 30.0)),
+    )
+
+
+def missing_agent(task: Task, known: list[str]) -> Outcome:
+    name = task.payload.get("agent")
+    return Outcome(
+        FAILED,
+        {
+            "error": f"agent {name!r} is not registered in this deploy "
+            f"(registered: {', '.join(known) or 'none'})",
+            "permanent": True,
+            "agent_missing": True,
+        },
+    )
+
+
+async def perform(
+    agent: Agent,
+    task: Task,
+    on_late_result: Callable[[Outcome], None] | None = None,
+) -> Outcome:
+    """Run `agent` for `task` within the call's timeout and describe what happened."""
+    ctx = context_for(task)
+    started = time.perf_counter()
+    try:
+        if agent.is_async:
+            async with asyncio.timeout(ctx.timeout) as scope:
+                try:
+                    value = await agent.fn(ctx)
+                except TimeoutError:
+                    if scope.expired():
+                        raise
+                    raise _AgentTimeoutError from None
+        else:
+            value = await _run_in_thread(agent, ctx, task, on_late_result)
+    except TimeoutError:
+        return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
+    except _AgentTimeoutError:
+        exc = TimeoutError("the agent raised TimeoutError")
+        return _failure(exc, task, started)
+    except Exception as exc:
+        return _failure(exc, task, started)
+    return _success(value, task, started)
+
+
+class _AgentTimeoutError(Exception):
+    """The agent itself raised TimeoutError (its own client gave up): a transient failure."""
+
+
+def _took(started: float) -> dict[str, Any]:
+    return {"duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _success(value: Any, task: Task, started: float) -> Outcome:
+    if task.kind == PROBE:
+        answer = _probe_answer(value)
+        if answer is None:
+            error = f"the probe returned {type(value).__name__}; return a ProbeAnswer"
+            return Outcome(FAILED, {"error": error, "permanent": False, **_took(started)})
+        value = {"answer": answer.answer, "result": answer.result}
+        try:
+            encode_json(value, "probe answer")
+        except InputError as exc:
+            return Outcome(FAILED, {"error": str(exc), "permanent": False, **_took(started)})
+        return Outcome(SUCCEEDED, {**value, **_took(started)})
+    try:
+        encode_json(value, f"the result of agent {task.payload.get('agent')}")
+    except InputError as exc:
+        return Outcome(FAILED, {"error": str(exc), "permanent": True, **_took(started)})
+    return Outcome(SUCCEEDED, {"result": value, **_took(started)})
+
+
+def _probe_answer(value: Any) -> ProbeAnswer | None:
+    if isinstance(value, ProbeAnswer):
+        return value
+    if value in ("done", "not_done", "unknown"):
+        return ProbeAnswer(value)
+    return None
+
+
+def _failure(exc: BaseException, task: Task, started: float) -> Outcome:
+    policy = RetryPolicy(
+        permanent=tuple(task.payload.get("permanent", ())),
+        transient=tuple(task.payload.get("transient", ())),
+    )
+    retry_after = None
+    if isinstance(exc, PermanentError):
+        permanent = True
+    elif isinstance(exc, TransientError):
+        permanent = False
+        retry_after = exc.retry_after
+    else:
+        permanent = policy.is_permanent(exc)
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    data: dict[str, Any] = {
+        "error": message[:MAX_ERROR_CHARS],
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "permanent": permanent,
+        **_took(started),
+    }
+    if retry_after is not None:
+        data["retry_after"] = float(retry_after)
+    return Outcome(FAILED, data)
+
+
+async def _run_in_thread(
+    agent: Agent,
+    ctx: Context,
+    task: Task,
+    on_late_result: Callable[[Outcome], None] | None,
+) -> Any:
+    """Run a sync agent in its own thread; if it outlives its timeout, report it late.
+
+    A thread cannot be interrupted, so a hung sync agent is abandoned rather than killed; a
+    dedicated thread (not a pool) keeps one hung call from delaying the next.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    state = {"abandoned": False}
+    started = time.perf_counter()
+
+    def target() -> None:
+        try:
+            value = agent.fn(ctx)
+        except BaseException as exc:
+            error: BaseException | None = exc
+            value = None
+        else:
+            error = None
+        if state["abandoned"]:
+            if error is None and on_late_result is not None:
+                on_late_result(_success(value, task, started))
+            return
+
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+        # If the loop closed while this call ran, there is nobody to tell; the lease expires.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle)
+
+    thread = threading.Thread(target=target, name=f"agent-{agent.name}", daemon=True)
+    thread.start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), ctx.timeout)
+    except TimeoutError:
+        state["abandoned"] = True
+        raise

@@ -1,0 +1,119 @@
+"""The vocabulary of supervisor decisions: plain values that say what should happen next.
+
+A supervisor returns a `Decision` (commands plus the reason for them); the engine applies
+it. Keeping decisions as data is what lets the supervisor stay pure and be tested from
+tables of facts, and what lets every run leave a readable breadcrumb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .facts import ACTION, COMPENSATION, PROBE
+
+
+@dataclass(frozen=True)
+class CallAgent:
+    """Schedule one call of an agent now: attempt `attempt` of `step` in `phase`.
+
+    Idempotent: asking again for a call that is already scheduled (same phase, step and
+    attempt) only makes sure its task exists, which is how a lost queue is rebuilt.
+    `args` are what the agent sees besides the workflow input (earlier results, the action's
+    result for a compensation).
+    """
+
+    phase: str
+    step: str
+    attempt: int
+    agent: str
+    timeout: float
+    args: Mapping[str, Any] = field(default_factory=dict)
+    permanent: tuple[str, ...] = ()  # exception names the retry policy treats as permanent
+    transient: tuple[str, ...] = ()  # if set, only these exception names are transient
+
+    def __post_init__(self) -> None:
+        if self.phase not in (ACTION, COMPENSATION, PROBE):
+            raise ValueError(f"unknown phase {self.phase!r}")
+        if self.attempt < 1:
+            raise ValueError("attempts are numbered from 1")
+
+    def describe(self) -> str:
+        noun = {ACTION: "attempt", COMPENSATION: "compensation", PROBE: "probe of attempt"}
+        return f"call {self.agent} for {self.step} ({noun[self.phase]} {self.attempt})"
+
+
+@dataclass(frozen=True)
+class WaitUntil:
+    """Run the supervisor again at `at` (a retry's backoff, a deadline, a scheduled check)."""
+
+    at: float
+
+    def describe(self) -> str:
+        return f"check again at {self.at:.3f}"
+
+
+@dataclass(frozen=True)
+class RecordFact:
+    """Append a fact of the supervisor's own (e.g. `compensation_began` with its reason)."""
+
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    step: str | None = None
+    slot: str | None = None
+
+    def describe(self) -> str:
+        return f"record {self.kind}" + (f" for {self.step}" if self.step else "")
+
+
+@dataclass(frozen=True)
+class Complete:
+    """End the workflow `completed` with `result`."""
+
+    result: Any = None
+
+    def describe(self) -> str:
+        return "complete the workflow"
+
+
+@dataclass(frozen=True)
+class EndCompensated:
+    """End the workflow `compensated`: everything done was undone."""
+
+    reason: str
+
+    def describe(self) -> str:
+        return "end compensated"
+
+
+@dataclass(frozen=True)
+class Fail:
+    """End the workflow `failed`: a person must look; `reason` says what and why."""
+
+    reason: str
+
+    def describe(self) -> str:
+        return "end failed"
+
+
+Command = CallAgent | WaitUntil | RecordFact | Complete | EndCompensated | Fail
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a supervisor run decided (`commands`) and why, in words a person can act on."""
+
+    commands: tuple[Command, ...] = ()
+    why: str = ""
+    saw: str = ""
+
+    @property
+    def terminal(self) -> Complete | EndCompensated | Fail | None:
+        for command in self.commands:
+            if isinstance(command, Complete | EndCompensated | Fail):
+                return command
+        return None
+
+    def describe(self) -> list[str]:
+        return [c.describe() for c in self.commands] or ["wait"]

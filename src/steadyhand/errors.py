@@ -1,0 +1,68 @@
+"""Every exception steadyhand raises, in one tree, so callers can catch at the level they mean.
+
+SteadyhandError
+├── DefinitionError          a workflow or agent definition is invalid (at import time)
+├── InputError               a caller passed something steadyhand cannot accept
+│   ├── UnknownWorkflowError     no workflow is registered under that name
+│   └── IdempotencyConflict      the key already started a workflow with other input
+├── NotFoundError            no workflow with that id or key exists in the store
+├── StoreError               the store refused or could not be reached
+│   └── StoreUnavailable         connection lost or database busy: safe to retry
+└── AgentError               raised by agents to classify their own failures
+    ├── TransientError           worth retrying (optionally after `retry_after` seconds)
+    └── PermanentError           never retry this step: compensate instead
+"""
+
+from __future__ import annotations
+
+
+class SteadyhandError(Exception):
+    """Base of every error steadyhand raises on purpose."""
+
+
+class DefinitionError(SteadyhandError):
+    """A workflow, step or agent definition is invalid; raised when it is declared."""
+
+
+class InputError(SteadyhandError, ValueError):
+    """A caller passed a value steadyhand cannot accept; the message says what to change."""
+
+
+class UnknownWorkflowError(InputError):
+    """No workflow is registered under the requested name."""
+
+
+class IdempotencyConflict(InputError):
+    """An idempotency key was reused for a different workflow name or input."""
+
+
+class NotFoundError(SteadyhandError, LookupError):
+    """No workflow with the given id or idempotency key exists in the store."""
+
+
+class StoreError(SteadyhandError):
+    """The store refused an operation (a constraint, a trigger) or could not run it."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or was busy; the operation may be retried."""
+
+
+class AgentError(SteadyhandError):
+    """Base for the exceptions an agent raises to tell the supervisor how it failed."""
+
+
+class TransientError(AgentError):
+    """A passing failure (503, timeout, busy): the step is retried under its retry policy.
+
+    `retry_after` (seconds) is honoured as a lower bound on the backoff, for services that
+    say when to come back (an HTTP Retry-After header).
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(AgentError):
+    """A failure that retrying cannot fix (sold out, card declined): compensate instead."""

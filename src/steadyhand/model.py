@@ -1,0 +1,236 @@
+"""The plain values that describe a workflow: retry policies, steps and the plan.
+
+A plan is written to the store when a workflow starts (as JSON), so a workflow in flight
+finishes on the plan it started with even after a deploy changes its definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DefinitionError, InputError
+
+JSON = Any
+"""A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
+
+MAX_PAYLOAD_BYTES = 1_000_000
+"""Largest workflow input, event or agent result accepted, once encoded as JSON."""
+
+
+def exception_names(types: Iterable[type[BaseException] | str]) -> tuple[str, ...]:
+    """Qualified names for exception types, so a policy can be stored as JSON."""
+    names = []
+    for item in types:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, type) and issubclass(item, BaseException):
+            names.append(f"{item.__module__}.{item.__qualname__}")
+        else:
+            raise DefinitionError(f"expected an exception type or its name, got {item!r}")
+    return tuple(names)
+
+
+def _matches(exc: BaseException, names: tuple[str, ...]) -> bool:
+    lineage = type(exc).__mro__
+    qualified = {f"{t.__module__}.{t.__qualname__}" for t in lineage}
+    short = {t.__qualname__ for t in lineage}
+    return any(name in qualified or name in short for name in names)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a step (or its compensation) is tried.
+
+    Backoff grows exponentially from `initial_backoff` by `multiplier`, capped at
+    `max_backoff`, spread by +/- `jitter` (a fraction). The jitter is derived from a hash of
+    the workflow, step and attempt rather than a random generator, so a decision stays a pure
+    function of the facts and replays identically.
+
+    By default every exception is transient except `PermanentError` and the types named in
+    `permanent`; naming `transient` types instead makes every other exception permanent.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.5
+    multiplier: float = 2.0
+    max_backoff: float = 60.0
+    jitter: float = 0.2
+    permanent: tuple[str, ...] = ()
+    transient: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DefinitionError("max_attempts must be at least 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
+            raise DefinitionError("backoff must be >= 0 and the multiplier >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise DefinitionError("jitter is a fraction between 0 and 1")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        permanent: Iterable[type[BaseException] | str] = (),
+        transient: Iterable[type[BaseException] | str] = (),
+        **options: Any,
+    ) -> RetryPolicy:
+        """Build a policy from exception types (not just names)."""
+        return cls(
+            permanent=exception_names(permanent), transient=exception_names(transient), **options
+        )
+
+    def is_permanent(self, exc: BaseException) -> bool:
+        """Whether `exc` must stop the retries (the caller checks `PermanentError` first)."""
+        if _matches(exc, self.permanent):
+            return True
+        return bool(self.transient) and not _matches(exc, self.transient)
+
+    def backoff(self, attempt: int, seed: str) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based) before the next."""
+        raw = self.initial_backoff * self.multiplier ** max(attempt - 1, 0)
+        base = min(self.max_backoff, raw)
+        digest = hashlib.blake2b(f"{seed}:{attempt}".encode(), digest_size=8).digest()
+        unit = int.from_bytes(digest, "big") / 2**64  # in [0, 1)
+        spread = base * (1 - self.jitter + 2 * self.jitter * unit)
+        return round(min(self.max_backoff, spread), 6)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "max_attempts": self.max_attempts,
+            "initial_backoff": self.initial_backoff,
+            "multiplier": self.multiplier,
+            "max_backoff": self.max_backoff,
+            "jitter": self.jitter,
+            "permanent": list(self.permanent),
+            "transient": list(self.transient),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSON]) -> RetryPolicy:
+        return cls(
+            max_attempts=int(data["max_attempts"]),
+            initial_backoff=float(data["initial_backoff"]),
+            multiplier=float(data["multiplier"]),
+            max_backoff=float(data["max_backoff"]),
+            jitter=float(data["jitter"]),
+            permanent=tuple(data.get("permanent", ())),
+            transient=tuple(data.get("transient", ())),
+        )
+
+
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, max_backoff=30.0)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a saga, with its agents named as registered (names survive deploys)."""
+
+    name: str
+    action: str
+    compensation: str | None = None
+    probe: str | None = None
+    retry: RetryPolicy = DEFAULT_RETRY
+    timeout: float = 30.0
+    compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    compensation_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "step name")
+        if self.timeout <= 0 or self.compensation_timeout <= 0:
+            raise DefinitionError(f"step {self.name!r}: timeouts must be positive seconds")
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "name": self.name,
+            "action": self.action,
+            "compensation": self.compensation,
+            "probe": self.probe,
+            "retry": self.retry.to_json(),
+            "timeout": self.timeout,
+            "compensation_retry": self.compensation_retry.to_json(),
+            "compensation_timeout": self.compensation_timeout,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSON]) -> StepSpec:
+        return cls(
+            name=data["name"],
+            action=data["action"],
+            compensation=data.get("compensation"),
+            probe=data.get("probe"),
+            retry=RetryPolicy.from_json(data["retry"]),
+            timeout=float(data["timeout"]),
+            compensation_retry=RetryPolicy.from_json(data["compensation_retry"]),
+            compensation_timeout=float(data["compensation_timeout"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a workflow will do, frozen at start: its supervisor, steps and run budget."""
+
+    workflow: str
+    steps: tuple[StepSpec, ...] = ()
+    supervisor: str = "saga"
+    max_supervisor_runs: int = 1000
+    options: Mapping[str, JSON] = field(default_factory=dict)
+
+    def step(self, name: str) -> StepSpec:
+        for spec in self.steps:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "workflow": self.workflow,
+            "supervisor": self.supervisor,
+            "max_supervisor_runs": self.max_supervisor_runs,
+            "steps": [s.to_json() for s in self.steps],
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSON]) -> Plan:
+        return cls(
+            workflow=data["workflow"],
+            supervisor=data.get("supervisor", "saga"),
+            max_supervisor_runs=int(data.get("max_supervisor_runs", 1000)),
+            steps=tuple(StepSpec.from_json(s) for s in data.get("steps", ())),
+            options=data.get("options", {}),
+        )
+
+
+def check_name(name: object, what: str) -> str:
+    """Names appear in keys, URLs and logs: keep them short and plain."""
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise DefinitionError(f"{what} must be a non-empty string of at most 200 characters")
+    if any(ch.isspace() or ch in "/:" for ch in name):
+        raise DefinitionError(f"{what} {name!r} must not contain spaces, '/' or ':'")
+    return name
+
+
+def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
+    """Encode `value` as compact JSON, or say clearly why it cannot be stored."""
+
+    def refuse(obj: object) -> JSON:
+        raise TypeError(f"object of type {type(obj).__name__} is not JSON-serialisable")
+
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=refuse)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{what} must be JSON data (dict, list, str, int, float, bool, None): {exc}. "
+            "Convert it (e.g. dates to ISO strings, Decimals to strings) before passing it."
+        ) from None
+    if len(text) > limit:
+        raise InputError(
+            f"{what} is {len(text)} bytes of JSON; the limit is {limit}. "
+            "Store large payloads elsewhere and pass a reference."
+        )
+    return text

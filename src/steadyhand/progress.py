@@ -1,0 +1,144 @@
+"""Where one step stands, read from facts: the building block of every supervisor.
+
+`call_progress` answers "what happened to the calls of this step in this phase, and what
+is the next sensible move?" from the facts alone, so sagas and custom supervisors share
+one definition of in flight, succeeded, worth retrying, uncertain, and given up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .facts import (
+    ACTION,
+    FAILED,
+    OUTCOME_REPORTED_LATE,
+    PHASE_PREFIX,
+    PROBE,
+    SCHEDULED,
+    SUCCEEDED,
+    UNKNOWN_OUTCOMES,
+    Fact,
+    WorkflowFacts,
+    call_kind,
+    call_slot,
+)
+from .model import RetryPolicy
+
+NOT_STARTED = "not_started"  # no call scheduled yet
+IN_FLIGHT = "in_flight"  # the latest call has no outcome yet
+NEEDS_PROBE = "needs_probe"  # outcome unknown and the step has a probe nobody asked yet
+PROBING = "probing"  # the probe was scheduled and has not answered
+DONE = "succeeded"  # the call took effect; `result` holds what it returned
+RETRY = "retry"  # failed for a passing reason; try again at `retry_at`
+GAVE_UP = "gave_up"  # failed permanently or used every attempt of this round
+AGENT_MISSING = "agent_missing"  # the agent is not registered in the running deploy
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The state of one step in one phase, derived from its facts."""
+
+    status: str
+    attempt: int = 0  # number of the latest call (0 when none was scheduled)
+    used: int = 0  # calls scheduled in the current round (what the retry budget counts)
+    result: Any = None
+    retry_at: float | None = None
+    reason: str = ""
+    possibly_done: bool = False  # the remote effect may exist although no success was seen
+
+    @property
+    def took_effect(self) -> bool:
+        """Whether rolling back must undo this step (succeeded, or cannot rule it out)."""
+        return self.status == DONE or self.possibly_done
+
+
+def _suffix(fact: Fact, phase: str) -> str:
+    return fact.kind[len(PHASE_PREFIX[phase]) + 1 :]
+
+
+def describe_failure(fact: Fact) -> str:
+    """A short account of a failed or unknown outcome for reasons and breadcrumbs."""
+    error = fact.get("error")
+    kind = fact.kind.split("_", 1)[1].replace("_", " ")
+    return f"{kind}: {error}" if error else kind
+
+
+def call_progress(
+    view: WorkflowFacts,
+    phase: str,
+    step: str,
+    policy: RetryPolicy,
+    has_probe: bool = False,
+) -> Progress:
+    """Derive where `step` stands in `phase` (action or compensation) from the facts."""
+    scheduled_kind = call_kind(phase, SCHEDULED)
+    scheduled = [f for f in view.facts if f.kind == scheduled_kind and f.step == step]
+    if not scheduled:
+        return Progress(NOT_STARTED)
+    round_start = view.round_start
+    attempt = max(f.attempt or 0 for f in scheduled)
+    used = sum(1 for f in scheduled if f.seq > round_start)
+    outcome = view.slot(call_slot(phase, step, attempt, "outcome"))
+    if outcome is None:
+        return Progress(IN_FLIGHT, attempt, used)
+    suffix = _suffix(outcome, phase)
+    if suffix == SUCCEEDED:
+        return Progress(DONE, attempt, used, result=outcome.get("result"))
+
+    late = _late_success(view, phase, step)
+    if late is not None:
+        return Progress(DONE, attempt, used, result=late.get("result"))
+
+    possibly_done = suffix in UNKNOWN_OUTCOMES
+    if possibly_done and phase == ACTION and has_probe:
+        probe_outcome = view.slot(call_slot(PROBE, step, attempt, "outcome"))
+        if view.slot(call_slot(PROBE, step, attempt, "scheduled")) is None:
+            return Progress(NEEDS_PROBE, attempt, used, possibly_done=True)
+        if probe_outcome is None:
+            return Progress(PROBING, attempt, used, possibly_done=True)
+        if _suffix(probe_outcome, PROBE) == SUCCEEDED:
+            answer = probe_outcome.get("answer")
+            if answer == "done":
+                return Progress(DONE, attempt, used, result=probe_outcome.get("result"))
+            if answer == "not_done":
+                possibly_done = False
+
+    if outcome.seq < round_start:
+        # An operator opened a new round after this failure: try again straight away.
+        return Progress(
+            RETRY, attempt, used, retry_at=view.facts[-1].at, possibly_done=possibly_done
+        )
+    reason = describe_failure(outcome)
+    if suffix == FAILED and outcome.get("agent_missing"):
+        return Progress(AGENT_MISSING, attempt, used, reason=reason, possibly_done=possibly_done)
+    if suffix == FAILED and outcome.get("permanent"):
+        return Progress(GAVE_UP, attempt, used, reason=f"permanent failure: {reason}")
+    if used >= policy.max_attempts:
+        return Progress(
+            GAVE_UP,
+            attempt,
+            used,
+            reason=f"gave up after {used} attempts; last {reason}",
+            possibly_done=possibly_done,
+        )
+    delay = policy.backoff(used, seed=f"{view.workflow_id}:{phase}:{step}")
+    retry_after = outcome.get("retry_after")
+    if isinstance(retry_after, int | float) and retry_after > delay:
+        delay = float(retry_after)
+    return Progress(
+        RETRY,
+        attempt,
+        used,
+        retry_at=outcome.at + delay,
+        reason=reason,
+        possibly_done=possibly_done,
+    )
+
+
+def _late_success(view: WorkflowFacts, phase: str, step: str) -> Fact | None:
+    for fact in view.of(OUTCOME_REPORTED_LATE, step):
+        if fact.get("phase") == phase and fact.get("outcome") == SUCCEEDED:
+            return fact
+    return None

@@ -1,0 +1,43 @@
+"""Stores: where facts and the queue live. `open_store(url)` picks the backend by URL."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import InputError
+from .base import NewFact, Store, Task, Tx, WorkflowRow
+
+DEFAULT_URL = "sqlite:///steadyhand.db"
+
+__all__ = [
+    "DEFAULT_URL",
+    "NewFact",
+    "Store",
+    "Task",
+    "Tx",
+    "WorkflowRow",
+    "open_store",
+    "resolve_url",
+]
+
+
+def resolve_url(url: str | None) -> str:
+    """The store URL to use: the argument, else $STEADYHAND_DB, else ./steadyhand.db."""
+    return url or os.environ.get("STEADYHAND_DB") or DEFAULT_URL
+
+
+def open_store(url: str | None = None, **options: object) -> Store:
+    """Open (and, where needed, create or upgrade) the store at `url`."""
+    resolved = resolve_url(url)
+    if resolved.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(resolved, **options)  # type: ignore[arg-type]
+    if resolved.startswith("sqlite:") or "://" not in resolved:
+        from .sqlite import SqliteStore
+
+        return SqliteStore(resolved, **options)  # type: ignore[arg-type]
+    raise InputError(
+        f"unsupported store URL {resolved!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host:port/database"
+    )

@@ -1,0 +1,296 @@
+"""The one seam between steadyhand and a database: the `Store` and its transaction, `Tx`.
+
+The engine composes a decision from `Tx` calls inside one short transaction; each backend
+supplies connections, locking and leasing, and nothing else. Helpers on `Tx` run inside the
+caller's transaction and never commit on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..facts import Fact
+
+CALL_KINDS = ("action", "compensation", "probe")
+SUPERVISE = "supervise"
+
+
+@dataclass(frozen=True)
+class WorkflowRow:
+    """The immutable root row of a workflow: what started it and with which plan."""
+
+    id: str
+    name: str
+    idempotency_key: str | None
+    input: Any
+    plan: Mapping[str, Any]
+    parent_id: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Task:
+    """A row of the queue: supervise a workflow, or perform one agent call."""
+
+    id: int
+    workflow_id: str
+    kind: str  # "supervise", or the phase of a call: "action", "compensation", "probe"
+    step: str | None
+    attempt: int | None
+    due_at: float
+    payload: Mapping[str, Any]
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+    @property
+    def is_call(self) -> bool:
+        return self.kind in CALL_KINDS
+
+
+@dataclass(frozen=True)
+class NewFact:
+    """A fact about to be appended (its seq is assigned by the engine under the lock)."""
+
+    kind: str
+    step: str | None = None
+    attempt: int | None = None
+    slot: str | None = None
+    data: Mapping[str, Any] | None = None
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+def _workflow(row: Sequence[Any]) -> WorkflowRow:
+    return WorkflowRow(
+        id=row[0],
+        name=row[1],
+        idempotency_key=row[2],
+        input=json.loads(row[3]),
+        plan=json.loads(row[4]),
+        parent_id=row[5],
+        created_at=float(row[6]),
+    )
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    return Task(
+        id=int(row[0]),
+        workflow_id=row[1],
+        kind=row[2],
+        step=row[3],
+        attempt=row[4],
+        due_at=float(row[5]),
+        payload=json.loads(row[6]),
+        lease_owner=row[7],
+        lease_expires_at=None if row[8] is None else float(row[8]),
+    )
+
+
+class Tx(ABC):
+    """One open transaction. Every method runs inside it; none commits."""
+
+    @abstractmethod
+    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        """Run the named statement of this backend's dialect."""
+
+    @abstractmethod
+    def notify(self) -> None:
+        """Wake idle workers once this transaction commits (a no-op where unsupported)."""
+
+    # -- workflows --------------------------------------------------------------------------
+    def insert_workflow(self, row: WorkflowRow, input_json: str, plan_json: str) -> bool:
+        """Insert a root row; False when its id or idempotency key already exists."""
+        cur = self.execute(
+            "insert_workflow",
+            {
+                "id": row.id,
+                "name": row.name,
+                "key": row.idempotency_key,
+                "input": input_json,
+                "plan": plan_json,
+                "parent_id": row.parent_id,
+                "now": row.created_at,
+            },
+        )
+        return cur.rowcount == 1
+
+    def lock_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """Lock the root row for the rest of the transaction (serialises its deciders)."""
+        row = self.execute("lock_workflow", {"id": workflow_id}).fetchone()
+        return None if row is None else _workflow(row)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        row = self.execute("get_workflow", {"id": workflow_id}).fetchone()
+        return None if row is None else _workflow(row)
+
+    def workflow_by_key(self, key: str) -> WorkflowRow | None:
+        row = self.execute("workflow_by_key", {"key": key}).fetchone()
+        return None if row is None else _workflow(row)
+
+    # -- facts ------------------------------------------------------------------------------
+    def read_facts(self, workflow_id: str) -> tuple[Fact, ...]:
+        rows = self.execute("read_facts", {"id": workflow_id}).fetchall()
+        return tuple(
+            Fact(
+                seq=int(r[0]),
+                kind=r[1],
+                at=float(r[2]),
+                step=r[3],
+                attempt=r[4],
+                slot=r[5],
+                data=json.loads(r[6]),
+            )
+            for r in rows
+        )
+
+    def last_seq(self, workflow_id: str) -> int:
+        return int(self.execute("last_seq", {"id": workflow_id}).fetchone()[0])
+
+    def append_fact(self, workflow_id: str, seq: int, fact: NewFact, at: float) -> bool:
+        """Append one fact; False when its slot is already taken (nothing was written)."""
+        cur = self.execute(
+            "append_fact",
+            {
+                "id": workflow_id,
+                "seq": seq,
+                "kind": fact.kind,
+                "step": fact.step,
+                "attempt": fact.attempt,
+                "slot": fact.slot,
+                "data": json.dumps(fact.data or {}, separators=(",", ":")),
+                "at": at,
+            },
+        )
+        return cur.rowcount == 1
+
+    # -- watch list -------------------------------------------------------------------------
+    def open_workflow(self, workflow_id: str, now: float) -> None:
+        self.execute("open_workflow", {"id": workflow_id, "now": now})
+
+    def close_workflow(self, workflow_id: str) -> None:
+        self.execute("close_workflow", {"id": workflow_id})
+
+    def unwatched_workflows(self, before: float, limit: int) -> list[str]:
+        rows = self.execute("unwatched_workflows", {"before": before, "limit": limit}).fetchall()
+        return [r[0] for r in rows]
+
+    # -- tasks ------------------------------------------------------------------------------
+    def wake_supervisor(self, workflow_id: str, due_at: float, now: float) -> None:
+        """Ask for a supervisor run at `due_at`; coalesces with a pending one (earliest wins)."""
+        self.execute("wake_supervisor", {"id": workflow_id, "due_at": due_at, "now": now})
+
+    def drop_idle_supervise(self, workflow_id: str) -> None:
+        """Forget pending wake-ups nobody holds: the caller is deciding right now."""
+        self.execute("drop_idle_supervise", {"id": workflow_id})
+
+    def insert_call_task(
+        self,
+        workflow_id: str,
+        phase: str,
+        step: str,
+        attempt: int,
+        payload: Mapping[str, Any],
+        due_at: float,
+        now: float,
+    ) -> bool:
+        cur = self.execute(
+            "insert_call_task",
+            {
+                "id": workflow_id,
+                "kind": phase,
+                "step": step,
+                "attempt": attempt,
+                "due_at": due_at,
+                "payload": json.dumps(payload, separators=(",", ":")),
+                "now": now,
+            },
+        )
+        return cur.rowcount == 1
+
+    def delete_task(self, task_id: int) -> None:
+        self.execute("delete_task", {"task_id": task_id})
+
+    def lock_task(self, task_id: int) -> Task | None:
+        row = self.execute("lock_task", {"task_id": task_id}).fetchone()
+        return None if row is None else task_from_row(row)
+
+    def workflow_tasks(self, workflow_id: str) -> list[Task]:
+        rows = self.execute("workflow_tasks", {"id": workflow_id}).fetchall()
+        return [task_from_row(r) for r in rows]
+
+    def expired_leases(self, now: float, limit: int) -> list[Task]:
+        rows = self.execute("expired_leases", {"now": now, "limit": limit}).fetchall()
+        return [task_from_row(r) for r in rows]
+
+    def release_lease(self, task_id: int, owner: str) -> None:
+        self.execute("release_lease", {"task_id": task_id, "owner": owner})
+
+
+class Store(ABC):
+    """A database holding steadyhand's facts and queue. Thread-safe; share one per process."""
+
+    url: str
+    dialect: str
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A short write transaction; commits on success, rolls back on any exception."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction for status pages and reports."""
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Create or upgrade the schema; returns the version now in place."""
+
+    @abstractmethod
+    def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
+        """Claim up to `limit` due tasks for `owner` until `until`, in one transaction."""
+
+    @abstractmethod
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until new work may be due, or `timeout` seconds pass."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+    def renew_leases(self, owner: str, task_ids: Sequence[int], until: float) -> int:
+        """Extend `owner`'s leases (heartbeat); returns how many are still held."""
+        held = 0
+        with self.transaction() as tx:
+            for task_id in task_ids:
+                held += tx.execute(
+                    "renew_lease", {"task_id": task_id, "owner": owner, "until": until}
+                ).rowcount
+        return held
+
+    def release_leases(self, owner: str, task_ids: Sequence[int]) -> None:
+        """Give tasks back to the queue unstarted (a worker shutting down)."""
+        with self.transaction() as tx:
+            for task_id in task_ids:
+                tx.release_lease(task_id, owner)
+
+    def next_due(self) -> float | None:
+        """The due time of the earliest unleased task, for sleeping exactly long enough."""
+        with self.snapshot() as tx:
+            value = tx.execute("next_due").fetchone()[0]
+        return None if value is None else float(value)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

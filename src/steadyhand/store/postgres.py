@@ -1,0 +1,221 @@
+"""The PostgreSQL store: a connection pool, `FOR UPDATE` workflow locks, `SKIP LOCKED`
+leasing, and `LISTEN/NOTIFY` so idle workers wake the moment work arrives.
+
+All tables live in one schema (default `steadyhand`, or `?schema=name` in the URL), so
+several independent deployments, or test runs, can share one database.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import InputError, StoreError, StoreUnavailable
+from .base import Cursor, Store, Task, Tx, task_from_row
+from .queries import SHARED
+
+SCHEMA_VERSION = 1
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
+
+_OVERRIDES = {
+    "lock_workflow": SHARED["lock_workflow"] + " FOR UPDATE",
+    "lock_task": SHARED["lock_task"] + " FOR UPDATE",
+    "wake_supervisor": SHARED["wake_supervisor"].replace("min(", "LEAST("),
+    "lease_tasks": """
+        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
+        WHERE id IN (
+            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now
+            ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+                  lease_expires_at
+    """,
+    "notify": "SELECT pg_notify(:channel, '')",
+}
+
+
+def _to_pyformat(query: str) -> str:
+    return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", query)
+
+
+QUERIES = {name: _to_pyformat(text) for name, text in {**SHARED, **_OVERRIDES}.items()}
+
+_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+
+
+class PgTx(Tx):
+    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
+        self._conn = conn
+        self._channel = channel
+
+    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        return self._conn.execute(QUERIES[name], params or {})
+
+    def notify(self) -> None:
+        self.execute("notify", {"channel": self._channel})
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Separate steadyhand's `schema` option from the libpq connection URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = "steadyhand"
+    kept = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            kept.append((key, value))
+    if not _SCHEMA_NAME.match(schema):
+        raise InputError(
+            f"schema={schema!r} is not a plain lowercase PostgreSQL identifier "
+            "(letters, digits, underscores)"
+        )
+    return urlunsplit(parts._replace(query=urlencode(kept))), schema
+
+
+class PostgresStore(Store):
+    """A steadyhand store in a PostgreSQL schema (see the module docstring)."""
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        migrate: bool = True,
+    ) -> None:
+        self.url = url
+        self.conninfo, self.schema = split_url(url)
+        self.channel = f"steadyhand_{self.schema}"[:63]
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listener_lock = threading.Lock()
+        self._pool = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True, "options": f"-c search_path={self.schema}"},
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
+            open=False,
+            name=f"steadyhand-{self.schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except _UNAVAILABLE as exc:
+            self._pool.close()
+            raise StoreUnavailable(
+                f"cannot reach PostgreSQL at {_redact(self.conninfo)}: {exc}. Is the server "
+                "running, and does the URL name the right host, port, user and database?"
+            ) from exc
+        if migrate:
+            self.migrate()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield PgTx(conn, self.channel)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        except psycopg.IntegrityError as exc:
+            raise StoreError(f"PostgreSQL refused the change: {exc}") from exc
+        except psycopg.errors.RaiseException as exc:
+            raise StoreError(f"PostgreSQL refused the change: {exc}") from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield PgTx(conn, self.channel)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+
+    def migrate(self) -> int:
+        script = resources.files("steadyhand.store").joinpath("schema/postgres.sql").read_text()
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS steadyhand_schema "
+                    "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                row = conn.execute(QUERIES["schema_version"]).fetchone()
+                current = (row[0] if row else None) or 0
+                if current > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store in schema {self.schema} has version {current}, newer than "
+                        f"this steadyhand understands ({SCHEMA_VERSION}); upgrade steadyhand"
+                    )
+                if current < SCHEMA_VERSION:
+                    conn.execute(script.encode())
+                    conn.execute(
+                        QUERIES["record_schema_version"],
+                        {"version": SCHEMA_VERSION, "now": time.time()},
+                    )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        return SCHEMA_VERSION
+
+    def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
+        with self.transaction() as tx:
+            rows = tx.execute(
+                "lease_tasks", {"owner": owner, "limit": limit, "now": now, "until": until}
+            ).fetchall()
+        return [task_from_row(r) for r in rows]
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block on LISTEN until a NOTIFY arrives or `timeout` passes."""
+        with self._listener_lock:
+            try:
+                if self._listener is None or self._listener.closed:
+                    self._listener = psycopg.connect(self.conninfo, autocommit=True)
+                    self._listener.execute(
+                        sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+                    )
+                for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                    break
+            except psycopg.Error:
+                if self._listener is not None:
+                    self._listener.close()
+                self._listener = None
+                time.sleep(min(timeout, 0.5))
+
+    def drop_schema(self) -> None:
+        """Remove every steadyhand table of this schema (tests and `steadyhand reset`)."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            )
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        self._pool.close()
+
+
+def _redact(conninfo: str) -> str:
+    parts = urlsplit(conninfo)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return conninfo

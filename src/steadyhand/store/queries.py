@@ -1,0 +1,105 @@
+"""Every SQL statement steadyhand runs, by name, written once for both dialects.
+
+Statements use `:name` parameters (SQLite's style); the PostgreSQL store rewrites them to
+`%(name)s`. Where the dialects really differ (locking, leasing, LEAST vs min) the backend
+overrides the named statement; everything else is shared.
+"""
+
+from __future__ import annotations
+
+SHARED: dict[str, str] = {
+    # -- workflows ----------------------------------------------------------------------------
+    "insert_workflow": """
+        INSERT INTO workflows (id, name, idempotency_key, input, plan, parent_id, created_at)
+        VALUES (:id, :name, :key, :input, :plan, :parent_id, :now)
+        ON CONFLICT DO NOTHING
+    """,
+    "lock_workflow": """
+        SELECT id, name, idempotency_key, input, plan, parent_id, created_at
+        FROM workflows WHERE id = :id
+    """,
+    "get_workflow": """
+        SELECT id, name, idempotency_key, input, plan, parent_id, created_at
+        FROM workflows WHERE id = :id
+    """,
+    "workflow_by_key": """
+        SELECT id, name, idempotency_key, input, plan, parent_id, created_at
+        FROM workflows WHERE idempotency_key = :key
+    """,
+    # -- facts --------------------------------------------------------------------------------
+    "read_facts": """
+        SELECT seq, kind, at, step, attempt, slot, data
+        FROM facts WHERE workflow_id = :id ORDER BY seq
+    """,
+    "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM facts WHERE workflow_id = :id",
+    "append_fact": """
+        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at)
+        VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at)
+        ON CONFLICT (workflow_id, slot) WHERE slot IS NOT NULL DO NOTHING
+    """,
+    # -- open workflows (what the watchdog watches) ---------------------------------------------
+    "open_workflow": """
+        INSERT INTO open_workflows (workflow_id, since) VALUES (:id, :now)
+        ON CONFLICT DO NOTHING
+    """,
+    "close_workflow": "DELETE FROM open_workflows WHERE workflow_id = :id",
+    "unwatched_workflows": """
+        SELECT o.workflow_id FROM open_workflows o
+        WHERE o.since <= :before
+          AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = o.workflow_id)
+        ORDER BY o.since LIMIT :limit
+    """,
+    # -- tasks --------------------------------------------------------------------------------
+    "wake_supervisor": """
+        INSERT INTO tasks (workflow_id, kind, due_at, created_at)
+        VALUES (:id, 'supervise', :due_at, :now)
+        ON CONFLICT (workflow_id) WHERE kind = 'supervise'
+        DO UPDATE SET due_at = min(tasks.due_at, excluded.due_at)
+    """,
+    "drop_idle_supervise": """
+        DELETE FROM tasks WHERE workflow_id = :id AND kind = 'supervise' AND lease_owner IS NULL
+    """,
+    "insert_call_task": """
+        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at)
+        VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now)
+        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
+    """,
+    "delete_task": "DELETE FROM tasks WHERE id = :task_id",
+    "workflow_tasks": """
+        SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+               lease_expires_at
+        FROM tasks WHERE workflow_id = :id ORDER BY due_at
+    """,
+    "lock_task": """
+        SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+               lease_expires_at
+        FROM tasks WHERE id = :task_id
+    """,
+    "lease_tasks": """
+        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
+        WHERE id IN (
+            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now
+            ORDER BY due_at LIMIT :limit
+        )
+        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+                  lease_expires_at
+    """,
+    "renew_lease": """
+        UPDATE tasks SET lease_expires_at = :until WHERE id = :task_id AND lease_owner = :owner
+    """,
+    "release_lease": """
+        UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+        WHERE id = :task_id AND lease_owner = :owner
+    """,
+    "expired_leases": """
+        SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+               lease_expires_at
+        FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < :now
+        ORDER BY lease_expires_at LIMIT :limit
+    """,
+    "next_due": "SELECT MIN(due_at) FROM tasks WHERE lease_owner IS NULL",
+    "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
+    "record_schema_version": """
+        INSERT INTO steadyhand_schema (version, applied_at) VALUES (:version, :now)
+    """,
+}

@@ -1,0 +1,193 @@
+"""The embedded SQLite store: one file, WAL, and `BEGIN IMMEDIATE` to serialise writers.
+
+Every thread gets its own connection. SQLite allows one writer at a time, so taking the
+write lock at BEGIN is the workflow lock; readers never block in WAL mode. Workers poll
+(there is no NOTIFY), cheaply: they read the earliest due time before taking the lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import InputError, StoreError, StoreUnavailable
+from .base import Cursor, Store, Task, Tx, task_from_row
+from .queries import SHARED
+
+SCHEMA_VERSION = 1
+
+
+class SqliteTx(Tx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        return self._conn.execute(SHARED[name], params or {})
+
+    def notify(self) -> None:
+        """SQLite has no NOTIFY; workers poll, and an in-process worker is woken directly."""
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a bare path -> a file path."""
+    if not url.startswith("sqlite:"):
+        return Path(url)
+    parts = urlsplit(url)
+    path = parts.path
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = path.lstrip("/")
+    if not path:
+        raise InputError(f"{url!r} names no file; use sqlite:///path/to/steadyhand.db")
+    return Path(path)
+
+
+class SqliteStore(Store):
+    """A steadyhand store in one SQLite file (see the module docstring)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str, *, busy_timeout: float = 15.0, migrate: bool = True) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        query = parse_qs(urlsplit(url).query) if url.startswith("sqlite:") else {}
+        self._synchronous = query.get("synchronous", ["NORMAL"])[0].upper()
+        if self._synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise InputError(f"synchronous={self._synchronous} is not a SQLite sync level")
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        if not self.path.parent.exists():
+            raise InputError(
+                f"the directory {self.path.parent} for the SQLite store does not exist; create "
+                "it or point --db / STEADYHAND_DB elsewhere"
+            )
+        if migrate:
+            self.migrate()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _begin(self, mode: str) -> Iterator[Tx]:
+        try:
+            conn = self._connection()
+            conn.execute(f"BEGIN {mode}")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path} is unavailable: {exc}") from exc
+        try:
+            yield SqliteTx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            with self._begin("IMMEDIATE") as tx:
+                yield tx
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"SQLite refused the change: {exc}") from exc
+        self._wake.set()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        try:
+            with self._begin("DEFERRED") as tx:
+                yield tx
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+
+    def migrate(self) -> int:
+        schema = resources.files("steadyhand.store").joinpath("schema/sqlite.sql").read_text()
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS steadyhand_schema "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            current = conn.execute(SHARED["schema_version"]).fetchone()[0] or 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store at {self.path} has schema version {current}, newer than this "
+                    f"steadyhand understands ({SCHEMA_VERSION}); upgrade steadyhand"
+                )
+            if current < SCHEMA_VERSION:
+                for statement in _statements(schema):
+                    conn.execute(statement)
+                conn.execute(
+                    SHARED["record_schema_version"], {"version": SCHEMA_VERSION, "now": time.time()}
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return SCHEMA_VERSION
+
+    def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
+        due = self.next_due()
+        if due is None or due > now:
+            return []
+        with self.transaction() as tx:
+            rows = tx.execute(
+                "lease_tasks", {"owner": owner, "limit": limit, "now": now, "until": until}
+            ).fetchall()
+        return [task_from_row(r) for r in rows]
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until this process commits something or `timeout` passes (polling)."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buffer: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--") or not line.strip():
+            continue
+        buffer.append(line)
+        text = "\n".join(buffer)
+        if sqlite3.complete_statement(text):
+            statements.append(text)
+            buffer = []
+    return statements

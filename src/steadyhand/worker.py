@@ -1,0 +1,288 @@
+"""The worker: lease due tasks, run supervisors and agents, heartbeat leases, and sweep.
+
+One asyncio loop per process schedules the work; store calls run in a small thread pool
+(the store is synchronous), sync agents in threads of their own, async agents on the loop.
+Nothing waits in memory: every wait is a task row, so killing a worker at any line loses
+nothing that another worker will not pick up after its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .app import App
+from .calls import missing_agent, perform
+from .engine import Engine, Outcome
+from .errors import StoreUnavailable
+from .store.base import SUPERVISE, Store, Task
+
+log = logging.getLogger("steadyhand.worker")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Tuning knobs; the defaults suit a few workers against a nearby database."""
+
+    concurrency: int = 8  # tasks in progress at once in this process
+    lease_seconds: float = 15.0  # how long a claim lasts without a heartbeat
+    poll_interval: float | None = None  # None: 0.05 s on SQLite, 1 s on PostgreSQL (NOTIFY)
+    watchdog_interval: float = 2.0  # how often expired leases and unwatched workflows are swept
+    unwatched_grace: float = 5.0  # an open workflow with no task this long gets a wake-up
+    shutdown_grace: float | None = None  # None: wait for in-flight calls' own timeouts
+    lease_batch: int = 32  # most tasks claimed per lease transaction
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**4):04x}"
+
+
+class Worker:
+    """Runs tasks from one store for one app until asked to stop (see the module docstring)."""
+
+    def __init__(self, app: App, store: Store, options: WorkerOptions | None = None) -> None:
+        self.app = app
+        self.store = store
+        self.options = options or WorkerOptions()
+        self.id = worker_id()
+        self.engine = Engine(store, app.supervisors)
+        self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
+        self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
+        self._db_pool = ThreadPoolExecutor(
+            max_workers=min(self.options.concurrency, 8) + 2, thread_name_prefix="steadyhand-db"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._kick: asyncio.Event | None = None
+        self._stopping = False
+        self.completed_tasks = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or `stop()`), then shut down gracefully."""
+        asyncio.run(self.run_async(install_signal_handlers=install_signal_handlers))
+
+    def stop(self) -> None:
+        """Ask the worker to finish in-flight work and exit; safe from any thread."""
+        self._stopping = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    async def run_async(self, *, install_signal_handlers: bool = False) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._kick = asyncio.Event()
+        if self._stopping:
+            self._stop.set()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+        log.info("worker %s started on %s", self.id, self.store.url)
+        background = [
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self._watchdog(), name="watchdog"),
+            asyncio.create_task(self._listen(), name="listen"),
+        ]
+        try:
+            await self._fetch_loop()
+        finally:
+            await self._drain()
+            for job in background:
+                job.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._db_pool.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            log.warning("second %s: exiting now; leases will expire and be recovered", sig.name)
+            os._exit(1)
+        log.info("%s received: finishing in-flight work, taking no more", sig.name)
+        self.stop()
+
+    # -- the fetch loop ---------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        assert self._stop is not None and self._kick is not None
+        while not self._stop.is_set():
+            free = self.options.concurrency - len(self._inflight)
+            leased: list[Task] = []
+            if free > 0:
+                now = time.time()
+                try:
+                    leased = await self._db(
+                        self.store.lease_tasks,
+                        self.id,
+                        min(free, self.options.lease_batch),
+                        now,
+                        now + self.options.lease_seconds,
+                    )
+                except StoreUnavailable as exc:
+                    log.warning("cannot lease tasks (%s); retrying", exc)
+                    await self._sleep(1.0)
+                    continue
+                for task in leased:
+                    job = asyncio.create_task(self._handle(task), name=f"task-{task.id}")
+                    self._inflight[task.id] = (task, job)
+            if leased and len(leased) == free:
+                continue
+            if leased:
+                await asyncio.sleep(0)
+                continue
+            self._kick.clear()
+            await self._wait_any(self._kick.wait(), self._stop.wait(), timeout=self.poll)
+
+    async def _wait_any(self, *aws: Any, timeout: float) -> None:
+        jobs = [asyncio.ensure_future(a) for a in aws]
+        try:
+            await asyncio.wait(jobs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for job in jobs:
+                job.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._stop is not None
+        await self._wait_any(self._stop.wait(), timeout=seconds)
+
+    def _busy(self) -> bool:
+        """True when this worker cannot take new work soon, so others should be woken."""
+        return len(self._inflight) >= self.options.concurrency
+
+    # -- handling one task ------------------------------------------------------------------
+    async def _handle(self, task: Task) -> None:
+        try:
+            if task.kind == SUPERVISE:
+                await self._db_retry(self.engine.supervise, task, notify=self._busy())
+            else:
+                outcome = await self._call(task)
+                await self._db_retry(
+                    self.engine.record_outcome, task, outcome, self.id, notify=self._busy()
+                )
+            self.completed_tasks += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "task %s failed inside the worker; its lease will expire and it will be retried",
+                task.id,
+                extra={"workflow_id": task.workflow_id, "step": task.step},
+            )
+        finally:
+            self._inflight.pop(task.id, None)
+            if self._kick is not None:
+                self._kick.set()
+
+    async def _call(self, task: Task) -> Outcome:
+        name = str(task.payload.get("agent"))
+        agent = self.app.agents.get(name)
+        if agent is None:
+            return missing_agent(task, self.app.agents.names())
+        extra = {"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt}
+        log.debug("calling %s (%s)", name, task.kind, extra=extra)
+        outcome = await perform(agent, task, functools.partial(self._report_late, task))
+        log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
+        return outcome
+
+    def _report_late(self, task: Task, outcome: Outcome) -> None:
+        """A sync agent answered after its timeout: record it (from the agent's own thread)."""
+        try:
+            self.engine.record_outcome(task, outcome, self.id)
+        except Exception:
+            log.warning("could not record a late answer for task %s", task.id, exc_info=True)
+
+    # -- store access -----------------------------------------------------------------------
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args, **kwargs))
+
+    async def _db_retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the store until it answers: losing the database only pauses the work."""
+        delay = 0.05
+        while True:
+            try:
+                return await self._db(fn, *args, **kwargs)
+            except StoreUnavailable as exc:
+                log.warning("store unavailable (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    # -- background duties ------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        interval = self.options.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                until = time.time() + self.options.lease_seconds
+                await self._db(self.store.renew_leases, self.id, ids, until)
+            except StoreUnavailable as exc:
+                log.warning("could not renew leases (%s)", exc)
+
+    async def _watchdog(self) -> None:
+        interval = self.options.watchdog_interval
+        while True:
+            await asyncio.sleep(interval * (0.75 + random.random() / 2))
+            try:
+                await self._sweep_once()
+            except StoreUnavailable as exc:
+                log.warning("watchdog skipped a sweep (%s)", exc)
+            except Exception:
+                log.exception("watchdog sweep failed")
+
+    async def _sweep_once(self) -> None:
+        expired = await self._db(self._expired)
+        for task in expired:
+            if await self._db(self.engine.expire_lease, task):
+                log.warning(
+                    "lease of %s expired (worker %s); recorded and woke the supervisor",
+                    task.kind,
+                    task.lease_owner,
+                    extra={"workflow_id": task.workflow_id, "step": task.step},
+                )
+        woken = await self._db(self.engine.wake_unwatched, 100, self.options.unwatched_grace)
+        if woken:
+            log.info("woke %d workflows that had nothing scheduled", woken)
+
+    def _expired(self) -> list[Task]:
+        with self.store.snapshot() as tx:
+            return tx.expired_leases(time.time(), 100)
+
+    async def _listen(self) -> None:
+        """Turn store notifications (NOTIFY, or this process's own commits) into kicks."""
+        while True:
+            await self._db(self.store.wait_for_work, self.poll)
+            if self._kick is not None:
+                self._kick.set()
+
+    async def _drain(self) -> None:
+        """Let in-flight tasks finish (each call has its own timeout), then release the rest."""
+        if not self._inflight:
+            return
+        timeouts = [float(t.payload.get("timeout", 0)) for t, _ in self._inflight.values()]
+        grace = self.options.shutdown_grace
+        if grace is None:
+            grace = max(timeouts, default=0) + 5.0
+        jobs = [job for _, job in self._inflight.values()]
+        log.info("waiting up to %.1fs for %d in-flight tasks", grace, len(jobs))
+        _, pending = await asyncio.wait(jobs, timeout=grace)
+        if pending:
+            ids = [t.id for t, job in self._inflight.values() if job in pending]
+            for job in pending:
+                job.cancel()
+            try:
+                await self._db(self.store.release_leases, self.id, ids)
+            except StoreUnavailable:
+                log.warning("could not release %d leases; they will expire", len(ids))
