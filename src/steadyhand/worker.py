@@ -198,8 +198,8 @@ class Worker:
         """A sync agent answered after its timeout: record it (from the agent's own thread)."""
         try:
             self.engine.record_outcome(task, outcome, self.id)
-        except Exception:
-            log.warning("could not record a late answer for task %s", task.id, exc_info=True)
+        except Exception as exc:
+            log.warning("could not record a late answer for task %s: %s", task.id, exc)
 
     # -- store access -----------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
