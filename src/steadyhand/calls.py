@@ -15,8 +15,8 @@ from typing import Any
 
 from .agents import Agent, Context, ProbeAnswer
 from .engine import Outcome
-from .errors import InputError, PermanentError, TransientError
-from .facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT
+from .errors import InputError, OutcomeUnknown, PermanentError, TransientError
+from .facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from .model import RetryPolicy, encode_json
 from .store.base import Task
 
@@ -76,9 +76,11 @@ async def perform(
             value = await _run_in_thread(agent, ctx, task, on_late_result)
     except TimeoutError:
         return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
+    except OutcomeUnknown as exc:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return Outcome(UNCERTAIN, {"error": message[:MAX_ERROR_CHARS], **_took(started)})
     except _AgentTimeoutError:
-        exc = TimeoutError("the agent raised TimeoutError")
-        return _failure(exc, task, started)
+        return _failure(TimeoutError("the agent raised TimeoutError"), task, started)
     except Exception as exc:
         return _failure(exc, task, started)
     return _success(value, task, started)

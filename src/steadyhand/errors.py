@@ -66,3 +66,10 @@ class TransientError(AgentError):
 
 class PermanentError(AgentError):
     """A failure that retrying cannot fix (sold out, card declined): compensate instead."""
+
+
+class OutcomeUnknown(AgentError):
+    """The agent cannot tell whether its call took effect (the connection dropped mid-answer,
+    its own client timed out after sending). The supervisor probes the step, if it has a
+    probe, before retrying, and treats the step as possibly done when rolling back.
+    """

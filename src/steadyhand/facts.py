@@ -41,8 +41,9 @@ SUCCEEDED = "succeeded"  # the agent returned a result
 FAILED = "failed"  # the agent raised; data says whether the failure is transient
 TIMED_OUT = "timed_out"  # the agent did not answer within its timeout: outcome unknown
 LOST = "lost"  # the worker's lease expired mid-call (it died): outcome unknown
-OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, LOST)
-UNKNOWN_OUTCOMES = (TIMED_OUT, LOST)
+UNCERTAIN = "uncertain"  # the agent raised OutcomeUnknown (e.g. the answer was cut off)
+OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, LOST, UNCERTAIN)
+UNKNOWN_OUTCOMES = (TIMED_OUT, LOST, UNCERTAIN)
 
 
 def call_kind(phase: str, suffix: str) -> str:
