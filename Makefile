@@ -18,8 +18,8 @@ demo: venv
 	$(BIN)/steadyhand demo
 
 lint: venv
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests $(wildcard examples bench)
+	$(BIN)/ruff format --check src tests $(wildcard examples bench)
 
 typecheck: venv
 	$(BIN)/mypy

@@ -80,7 +80,7 @@ def test_compensation_that_keeps_failing_ends_failed_with_reason(
     store: Store, tmp_path: Path
 ) -> None:
     script = {"car": ["permanent"], "undo:hotel": ["transient"] * 10}
-    status, view, done = run(store, tmp_path, "trip", script)
+    status, view, _done = run(store, tmp_path, "trip", script)
     assert status.state == "failed"
     reason = status.reason or ""
     assert "could not compensate hotel" in reason
@@ -122,7 +122,7 @@ def test_uncertain_step_is_compensated_when_the_saga_rolls_back(
 ) -> None:
     # hotel's outcome stays unknown (no probe, and an async agent that is cancelled never
     # reports late) until retries run out: roll it back anyway, since it may have happened.
-    status, view, done = run(store, tmp_path, "trip_async", {"hotel": ["act_then_hang"] * 4})
+    status, _view, done = run(store, tmp_path, "trip_async", {"hotel": ["act_then_hang"] * 4})
     assert status.state == "compensated"
     assert [step for _, phase, step, _ in done if phase == "compensation"] == ["hotel", "flight"]
 

@@ -39,10 +39,9 @@ def sqlite_path(url: str) -> Path:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a bare path -> a file path."""
     if not url.startswith("sqlite:"):
         return Path(url)
-    parts = urlsplit(url)
-    path = parts.path
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        path = path.lstrip("/")
+    if not url.startswith("sqlite:///"):
+        raise InputError(f"{url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    path = url[len("sqlite:///") :].split("?", 1)[0]
     if not path:
         raise InputError(f"{url!r} names no file; use sqlite:///path/to/steadyhand.db")
     return Path(path)

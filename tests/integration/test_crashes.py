@@ -1,0 +1,199 @@
+"""Processes die, databases drop connections: nothing decided is lost, nothing is done twice.
+
+These tests run real worker processes (`steadyhand worker`) and kill them with signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from steadyhand import Client
+from steadyhand.store import Store
+from tests.apps.scripted import app, effects
+from tests.conftest import running_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+STEADYHAND = str(Path(sys.executable).with_name("steadyhand"))
+
+
+@contextmanager
+def worker_process(
+    store_url: str, log: Path, lease: float = 1.5
+) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        STEADYHAND, "worker", "--app", "tests.apps.scripted:app", "--db", store_url,
+        "--concurrency", "4", "--lease", str(lease), "--poll", "0.02", "--watchdog", "0.3",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def leased_call(store: Store, workflow_id: str) -> bool:
+    with store.snapshot() as tx:
+        return any(t.lease_owner and t.kind == "action" for t in tx.workflow_tasks(workflow_id))
+
+
+@pytest.mark.parametrize(
+    ("script", "attempts", "probe_answer"),
+    [
+        (["slow:3", "ok"], 2, "not_done"),  # killed before the effect: probe, then retry
+        (["act_then_hang"], 1, "done"),  # killed after the effect: the probe finds it
+    ],
+)
+def test_worker_killed_mid_call_is_recovered_after_its_lease_expires(
+    store: Store,
+    store_url: str,
+    tmp_path: Path,
+    script: list[str],
+    attempts: int,
+    probe_answer: str,
+) -> None:
+    ledger = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    started = client.start("slow_probed", {"ledger": ledger, "script": {"only": script}})
+    with worker_process(store_url, tmp_path / "worker.log") as proc:
+        wait_until(lambda: leased_call(store, started.workflow_id))
+        if script[0] == "act_then_hang":
+            wait_until(lambda: len(effects(ledger)) == 1)
+        else:
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=5)
+    with running_worker(app, store):
+        status = client.wait(started.workflow_id, timeout=30)
+    assert status.state == "completed"
+    view = client.view(started.workflow_id)
+    assert view.count("attempt_lost") == 1
+    probe = view.latest("probe_succeeded")
+    assert probe is not None and probe.get("answer") == probe_answer
+    assert view.count("attempt_scheduled") == attempts
+    assert len([e for e in effects(ledger) if e[1] == "action"]) == 1, "the effect happened once"
+
+
+def test_several_worker_processes_share_the_work(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    scripts = [{}, {"hotel": ["transient", "ok"]}, {"car": ["permanent"]}]
+    ids = [
+        client.start("trip", {"ledger": ledger, "script": scripts[i % 3]}).workflow_id
+        for i in range(24)
+    ]
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+    with (
+        worker_process(store_url, logs[0]),
+        worker_process(store_url, logs[1]),
+        worker_process(store_url, logs[2]),
+    ):
+        states = [client.wait(i, timeout=60).state for i in ids]
+    assert states.count("completed") == 16 and states.count("compensated") == 8
+    workers = set()
+    for workflow_id in ids:
+        view = client.view(workflow_id)
+        workers |= {f.get("worker") for f in view.facts if f.kind.endswith("_succeeded")}
+        scheduled = [
+            (f.kind, f.step, f.attempt) for f in view.facts if f.kind.endswith("_scheduled")
+        ]
+        assert len(scheduled) == len(set(scheduled))
+    assert len(workers) >= 2, "the work was shared"
+    acted = [(key, phase) for key, phase, _, _ in effects(ledger)]
+    assert len(acted) == len(set(acted)), "no call acted twice"
+
+
+def test_sigterm_lets_the_call_in_flight_finish(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    started = client.start("slow_probed", {"ledger": ledger, "script": {"only": ["slow:1.0"]}})
+    with worker_process(store_url, tmp_path / "worker.log", lease=5) as proc:
+        wait_until(lambda: leased_call(store, started.workflow_id))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    status = client.status(started.workflow_id)
+    assert status.state == "completed", "the in-flight call finished and its outcome was recorded"
+    assert client.view(started.workflow_id).count("attempt_lost") == 0
+
+
+def _interrupt_store(store_url: str, store: Store) -> None:
+    """Make the store unusable for a while, the way each backend fails in production."""
+    if store.dialect == "postgresql":
+        base = store_url.split("?", maxsplit=1)[0]
+        for _ in range(3):
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND usename = current_user"
+                )
+            time.sleep(0.5)
+    else:
+        import sqlite3
+
+        path = store_url.removeprefix("sqlite:///")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # hold the write lock: a busy store
+        time.sleep(3.0)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_losing_the_database_for_a_while_only_pauses_the_work(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    ledger = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    script = {"flight": ["slow:0.3"], "hotel": ["slow:0.3"], "car": ["slow:0.3"]}
+    ids = [
+        client.start("trip_probed", {"ledger": ledger, "script": script}).workflow_id
+        for _ in range(8)
+    ]
+    with running_worker(app, store):
+        time.sleep(0.4)
+        interrupter = threading.Thread(target=_interrupt_store, args=(store_url, store))
+        interrupter.start()
+        interrupter.join()
+        states = [_wait_through_outage(client, i) for i in ids]
+    assert states == ["completed"] * 8
+    acted = [(key, phase) for key, phase, _, _ in effects(ledger)]
+    assert len(acted) == len(set(acted)) == 24, "every booking made exactly once"
+
+
+def _wait_through_outage(client: Client, workflow_id: str) -> str:
+    from steadyhand import StoreUnavailable
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            status = client.wait(workflow_id, timeout=5)
+        except StoreUnavailable:
+            time.sleep(0.2)
+            continue
+        if status.done:
+            return status.state
+    return "timed out"
