@@ -105,6 +105,11 @@ class Tx(ABC):
         """Run the named statement of this backend's dialect."""
 
     @abstractmethod
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        """Run SQL owned by another module (reports, dashboards) written with `:name`
+        parameters in the portable subset; the backend adapts the parameter style."""
+
+    @abstractmethod
     def notify(self) -> None:
         """Wake idle workers once this transaction commits (a no-op where unsupported)."""
 

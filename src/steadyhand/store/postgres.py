@@ -7,12 +7,12 @@ several independent deployments, or test runs, can share one database.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,9 +22,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import InputError, StoreError, StoreUnavailable
 from .base import Cursor, Store, Task, Tx, task_from_row
+from .migrations import latest_version, migrations
 from .queries import SHARED
 
-SCHEMA_VERSION = 1
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
 
@@ -49,6 +49,11 @@ def _to_pyformat(query: str) -> str:
     return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", query)
 
 
+@functools.lru_cache(maxsize=256)
+def _pyformat_cached(query: str) -> str:
+    return _to_pyformat(query)
+
+
 QUERIES = {name: _to_pyformat(text) for name, text in {**SHARED, **_OVERRIDES}.items()}
 
 _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
@@ -61,6 +66,9 @@ class PgTx(Tx):
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
         return self._conn.execute(QUERIES[name], params or {})
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        return self._conn.execute(_pyformat_cached(sql), params or {})
 
     def notify(self) -> None:
         self.execute("notify", {"channel": self._channel})
@@ -146,7 +154,7 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
 
     def migrate(self) -> int:
-        script = resources.files("steadyhand.store").joinpath("schema/postgres.sql").read_text()
+        target = latest_version("postgres")
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -159,20 +167,21 @@ class PostgresStore(Store):
                 )
                 row = conn.execute(QUERIES["schema_version"]).fetchone()
                 current = (row[0] if row else None) or 0
-                if current > SCHEMA_VERSION:
+                if current > target:
                     raise StoreError(
                         f"the store in schema {self.schema} has version {current}, newer than "
-                        f"this steadyhand understands ({SCHEMA_VERSION}); upgrade steadyhand"
+                        f"this steadyhand understands ({target}); upgrade steadyhand"
                     )
-                if current < SCHEMA_VERSION:
+                for version, _, script in migrations("postgres"):
+                    if version <= current:
+                        continue
                     conn.execute(script.encode())
                     conn.execute(
-                        QUERIES["record_schema_version"],
-                        {"version": SCHEMA_VERSION, "now": time.time()},
+                        QUERIES["record_schema_version"], {"version": version, "now": time.time()}
                     )
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-        return SCHEMA_VERSION
+        return target
 
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
         with self.transaction() as tx:

@@ -12,16 +12,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import InputError, StoreError, StoreUnavailable
 from .base import Cursor, Store, Task, Tx, task_from_row
+from .migrations import latest_version, migrations
 from .queries import SHARED
-
-SCHEMA_VERSION = 1
 
 
 class SqliteTx(Tx):
@@ -30,6 +28,9 @@ class SqliteTx(Tx):
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
         return self._conn.execute(SHARED[name], params or {})
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        return self._conn.execute(sql, params or {})
 
     def notify(self) -> None:
         """SQLite has no NOTIFY; workers poll, and an in-process worker is woken directly."""
@@ -127,7 +128,7 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
     def migrate(self) -> int:
-        schema = resources.files("steadyhand.store").joinpath("schema/sqlite.sql").read_text()
+        target = latest_version("sqlite")
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -136,22 +137,24 @@ class SqliteStore(Store):
                 "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             current = conn.execute(SHARED["schema_version"]).fetchone()[0] or 0
-            if current > SCHEMA_VERSION:
+            if current > target:
                 raise StoreError(
                     f"the store at {self.path} has schema version {current}, newer than this "
-                    f"steadyhand understands ({SCHEMA_VERSION}); upgrade steadyhand"
+                    f"steadyhand understands ({target}); upgrade steadyhand"
                 )
-            if current < SCHEMA_VERSION:
-                for statement in _statements(schema):
+            for version, _, script in migrations("sqlite"):
+                if version <= current:
+                    continue
+                for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(
-                    SHARED["record_schema_version"], {"version": SCHEMA_VERSION, "now": time.time()}
+                    SHARED["record_schema_version"], {"version": version, "now": time.time()}
                 )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return SCHEMA_VERSION
+        return target
 
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
         due = self.next_due()
