@@ -6,7 +6,18 @@ Define agents and workflows on an `App`, start workflows through a `Client`, and
 
 from .agents import Context, ProbeAnswer
 from .app import App, Client, Step
-from .engine import Started
+from .decisions import (
+    CallAgent,
+    CancelChild,
+    Complete,
+    Decision,
+    EndCompensated,
+    Fail,
+    RecordFact,
+    StartChild,
+    WaitUntil,
+)
+from .engine import Signalled, Started
 from .errors import (
     DefinitionError,
     IdempotencyConflict,
@@ -20,23 +31,37 @@ from .errors import (
     TransientError,
     UnknownWorkflowError,
 )
+from .facts import ChildState, Fact, WorkflowFacts
 from .model import RetryPolicy
+from .progress import Progress, call_progress
 from .status import Status
 from .store import open_store
 from .worker import Worker, WorkerOptions
 
 __all__ = [
     "App",
+    "CallAgent",
+    "CancelChild",
+    "ChildState",
     "Client",
+    "Complete",
     "Context",
+    "Decision",
     "DefinitionError",
+    "EndCompensated",
+    "Fact",
+    "Fail",
     "IdempotencyConflict",
     "InputError",
     "NotFoundError",
     "OutcomeUnknown",
     "PermanentError",
     "ProbeAnswer",
+    "Progress",
+    "RecordFact",
     "RetryPolicy",
+    "Signalled",
+    "StartChild",
     "Started",
     "Status",
     "SteadyhandError",
@@ -45,8 +70,11 @@ __all__ = [
     "StoreUnavailable",
     "TransientError",
     "UnknownWorkflowError",
+    "WaitUntil",
     "Worker",
     "WorkerOptions",
+    "WorkflowFacts",
+    "call_progress",
     "open_store",
 ]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .agents import AgentFn, AgentRegistry
-from .engine import Engine, Started
+from .engine import Engine, Signalled, Started
 from .errors import DefinitionError, InputError, NotFoundError, UnknownWorkflowError
 from .facts import CANCEL_REQUESTED, RETRY_REQUESTED, WorkflowFacts
 from .model import (
@@ -40,13 +40,16 @@ class Step:
     """One step of a saga as written in code; agents may be functions or registered names."""
 
     name: str
-    action: str | AgentFn
+    action: str | AgentFn | None = None
     compensation: str | AgentFn | None = None
     probe: str | AgentFn | None = None
     retry: RetryPolicy = DEFAULT_RETRY
     timeout: float = 30.0
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
     compensation_timeout: float = 30.0
+    wait_for: str | None = None  # an event that completes the step (after its action, if any)
+    deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
+    child: str | None = None  # run this workflow as a child; its result is the step's result
 
 
 class App:
@@ -86,12 +89,46 @@ class App:
                     timeout=step.timeout,
                     compensation_retry=step.compensation_retry,
                     compensation_timeout=step.compensation_timeout,
+                    wait_for=step.wait_for,
+                    deadline=step.deadline,
+                    child=step.child,
                 )
             )
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise DefinitionError(f"workflow {name!r} has two steps with the same name")
         plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs)
+        self.plans[name] = plan
+        return plan
+
+    def supervisor(self, name: str | None = None) -> Callable[[Supervisor], Supervisor]:
+        """Register a custom supervisor: a pure function (facts, now) -> Decision."""
+
+        def register(fn: Supervisor) -> Supervisor:
+            key = check_name(name or getattr(fn, "__name__", ""), "supervisor name")
+            if key in self.supervisors and self.supervisors[key] is not fn:
+                raise DefinitionError(f"two different supervisors are registered as {key!r}")
+            self.supervisors[key] = fn
+            return fn
+
+        return register
+
+    def process(
+        self, name: str, supervisor: Supervisor | str, *, max_supervisor_runs: int | None = None
+    ) -> Plan:
+        """Declare a workflow driven by a custom supervisor instead of a linear saga."""
+        check_name(name, "workflow name")
+        if name in self.plans:
+            raise DefinitionError(f"workflow {name!r} is declared twice")
+        if isinstance(supervisor, str):
+            key = supervisor
+        else:
+            found = [k for k, fn in self.supervisors.items() if fn is supervisor]
+            key = found[0] if found else self.supervisor()(supervisor).__name__
+        if key not in self.supervisors:
+            raise DefinitionError(f"no supervisor {key!r} is registered")
+        runs = max_supervisor_runs or self.max_supervisor_runs
+        plan = Plan(name, (), key, runs)
         self.plans[name] = plan
         return plan
 
@@ -131,7 +168,7 @@ class Client:
     def __init__(self, app: App, store: Store) -> None:
         self.app = app
         self.store = store
-        self.engine = Engine(store, app.supervisors)
+        self.engine = Engine(store, app.supervisors, plans=app.plans)
 
     def start(self, name: str, input: Any = None, *, key: str | None = None) -> Started:
         """Start workflow `name` with `input`; with `key`, starting twice returns the first."""
@@ -140,6 +177,45 @@ class Client:
         if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
             raise InputError("idempotency key must be a non-empty string of at most 500 characters")
         return self.engine.start(new_workflow_id(), plan, json.loads(text), text, key)
+
+    def signal(
+        self,
+        event: str,
+        payload: Any = None,
+        *,
+        workflow_id: str | None = None,
+        key: str | None = None,
+        dedupe_key: str | None = None,
+        start: str | None = None,
+        start_input: Any = None,
+        source: str | None = None,
+        raw: str | None = None,
+    ) -> Signalled:
+        """Record event `event` on a workflow (by id or idempotency key) and wake it.
+
+        `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
+        `start_input`, under `key`) when none exists yet, so events may arrive in any order.
+        """
+        check_name(event, "event name")
+        if (workflow_id is None) == (key is None):
+            raise InputError("name the workflow by exactly one of workflow_id or key")
+        if dedupe_key is not None and (not isinstance(dedupe_key, str) or len(dedupe_key) > 500):
+            raise InputError("dedupe_key must be a string of at most 500 characters")
+        data: dict[str, Any] = {"payload": json.loads(encode_json(payload, "event payload"))}
+        if source:
+            data["source"] = source
+        if dedupe_key:
+            data["dedupe_key"] = dedupe_key
+        if raw is not None:
+            data["raw"] = raw
+        begin = None
+        if start is not None:
+            plan = self.app.plan(start)
+            text = encode_json(start_input, "workflow input")
+            begin = (new_workflow_id(), plan, json.loads(text), text)
+        return self.engine.signal(
+            event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+        )
 
     def view(self, workflow_id: str) -> WorkflowFacts:
         found = self.engine.read(workflow_id)

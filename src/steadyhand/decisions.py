@@ -97,7 +97,36 @@ class Fail:
         return "end failed"
 
 
-Command = CallAgent | WaitUntil | RecordFact | Complete | EndCompensated | Fail
+@dataclass(frozen=True)
+class StartChild:
+    """Start workflow `workflow` as a child for `step` (its id derives from the parent's).
+
+    Idempotent: the child's id is `<parent id>.<step>`, so asking again never starts a second.
+    The child's end wakes the parent, whose facts then show it in `children`.
+    """
+
+    step: str
+    workflow: str
+    input: Any = None
+
+    def describe(self) -> str:
+        return f"start child {self.workflow} for {self.step}"
+
+
+@dataclass(frozen=True)
+class CancelChild:
+    """Ask the child started for `step` to roll back (a parent being cancelled)."""
+
+    step: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"cancel the child of {self.step}"
+
+
+Command = (
+    CallAgent | WaitUntil | RecordFact | Complete | EndCompensated | Fail | StartChild | CancelChild
+)
 
 
 @dataclass(frozen=True)

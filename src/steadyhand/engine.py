@@ -7,6 +7,7 @@ remote calls (agents run in the worker, outside any transaction).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,25 +16,35 @@ from typing import Any
 
 from .decisions import (
     CallAgent,
+    CancelChild,
     Complete,
     Decision,
     EndCompensated,
     Fail,
     RecordFact,
+    StartChild,
     WaitUntil,
 )
 from .errors import IdempotencyConflict, NotFoundError
 from .facts import (
     ACTION,
+    CANCEL_REQUESTED,
+    CHILD_CANCEL_REQUESTED,
+    CHILD_STARTED,
     COMPENSATION,
+    EVENT_RECEIVED,
     LOST,
     OUTCOME_REPORTED_LATE,
+    RETRY_REQUESTED,
     SCHEDULED,
     SUPERVISOR_RAN,
+    TERMINAL_STATES,
     WORKFLOW_COMPENSATED,
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
     WORKFLOW_STARTED,
+    ChildState,
+    Fact,
     WorkflowFacts,
     call_kind,
     call_slot,
@@ -67,6 +78,15 @@ class Started:
     created: bool
 
 
+@dataclass(frozen=True)
+class Signalled:
+    """The answer to an event: which workflow got it, whether it was new, whether it started."""
+
+    workflow_id: str
+    recorded: bool  # False: a duplicate delivery (same dedupe key); nothing changed
+    started: bool  # True: this event created the workflow (signal-with-start)
+
+
 class Engine:
     """Applies supervisor decisions to one store (see the module docstring)."""
 
@@ -75,10 +95,12 @@ class Engine:
         store: Store,
         supervisors: Mapping[str, Supervisor],
         clock: Callable[[], float] = time.time,
+        plans: Mapping[str, Plan] | None = None,
     ) -> None:
         self.store = store
         self.supervisors = supervisors
         self.clock = clock
+        self.plans: Mapping[str, Plan] = plans if plans is not None else {}
 
     # -- entry points (each is one transaction) ----------------------------------------------
     def start(
@@ -140,7 +162,7 @@ class Engine:
         kind = call_kind(task.kind, outcome.suffix)
         slot = call_slot(task.kind, task.step, task.attempt, "outcome")
         with self.store.transaction() as tx:
-            view = self._load(tx, task.workflow_id)
+            view = self._load(tx, task.workflow_id, deciding=False)
             if view is None:
                 tx.delete_task(task.id)
                 return None
@@ -162,6 +184,7 @@ class Engine:
                 fact = NewFact(kind, task.step, task.attempt, slot, data)
             tx.append_fact(task.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(task.id)
+            tx.drop_idle_supervise(task.workflow_id)
             view = self._reload(tx, view)
             return self._decide_and_apply(tx, view, now, notify=notify)
 
@@ -169,7 +192,7 @@ class Engine:
         """Turn an expired lease into a fact (a call's outcome becomes unknown: `lost`)."""
         now = self.clock()
         with self.store.transaction() as tx:
-            view = self._load(tx, task.workflow_id)
+            view = self._load(tx, task.workflow_id, deciding=False)
             current = tx.lock_task(task.id)
             if current is None or current.lease_owner != task.lease_owner:
                 return False
@@ -190,6 +213,7 @@ class Engine:
                 )
                 tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(current.id)
+            tx.drop_idle_supervise(view.workflow_id)
             self._decide_and_apply(tx, self._reload(tx, view), now, notify=True)
             return True
 
@@ -214,7 +238,7 @@ class Engine:
         """
         now = self.clock()
         with self.store.transaction() as tx:
-            view = self._load(tx, workflow_id)
+            view = self._load(tx, workflow_id, deciding=False)
             if view is None:
                 raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
             added = tx.append_fact(workflow_id, view.last_seq + 1, fact, now)
@@ -223,6 +247,66 @@ class Engine:
                 tx.wake_supervisor(workflow_id, now, now)
                 tx.notify()
             return self._reload(tx, view), added
+
+    def signal(
+        self,
+        event: str,
+        data: Mapping[str, Any],
+        *,
+        workflow_id: str | None = None,
+        key: str | None = None,
+        dedupe_key: str | None = None,
+        start: tuple[str, Plan, Any, str] | None = None,
+    ) -> Signalled:
+        """Record an outside event on a workflow (by id or idempotency key) and wake it.
+
+        With `start` (new id, plan, input, input JSON) and a `key`, an event for a workflow
+        that does not exist yet starts it, in the same transaction: two webhooks that race
+        from two connections meet in one workflow. With `dedupe_key`, a delivery retried by
+        its sender is recorded once.
+        """
+        now = self.clock()
+        with self.store.transaction() as tx:
+            created = False
+            target = workflow_id
+            if target is None and key is not None:
+                found = tx.workflow_by_key(key)
+                target = found.id if found else None
+            if target is None:
+                if start is None or key is None:
+                    which = f"id {workflow_id!r}" if workflow_id else f"key {key!r}"
+                    raise NotFoundError(
+                        f"no workflow with {which} in {self.store.url}; name a workflow to "
+                        "start so the first event creates it"
+                    )
+                new_id, plan, input_value, input_json = start
+                row = WorkflowRow(new_id, plan.workflow, key, input_value, {}, None, now)
+                if tx.insert_workflow(row, input_json, _dumps(plan.to_json())):
+                    tx.open_workflow(new_id, now)
+                    tx.append_fact(new_id, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
+                    target, created = new_id, True
+                else:
+                    existing = tx.workflow_by_key(key)
+                    if existing is None:  # pragma: no cover - the insert lost to this key
+                        raise IdempotencyConflict(f"workflow id {new_id} is already taken")
+                    target = existing.id
+            view = self._load(tx, target, deciding=created)
+            if view is None:
+                raise NotFoundError(f"no workflow {target!r} in {self.store.url}")
+            if start is not None and not created and view.name != start[1].workflow:
+                raise IdempotencyConflict(
+                    f"key {key!r} belongs to workflow {view.workflow_id} ({view.name}), not a "
+                    f"{start[1].workflow}"
+                )
+            slot = f"event:{dedupe_key}" if dedupe_key else None
+            fact = NewFact(EVENT_RECEIVED, event, None, slot, data)
+            recorded = tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
+            if created:
+                self._decide_and_apply(tx, self._reload(tx, view), now, notify=True)
+            elif recorded and view.terminal is None:
+                tx.wake_supervisor(view.workflow_id, now, now)
+                tx.notify()
+            return Signalled(view.workflow_id, recorded=recorded, started=created)
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, workflow_id: str) -> tuple[WorkflowFacts, list[Task]] | None:
@@ -233,21 +317,32 @@ class Engine:
             return _view(row, tx.read_facts(workflow_id)), tx.workflow_tasks(workflow_id)
 
     # -- internals --------------------------------------------------------------------------
-    def _load(self, tx: Tx, workflow_id: str) -> WorkflowFacts | None:
+    def _load(self, tx: Tx, workflow_id: str, *, deciding: bool = True) -> WorkflowFacts | None:
+        """Lock the root row and read everything the supervisor may know, consistently.
+
+        When `deciding`, pending wake-ups nobody holds are dropped *before* reading: this
+        run decides from what it reads, and a wake-up that arrives after the read (a child
+        ending) survives. Callers that only append and wake keep them.
+        """
         row = tx.lock_workflow(workflow_id)
         if row is None:
             return None
-        return _view(row, tx.read_facts(workflow_id))
+        if deciding:
+            tx.drop_idle_supervise(workflow_id)
+        facts = tx.read_facts(workflow_id)
+        return _view(row, facts, _children(tx, facts))
 
     def _reload(self, tx: Tx, view: WorkflowFacts) -> WorkflowFacts:
+        facts = tx.read_facts(view.workflow_id)
         return WorkflowFacts(
             workflow_id=view.workflow_id,
             name=view.name,
             input=view.input,
             plan=view.plan,
             created_at=view.created_at,
-            facts=tx.read_facts(view.workflow_id),
+            facts=facts,
             parent_id=view.parent_id,
+            children=_children(tx, facts),
         )
 
     def _decide_and_apply(
@@ -296,7 +391,6 @@ class Engine:
                 },
             )
         )
-        tx.drop_idle_supervise(workflow_id)
         enqueued = False
         for command in decision.commands:
             if isinstance(command, CallAgent):
@@ -333,8 +427,54 @@ class Engine:
             elif isinstance(command, Complete | EndCompensated | Fail):
                 append(_terminal_fact(command, view.round))
                 tx.close_workflow(workflow_id)
+                if view.parent_id is not None:
+                    tx.wake_supervisor(view.parent_id, now, now)  # the parent learns at once
+                    enqueued = True
+            elif isinstance(command, StartChild):
+                slot = f"child:{command.step}"
+                if view.slot(slot) is None:
+                    data = self._start_child(tx, view, command, now)
+                    append(NewFact(CHILD_STARTED, command.step, None, slot, data))
+                    enqueued = True
+            elif isinstance(command, CancelChild):
+                started = view.slot(f"child:{command.step}")
+                slot = f"child_cancel:{command.step}"
+                if started is not None and view.slot(slot) is None:
+                    self._cancel_child(tx, str(started.get("child_id")), command.reason, now)
+                    append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
+                    enqueued = True
         if enqueued and notify:
             tx.notify()
+
+    def _start_child(
+        self, tx: Tx, parent: WorkflowFacts, command: StartChild, now: float
+    ) -> dict[str, Any]:
+        """Create the child in the parent's transaction (one atomic step) and wake it."""
+        cid = child_id(parent.workflow_id, command.step)
+        data: dict[str, Any] = {"child_id": cid, "workflow": command.workflow}
+        plan = self.plans.get(command.workflow)
+        if plan is None:
+            data["error"] = f"no workflow named {command.workflow!r} is registered in this deploy"
+            return data
+        input_json = _dumps(command.input)
+        row = WorkflowRow(cid, plan.workflow, None, command.input, {}, parent.workflow_id, now)
+        if tx.insert_workflow(row, input_json, _dumps(plan.to_json())):
+            tx.open_workflow(cid, now)
+            tx.append_fact(cid, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
+            tx.wake_supervisor(cid, now, now)
+        return data
+
+    def _cancel_child(self, tx: Tx, cid: str, reason: str, now: float) -> None:
+        """Lock order is always parent, then child; a child never locks its parent."""
+        child = tx.lock_workflow(cid)
+        if child is None:
+            return
+        facts = tx.read_facts(cid)
+        data = {"reason": reason or "the parent was cancelled", "by": "parent"}
+        if tx.append_fact(
+            cid, facts[-1].seq + 1, NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data), now
+        ):
+            tx.wake_supervisor(cid, now, now)
 
 
 def _terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> NewFact:
@@ -346,7 +486,9 @@ def _terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> Ne
     return NewFact(WORKFLOW_FAILED, slot=slot, data={"reason": command.reason})
 
 
-def _view(row: WorkflowRow, facts: tuple[Any, ...]) -> WorkflowFacts:
+def _view(
+    row: WorkflowRow, facts: tuple[Fact, ...], children: Mapping[str, ChildState] | None = None
+) -> WorkflowFacts:
     return WorkflowFacts(
         workflow_id=row.id,
         name=row.name,
@@ -355,7 +497,34 @@ def _view(row: WorkflowRow, facts: tuple[Any, ...]) -> WorkflowFacts:
         created_at=row.created_at,
         facts=facts,
         parent_id=row.parent_id,
+        children=children or {},
     )
+
+
+def child_id(parent_id: str, step: str) -> str:
+    """A child's id derives from its parent's, so a re-run never starts a second child."""
+    return f"{parent_id}.{step}"
+
+
+def _children(tx: Tx, facts: tuple[Fact, ...]) -> dict[str, ChildState]:
+    """How each started child stands, read from its own facts (committed ones)."""
+    children: dict[str, ChildState] = {}
+    for fact in facts:
+        if fact.kind != CHILD_STARTED:
+            continue
+        cid = str(fact.get("child_id"))
+        if fact.get("error"):
+            children[cid] = ChildState(cid, "failed", reason=str(fact.get("error")))
+            continue
+        row = tx.execute("child_outcome", {"id": cid}).fetchone()
+        if row is None or row[1] == RETRY_REQUESTED:
+            children[cid] = ChildState(cid, "running")
+            continue
+        data = json.loads(row[2])
+        children[cid] = ChildState(
+            cid, TERMINAL_STATES[row[1]], data.get("result"), data.get("reason")
+        )
+    return children
 
 
 def _check_same(existing: WorkflowRow, name: str, input_value: Any, key: str) -> None:
@@ -369,6 +538,4 @@ def _check_same(existing: WorkflowRow, name: str, input_value: Any, key: str) ->
 
 
 def _dumps(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))

@@ -8,7 +8,7 @@ or "the workflow ended" impossible to record twice.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Plan
@@ -23,6 +23,11 @@ WORKFLOW_COMPLETED = "workflow_completed"  # every step succeeded; carries the r
 WORKFLOW_COMPENSATED = "workflow_compensated"  # rolled back cleanly; carries the reason
 WORKFLOW_FAILED = "workflow_failed"  # could neither finish nor roll back: a person must look
 OUTCOME_REPORTED_LATE = "outcome_reported_late"  # an agent answered after its attempt was closed
+EVENT_RECEIVED = "event_received"  # an outside event arrived; `step` holds the event's name
+WAIT_BEGAN = "wait_began"  # a step began waiting for its event (its deadline counts from here)
+WAIT_TIMED_OUT = "wait_timed_out"  # a step's awaited event did not come before its deadline
+CHILD_STARTED = "child_started"  # a child workflow was started for `step`; data has its id
+CHILD_CANCEL_REQUESTED = "child_cancel_requested"  # the parent asked its child to roll back
 
 TERMINAL_KINDS = (WORKFLOW_COMPLETED, WORKFLOW_COMPENSATED, WORKFLOW_FAILED)
 TERMINAL_STATES = {
@@ -78,6 +83,20 @@ class Fact:
 
 
 @dataclass(frozen=True)
+class ChildState:
+    """What a parent may know of a child: its id and, once it ended, how."""
+
+    workflow_id: str
+    state: str  # running, completed, compensated or failed (the child's current round)
+    result: Any = None
+    reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("completed", "compensated", "failed")
+
+
+@dataclass(frozen=True)
 class WorkflowFacts:
     """Everything a supervisor may know about one workflow: its identity, plan and facts.
 
@@ -92,6 +111,7 @@ class WorkflowFacts:
     created_at: float
     facts: tuple[Fact, ...]
     parent_id: str | None = None
+    children: Mapping[str, ChildState] = field(default_factory=dict)  # by child workflow id
 
     def __iter__(self) -> Iterator[Fact]:
         return iter(self.facts)
@@ -123,6 +143,18 @@ class WorkflowFacts:
         """The data of the latest fact of `kind`, or None when there is none."""
         fact = self.latest(kind, step)
         return None if fact is None else (fact.data or {})
+
+    def event(self, name: str) -> Fact | None:
+        """The first arrival of event `name` (later duplicates with other keys are ignored)."""
+        for fact in self.facts:
+            if fact.kind == EVENT_RECEIVED and fact.step == name:
+                return fact
+        return None
+
+    def events(self, name: str | None = None) -> list[Fact]:
+        return [
+            f for f in self.facts if f.kind == EVENT_RECEIVED and (name is None or f.step == name)
+        ]
 
     def slot(self, slot: str) -> Fact | None:
         for fact in self.facts:

@@ -131,18 +131,27 @@ class StepSpec:
     """One step of a saga, with its agents named as registered (names survive deploys)."""
 
     name: str
-    action: str
+    action: str | None = None
     compensation: str | None = None
     probe: str | None = None
     retry: RetryPolicy = DEFAULT_RETRY
     timeout: float = 30.0
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
     compensation_timeout: float = 30.0
+    wait_for: str | None = None  # an event that completes the step (after its action, if any)
+    deadline: float | None = None  # seconds the step waits for `wait_for` before giving up
+    child: str | None = None  # a workflow run as a child; its result is the step's result
 
     def __post_init__(self) -> None:
         check_name(self.name, "step name")
         if self.timeout <= 0 or self.compensation_timeout <= 0:
             raise DefinitionError(f"step {self.name!r}: timeouts must be positive seconds")
+        if self.action is None and self.wait_for is None and self.child is None:
+            raise DefinitionError(f"step {self.name!r} needs an action, an event or a child")
+        if self.child is not None and self.action is not None:
+            raise DefinitionError(f"step {self.name!r}: a child step has no action of its own")
+        if self.deadline is not None and (self.wait_for is None or self.deadline <= 0):
+            raise DefinitionError(f"step {self.name!r}: a deadline needs wait_for and seconds > 0")
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -154,19 +163,25 @@ class StepSpec:
             "timeout": self.timeout,
             "compensation_retry": self.compensation_retry.to_json(),
             "compensation_timeout": self.compensation_timeout,
+            "wait_for": self.wait_for,
+            "deadline": self.deadline,
+            "child": self.child,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> StepSpec:
         return cls(
             name=data["name"],
-            action=data["action"],
+            action=data.get("action"),
             compensation=data.get("compensation"),
             probe=data.get("probe"),
             retry=RetryPolicy.from_json(data["retry"]),
             timeout=float(data["timeout"]),
             compensation_retry=RetryPolicy.from_json(data["compensation_retry"]),
             compensation_timeout=float(data["compensation_timeout"]),
+            wait_for=data.get("wait_for"),
+            deadline=data.get("deadline"),
+            child=data.get("child"),
         )
 
 

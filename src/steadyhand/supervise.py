@@ -13,12 +13,14 @@ from typing import Any
 
 from .decisions import (
     CallAgent,
+    CancelChild,
     Command,
     Complete,
     Decision,
     EndCompensated,
     Fail,
     RecordFact,
+    StartChild,
     WaitUntil,
 )
 from .facts import (
@@ -27,6 +29,9 @@ from .facts import (
     COMPENSATION,
     COMPENSATION_BEGAN,
     PROBE,
+    WAIT_BEGAN,
+    WAIT_TIMED_OUT,
+    ChildState,
     WorkflowFacts,
 )
 from .model import StepSpec
@@ -63,6 +68,12 @@ def guarded(supervisor: Supervisor, view: WorkflowFacts, now: float) -> Decision
     return supervisor(view, now)
 
 
+RECHECK_SECONDS = 3600.0
+"""A safety-net check while waiting on a child or an event without deadline; the child's end
+or the event itself wakes the workflow at once, so this only bounds how long a lost wake-up
+could go unnoticed."""
+
+
 def saga(view: WorkflowFacts, now: float) -> Decision:
     """The built-in saga supervisor (see the module docstring)."""
     progress = {spec.name: _action_progress(view, spec) for spec in view.plan.steps}
@@ -78,16 +89,42 @@ def saga(view: WorkflowFacts, now: float) -> Decision:
 
 
 def _action_progress(view: WorkflowFacts, spec: StepSpec) -> Progress:
+    if spec.action is None:
+        return Progress(DONE)  # nothing to call: the step's wait or child decides
     return call_progress(view, ACTION, spec.name, spec.retry, has_probe=spec.probe is not None)
 
 
+def _child(view: WorkflowFacts, spec: StepSpec) -> ChildState | None:
+    started = view.slot(f"child:{spec.name}")
+    if started is None:
+        return None
+    cid = str(started.get("child_id"))
+    return view.children.get(cid, ChildState(cid, "running"))
+
+
+def _took_effect(view: WorkflowFacts, spec: StepSpec, progress: Progress) -> bool:
+    if spec.child is not None:
+        child = _child(view, spec)
+        return child is not None and child.state == "completed"
+    return spec.action is not None and progress.took_effect
+
+
 def _results(view: WorkflowFacts, progress: dict[str, Progress]) -> dict[str, Any]:
-    return {
-        s.name: progress[s.name].result for s in view.plan.steps if progress[s.name].status == DONE
-    }
+    results = {}
+    for spec in view.plan.steps:
+        if spec.child is not None:
+            child = _child(view, spec)
+            if child is not None and child.state == "completed":
+                results[spec.name] = child.result
+        elif spec.wait_for is not None and view.event(spec.wait_for) is not None:
+            results[spec.name] = view.event(spec.wait_for).get("payload")  # type: ignore[union-attr]
+        elif spec.action is not None and progress[spec.name].status == DONE:
+            results[spec.name] = progress[spec.name].result
+    return results
 
 
 def _action_call(spec: StepSpec, attempt: int, results: dict[str, Any]) -> CallAgent:
+    assert spec.action is not None
     policy = spec.retry
     args = {"results": results}
     return CallAgent(
@@ -110,58 +147,116 @@ def _probe_call(spec: StepSpec, attempt: int) -> CallAgent:
 def _forward(view: WorkflowFacts, now: float, progress: dict[str, Progress], saw: str) -> Decision:
     results: dict[str, Any] = {}
     for spec in view.plan.steps:
-        step = progress[spec.name]
         name = spec.name
-        if step.status == DONE:
-            results[name] = step.result
+        if spec.child is not None:
+            child = _child(view, spec)
+            if child is None:
+                start = StartChild(name, spec.child, {"input": view.input, "results": results})
+                wait = WaitUntil(now + RECHECK_SECONDS)
+                return Decision((start, wait), f"{name} is next: starting child {spec.child}", saw)
+            if child.state == "running":
+                why = f"waiting for child {child.workflow_id} ({spec.child}) to end"
+                return Decision((WaitUntil(now + RECHECK_SECONDS),), why, saw)
+            if child.state != "completed":
+                reason = f"step {name}: child {child.workflow_id} ended {child.state}"
+                reason += f" ({child.reason})" if child.reason else ""
+                return _begin_compensation(view, now, progress, reason, saw)
+            results[name] = child.result
             continue
-        if step.status == NOT_STARTED:
-            call = _action_call(spec, 1, results)
-            return Decision((call,), f"{name} is next: first attempt", saw)
-        if step.status == IN_FLIGHT:
-            call = _action_call(spec, step.attempt, results)
-            return Decision((call,), f"waiting for attempt {step.attempt} of {name}", saw)
-        if step.status == NEEDS_PROBE:
-            why = (
-                f"attempt {step.attempt} of {name} ended without a known outcome; asking the "
-                "remote service what became of it before retrying"
-            )
-            return Decision((_probe_call(spec, step.attempt),), why, saw)
-        if step.status == PROBING:
-            why = f"waiting for the probe of attempt {step.attempt} of {name}"
-            return Decision((_probe_call(spec, step.attempt),), why, saw)
-        if step.status == RETRY:
-            assert step.retry_at is not None
-            used = f"{step.used} of {spec.retry.max_attempts} attempts used"
-            if step.retry_at <= now:
-                call = _action_call(spec, step.attempt + 1, results)
-                why = f"{name} failed for a passing reason ({step.reason}); {used}; retrying"
-                return Decision((call,), why, saw)
-            why = (
-                f"{name} failed for a passing reason ({step.reason}); {used}; "
-                f"backing off {step.retry_at - now:.2f}s"
-            )
-            return Decision((WaitUntil(step.retry_at),), why, saw)
-        if step.status == AGENT_MISSING:
-            reason = (
-                f"step {name}: {step.reason}. Deploy code that registers the agent, then "
-                "`steadyhand retry` this workflow (or cancel it to roll back)."
-            )
-            return Decision((Fail(reason),), reason, saw)
-        if step.status == GAVE_UP:
-            reason = f"step {name} {step.reason}"
-            return _begin_compensation(view, now, progress, reason, saw)
-        raise AssertionError(f"unhandled status {step.status}")
+        step = progress[name]
+        if step.status != DONE:
+            return _advance_action(view, now, progress, saw, spec, step, results)
+        if spec.wait_for is not None:
+            event = view.event(spec.wait_for)
+            if event is None:
+                return _await_event(view, now, progress, saw, spec)
+            results[name] = event.get("payload")
+            continue
+        results[name] = step.result
     return Decision((Complete(results),), "every step succeeded", saw)
 
 
-def _begin_compensation(
-    view: WorkflowFacts, now: float, progress: dict[str, Progress], reason: str, saw: str
+def _await_event(
+    view: WorkflowFacts, now: float, progress: dict[str, Progress], saw: str, spec: StepSpec
 ) -> Decision:
-    began = RecordFact(
-        COMPENSATION_BEGAN, {"reason": reason}, slot=f"compensation_began:{view.round}"
+    """Wait for the step's event; the wait starts when first reached and has a deadline."""
+    name, event = spec.name, spec.wait_for
+    began = view.slot(f"wait:{name}:began")
+    since = began.at if began is not None else now
+    record = (
+        () if began else (RecordFact(WAIT_BEGAN, {"event": event}, name, f"wait:{name}:began"),)
     )
-    return _compensate(view, now, progress, reason, saw, (began,))
+    if spec.deadline is None:
+        why = f"{name} waits for event {event} (no deadline)"
+        return Decision((*record, WaitUntil(now + RECHECK_SECONDS)), why, saw)
+    deadline = since + spec.deadline
+    if now >= deadline:
+        reason = f"step {name}: no {event} event within {spec.deadline:g}s"
+        timed_out = RecordFact(WAIT_TIMED_OUT, {"event": event}, name, f"wait:{name}:timed_out")
+        return _begin_compensation(view, now, progress, reason, saw, (timed_out,))
+    why = f"{name} waits for event {event} until its deadline ({deadline - now:.1f}s left)"
+    return Decision((*record, WaitUntil(deadline)), why, saw)
+
+
+def _advance_action(
+    view: WorkflowFacts,
+    now: float,
+    progress: dict[str, Progress],
+    saw: str,
+    spec: StepSpec,
+    step: Progress,
+    results: dict[str, Any],
+) -> Decision:
+    """The next move for a step whose action has not succeeded yet."""
+    name = spec.name
+    if step.status == NOT_STARTED:
+        return Decision((_action_call(spec, 1, results),), f"{name} is next: first attempt", saw)
+    if step.status == IN_FLIGHT:
+        call = _action_call(spec, step.attempt, results)
+        return Decision((call,), f"waiting for attempt {step.attempt} of {name}", saw)
+    if step.status == NEEDS_PROBE:
+        why = (
+            f"attempt {step.attempt} of {name} ended without a known outcome; asking the "
+            "remote service what became of it before retrying"
+        )
+        return Decision((_probe_call(spec, step.attempt),), why, saw)
+    if step.status == PROBING:
+        why = f"waiting for the probe of attempt {step.attempt} of {name}"
+        return Decision((_probe_call(spec, step.attempt),), why, saw)
+    if step.status == RETRY:
+        assert step.retry_at is not None
+        used = f"{step.used} of {spec.retry.max_attempts} attempts used"
+        if step.retry_at <= now:
+            call = _action_call(spec, step.attempt + 1, results)
+            why = f"{name} failed for a passing reason ({step.reason}); {used}; retrying"
+            return Decision((call,), why, saw)
+        why = (
+            f"{name} failed for a passing reason ({step.reason}); {used}; "
+            f"backing off {step.retry_at - now:.2f}s"
+        )
+        return Decision((WaitUntil(step.retry_at),), why, saw)
+    if step.status == AGENT_MISSING:
+        reason = (
+            f"step {name}: {step.reason}. Deploy code that registers the agent, then "
+            "`steadyhand retry` this workflow (or cancel it to roll back)."
+        )
+        return Decision((Fail(reason),), reason, saw)
+    if step.status == GAVE_UP:
+        return _begin_compensation(view, now, progress, f"step {name} {step.reason}", saw)
+    raise AssertionError(f"unhandled status {step.status}")
+
+
+def _begin_compensation(
+    view: WorkflowFacts,
+    now: float,
+    progress: dict[str, Progress],
+    reason: str,
+    saw: str,
+    extra: tuple[Command, ...] = (),
+) -> Decision:
+    slot = f"compensation_began:{view.round}"
+    began = RecordFact(COMPENSATION_BEGAN, {"reason": reason}, slot=slot)
+    return _compensate(view, now, progress, reason, saw, (*extra, began))
 
 
 def _compensate(
@@ -178,21 +273,28 @@ def _compensate(
     settling: list[Command] = []
     for spec in plan.steps:
         step = progress[spec.name]
-        if step.status == IN_FLIGHT:
+        if spec.child is not None:
+            child = _child(view, spec)
+            if child is not None and child.state == "running":
+                settling += [CancelChild(spec.name, f"rolling back: {reason}")]
+        elif step.status == IN_FLIGHT:
             settling.append(_action_call(spec, step.attempt, results))
         elif step.status in (NEEDS_PROBE, PROBING):
             settling.append(_probe_call(spec, step.attempt))
     if settling:
-        why = f"rolling back ({reason}); first waiting for calls still open to settle"
-        return Decision((*prefix, *settling), why, saw)
+        why = f"rolling back ({reason}); first waiting for calls and children still open"
+        recheck = WaitUntil(now + RECHECK_SECONDS)
+        return Decision((*prefix, *settling, recheck), why, saw)
 
-    to_undo = [spec for spec in plan.steps if progress[spec.name].took_effect]
+    to_undo = [spec for spec in plan.steps if _took_effect(view, spec, progress[spec.name])]
     kept = [spec.name for spec in to_undo if spec.compensation is None]
     for spec in reversed(to_undo):
         if spec.compensation is None:
             continue
         undo = call_progress(view, COMPENSATION, spec.name, spec.compensation_retry)
-        args = {"result": progress[spec.name].result, "results": results}
+        child = _child(view, spec)
+        done = child.result if child is not None else progress[spec.name].result
+        args = {"result": done, "results": results}
         name = spec.name
 
         def call(attempt: int, spec: StepSpec = spec, args: dict[str, Any] = args) -> CallAgent:
@@ -235,8 +337,16 @@ def _undone(view: WorkflowFacts, spec: StepSpec) -> bool:
 
 def _summarise(view: WorkflowFacts, progress: dict[str, Progress]) -> str:
     parts = []
-    for name, step in progress.items():
+    for spec in view.plan.steps:
+        name, step = spec.name, progress[spec.name]
+        if spec.child is not None:
+            child = _child(view, spec)
+            parts.append(f"{name}: child {child.state if child else 'not started'}")
+            continue
         label = step.status.replace("_", " ")
+        if spec.wait_for is not None and step.status == DONE:
+            arrived = view.event(spec.wait_for) is not None
+            label = f"{spec.wait_for} {'received' if arrived else 'awaited'}"
         if step.attempt and step.status != DONE:
             label += f" (attempt {step.attempt})"
         parts.append(f"{name}: {label}")

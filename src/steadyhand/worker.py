@@ -56,7 +56,7 @@ class Worker:
         self.store = store
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.engine = Engine(store, app.supervisors)
+        self.engine = Engine(store, app.supervisors, plans=app.plans)
         self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
         self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
         self._db_pool = ThreadPoolExecutor(

@@ -31,6 +31,13 @@ SHARED: dict[str, str] = {
         SELECT seq, kind, at, step, attempt, slot, data
         FROM facts WHERE workflow_id = :id ORDER BY seq
     """,
+    "child_outcome": """
+        SELECT seq, kind, data FROM facts
+        WHERE workflow_id = :id
+          AND kind IN ('workflow_completed', 'workflow_compensated', 'workflow_failed',
+                       'retry_requested')
+        ORDER BY seq DESC LIMIT 1
+    """,
     "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM facts WHERE workflow_id = :id",
     "append_fact": """
         INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at)
