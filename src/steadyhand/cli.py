@@ -135,6 +135,30 @@ def worker(
 
 
 @main.command()
+@app_option(required=True)
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="source=secret for one sender (repeatable; also $STEADYHAND_INGRESS_SECRETS).",
+)
+@guarded
+def serve(app_ref: str, db: str | None, host: str, port: int, secrets: tuple[str, ...]) -> None:
+    """Accept signed events over HTTP (POST /events/<source>)."""
+    import uvicorn
+
+    from .ingress import create_ingress, secrets_from_env
+
+    keys = secrets_from_env()
+    keys.update(secrets_from_env(",".join(secrets)))
+    client = Client(load_app(app_ref), open_store(db))
+    uvicorn.run(create_ingress(client, keys), host=host, port=port, log_level="warning")
+
+
+@main.command()
 @db_option
 @guarded
 def migrate(db: str | None) -> None:

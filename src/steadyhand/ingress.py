@@ -1,0 +1,173 @@
+"""HTTP ingress: an ASGI app that turns signed webhooks into events on workflows.
+
+Each source (a payment provider, a shop) has its own secret. A request must carry
+`Steadyhand-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`; a bad,
+missing or stale signature gets 401 and records nothing. The request only records the
+event and wakes the workflow (one short transaction); supervisors run in the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .app import Client
+from .errors import IdempotencyConflict, InputError, NotFoundError, StoreUnavailable
+
+SIGNATURE_HEADER = "steadyhand-signature"
+DEFAULT_TOLERANCE = 300.0  # seconds a signature stays valid: bounds replays of captured requests
+DEFAULT_MAX_BODY = 256 * 1024
+
+
+def sign(secret: str, body: bytes, timestamp: float | None = None) -> str:
+    """The header value a sender puts on `body` (what senders, and tests, need)."""
+    t = int(time.time() if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def verify(
+    secret: str, body: bytes, header: str | None, now: float, tolerance: float
+) -> str | None:
+    """None when the signature is good; otherwise why it is not (for the 401 answer)."""
+    if not header:
+        return "missing Steadyhand-Signature header"
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+    except (KeyError, ValueError):
+        return "signature header has no valid t=<unix seconds>"
+    if abs(now - t) > tolerance:
+        return f"signature timestamp is more than {tolerance:g}s away from now (replay?)"
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    given = parts.get("v1", "")
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        return "signature does not match"
+    return None
+
+
+def secrets_from_env(value: str | None = None) -> dict[str, str]:
+    """Parse `source=secret,other=secret2` (from $STEADYHAND_INGRESS_SECRETS by default)."""
+    text = value if value is not None else os.environ.get("STEADYHAND_INGRESS_SECRETS", "")
+    found = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, secret = item.partition("=")
+        if not sep or not name or not secret:
+            raise InputError(f"ingress secret {item!r} is not source=secret")
+        found[name] = secret
+    return found
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_ingress(
+    client: Client,
+    secrets: Mapping[str, str],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Starlette:
+    """An ASGI app with `POST /events/{source}` and `GET /health`; mount it anywhere."""
+    if not secrets:
+        raise InputError("the ingress needs at least one source=secret to verify senders")
+
+    async def receive(request: Request) -> JSONResponse:
+        source = request.path_params["source"]
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            return _error(413, f"body larger than {max_body} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                return _error(413, f"body larger than {max_body} bytes")
+        secret = secrets.get(source)
+        problem = (
+            "unknown source"
+            if secret is None
+            else verify(secret, body, request.headers.get(SIGNATURE_HEADER), time.time(), tolerance)
+        )
+        if problem is not None:
+            return _error(401, problem)
+        try:
+            message = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        request_error = _check(message)
+        if request_error:
+            return _error(400, request_error)
+        start = message.get("start") or {}
+        try:
+            sent = await run_in_threadpool(
+                client.signal,
+                message["event"],
+                message.get("payload"),
+                workflow_id=message.get("workflow_id"),
+                key=message.get("key"),
+                dedupe_key=message.get("dedupe_key"),
+                start=start.get("workflow"),
+                start_input=start.get("input"),
+                source=source,
+                raw=body.decode("utf-8", errors="replace"),
+            )
+        except NotFoundError as exc:
+            return _error(404, str(exc))
+        except IdempotencyConflict as exc:
+            return _error(409, str(exc))
+        except InputError as exc:
+            return _error(400, str(exc))
+        except StoreUnavailable as exc:
+            return _error(503, f"store unavailable, retry later: {exc}")
+        return JSONResponse(
+            {
+                "workflow_id": sent.workflow_id,
+                "recorded": sent.recorded,
+                "duplicate": not sent.recorded,
+                "started": sent.started,
+            },
+            status_code=202,
+        )
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/events/{source}", receive, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
+
+
+def _check(message: Any) -> str | None:
+    """Shape errors a sender can fix, named precisely."""
+    if not isinstance(message, dict):
+        return "body must be a JSON object"
+    allowed = {"event", "payload", "workflow_id", "key", "dedupe_key", "start"}
+    unknown = set(message) - allowed
+    if unknown:
+        return f"unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}"
+    if not isinstance(message.get("event"), str):
+        return "field 'event' (the event name, a string) is required"
+    for name in ("workflow_id", "key", "dedupe_key"):
+        if name in message and not isinstance(message[name], str):
+            return f"field {name!r} must be a string"
+    start = message.get("start")
+    if start is not None and (
+        not isinstance(start, dict) or not isinstance(start.get("workflow"), str)
+    ):
+        return 'field \'start\' must be {"workflow": <name>, "input": <JSON>}'
+    return None
