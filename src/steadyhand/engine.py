@@ -308,6 +308,16 @@ class Engine:
                 tx.notify()
             return Signalled(view.workflow_id, recorded=recorded, started=created)
 
+    def publish_plans(self) -> None:
+        """Write the current definitions to the store, so SQL callers can start them by name."""
+        if not self.plans:
+            return
+        now = self.clock()
+        with self.store.transaction() as tx:
+            for name in sorted(self.plans):
+                plan_json = _dumps(self.plans[name].to_json())
+                tx.execute("publish_plan", {"name": name, "plan": plan_json, "now": now})
+
     # -- reading ----------------------------------------------------------------------------
     def read(self, workflow_id: str) -> tuple[WorkflowFacts, list[Task]] | None:
         with self.store.snapshot() as tx:

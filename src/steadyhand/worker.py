@@ -89,6 +89,7 @@ class Worker:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
+        await self._db_retry(self.engine.publish_plans)
         log.info("worker %s started on %s", self.id, self.store.url)
         background = [
             asyncio.create_task(self._heartbeat(), name="heartbeat"),

@@ -21,8 +21,9 @@ def test_events_in_any_order_meet_in_one_workflow(store: Store, order: tuple[str
     client = Client(app, store)
     start = {"needed": EVENTS, "deadline": 30}
     ids = {
-        client.signal(name, {"status": "ok", "n": i}, key="cust-7", start="join", start_input=start)
-        .workflow_id
+        client.signal(
+            name, {"status": "ok", "n": i}, key="cust-7", start="join", start_input=start
+        ).workflow_id
         for i, name in enumerate(order)
     }
     assert len(ids) == 1
@@ -91,7 +92,9 @@ def test_signal_with_start_racing_from_two_connections(store_url: str) -> None:
             client.signal(event, {}, key="race", start="join", start_input={"needed": EVENTS[:2]})
         )
 
-    threads = [threading.Thread(target=send, args=(s, e)) for s, e in zip(stores, EVENTS[:2])]
+    threads = [
+        threading.Thread(target=send, args=(s, e)) for s, e in zip(stores, EVENTS[:2], strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -105,6 +105,10 @@ SHARED: dict[str, str] = {
         ORDER BY lease_expires_at LIMIT :limit
     """,
     "next_due": "SELECT MIN(due_at) FROM tasks WHERE lease_owner IS NULL",
+    "publish_plan": """
+        INSERT INTO workflow_definitions (name, plan, published_at) VALUES (:name, :plan, :now)
+        ON CONFLICT (name) DO UPDATE SET plan = excluded.plan, published_at = excluded.published_at
+    """,
     "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
     "record_schema_version": """
         INSERT INTO steadyhand_schema (version, applied_at) VALUES (:version, :now)
