@@ -62,6 +62,8 @@ def describe_failure(fact: Fact) -> str:
     """A short account of a failed or unknown outcome for reasons and breadcrumbs."""
     error = fact.get("error")
     kind = fact.kind.split("_", 1)[1].replace("_", " ")
+    if kind == FAILED and error:
+        return str(error)
     return f"{kind}: {error}" if error else kind
 
 
