@@ -196,7 +196,10 @@ class Client:
         `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
         `start_input`, under `key`) when none exists yet, so events may arrive in any order.
         """
-        check_name(event, "event name")
+        try:
+            check_name(event, "event name")
+        except DefinitionError as exc:
+            raise InputError(str(exc)) from None
         if (workflow_id is None) == (key is None):
             raise InputError("name the workflow by exactly one of workflow_id or key")
         if dedupe_key is not None and (not isinstance(dedupe_key, str) or len(dedupe_key) > 500):

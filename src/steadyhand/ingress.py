@@ -23,7 +23,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .app import Client
-from .errors import IdempotencyConflict, InputError, NotFoundError, StoreUnavailable
+from .errors import (
+    DefinitionError,
+    IdempotencyConflict,
+    InputError,
+    NotFoundError,
+    StoreUnavailable,
+)
 
 SIGNATURE_HEADER = "steadyhand-signature"
 DEFAULT_TOLERANCE = 300.0  # seconds a signature stays valid: bounds replays of captured requests
@@ -106,6 +112,8 @@ def create_ingress(
             message = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
+        except RecursionError:
+            return _error(400, "body is nested too deeply to be an event")
         request_error = _check(message)
         if request_error:
             return _error(400, request_error)
@@ -127,7 +135,7 @@ def create_ingress(
             return _error(404, str(exc))
         except IdempotencyConflict as exc:
             return _error(409, str(exc))
-        except InputError as exc:
+        except (InputError, DefinitionError) as exc:
             return _error(400, str(exc))
         except StoreUnavailable as exc:
             return _error(503, f"store unavailable, retry later: {exc}")

@@ -238,6 +238,11 @@ def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
 
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=refuse)
+    except RecursionError:
+        raise InputError(
+            f"{what} is nested too deeply to store as JSON; flatten it (a few hundred levels "
+            "at most)"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise InputError(
             f"{what} must be JSON data (dict, list, str, int, float, bool, None): {exc}. "

@@ -93,8 +93,8 @@ def call_progress(
     if late is not None:
         return Progress(DONE, attempt, used, result=late.get("result"))
 
-    possibly_done = suffix in UNKNOWN_OUTCOMES
-    if possibly_done and phase == ACTION and has_probe:
+    possibly_done = _any_unknown_unresolved(view, phase, step, attempt, has_probe)
+    if suffix in UNKNOWN_OUTCOMES and phase == ACTION and has_probe:
         probe_outcome = view.slot(call_slot(PROBE, step, attempt, "outcome"))
         if view.slot(call_slot(PROBE, step, attempt, "scheduled")) is None:
             return Progress(NEEDS_PROBE, attempt, used, possibly_done=True)
@@ -105,7 +105,7 @@ def call_progress(
             if answer == "done":
                 return Progress(DONE, attempt, used, result=probe_outcome.get("result"))
             if answer == "not_done":
-                possibly_done = False
+                possibly_done = _any_unknown_unresolved(view, phase, step, attempt - 1, has_probe)
 
     if outcome.seq < round_start:
         # An operator opened a new round after this failure: try again straight away.
@@ -116,7 +116,13 @@ def call_progress(
     if suffix == FAILED and outcome.get("agent_missing"):
         return Progress(AGENT_MISSING, attempt, used, reason=reason, possibly_done=possibly_done)
     if suffix == FAILED and outcome.get("permanent"):
-        return Progress(GAVE_UP, attempt, used, reason=f"permanent failure: {reason}")
+        return Progress(
+            GAVE_UP,
+            attempt,
+            used,
+            reason=f"permanent failure: {reason}",
+            possibly_done=possibly_done,
+        )
     if used >= policy.max_attempts:
         return Progress(
             GAVE_UP,
@@ -137,6 +143,27 @@ def call_progress(
         reason=reason,
         possibly_done=possibly_done,
     )
+
+
+def _any_unknown_unresolved(
+    view: WorkflowFacts, phase: str, step: str, up_to: int, has_probe: bool
+) -> bool:
+    """Whether any attempt up to `up_to` may have taken effect unseen.
+
+    Every attempt shares one idempotency key, so a later definite failure (a 503) does not
+    prove an earlier timed-out attempt did nothing; only a probe that answered `not_done`
+    for that attempt does. Rolling back therefore undoes a step with any such attempt.
+    """
+    for number in range(1, up_to + 1):
+        outcome = view.slot(call_slot(phase, step, number, "outcome"))
+        if outcome is None or _suffix(outcome, phase) not in UNKNOWN_OUTCOMES:
+            continue
+        if phase == ACTION and has_probe:
+            probe = view.slot(call_slot(PROBE, step, number, "outcome"))
+            if probe is not None and probe.get("answer") == "not_done":
+                continue
+        return True
+    return False
 
 
 def _late_success(view: WorkflowFacts, phase: str, step: str) -> Fact | None:

@@ -13,6 +13,7 @@ from steadyhand.engine import Engine
 from steadyhand.errors import StoreError
 from steadyhand.store import Store
 from steadyhand.store.base import NewFact, Task
+from steadyhand.store.migrations import latest_version, migrations
 from tests.apps.scripted import app
 
 
@@ -126,5 +127,10 @@ def test_leases_are_exclusive_and_expire(store_url: str, tmp_path: Path) -> None
 
 
 def test_schema_is_versioned_and_migrate_is_idempotent(store: Store) -> None:
-    assert store.migrate() == 1
-    assert store.migrate() == 1
+    dialect = "sqlite" if store.dialect == "sqlite" else "postgres"
+    latest = latest_version(dialect)
+    assert store.migrate() == latest
+    assert store.migrate() == latest
+    with store.snapshot() as tx:
+        versions = [r[0] for r in tx.query("SELECT version FROM steadyhand_schema").fetchall()]
+    assert sorted(versions) == [v for v, _, _ in migrations(dialect)]
