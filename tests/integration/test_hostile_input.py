@@ -122,8 +122,6 @@ def test_start_refuses_inputs_that_are_not_json(store: Store, value: Any, key: A
     assert counts(store) == before
 
 
-
-
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 def test_deep_nesting_is_refused_or_stored_faithfully(store: Store, depth: int) -> None:
     client = Client(app, store)
