@@ -110,6 +110,8 @@ def main(log_level: str, log_json: bool) -> None:
 @click.option("--lease", "lease_seconds", default=15.0, show_default=True, help="Lease seconds.")
 @click.option("--poll", "poll_interval", type=float, default=None, help="Poll interval (s).")
 @click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics here.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Bind /metrics to.")
 @guarded
 def worker(
     app_ref: str,
@@ -118,6 +120,8 @@ def worker(
     lease_seconds: float,
     poll_interval: float | None,
     watchdog_interval: float,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
@@ -128,8 +132,14 @@ def worker(
         poll_interval=poll_interval,
         watchdog_interval=watchdog_interval,
     )
+    metrics = None
+    if metrics_port is not None:
+        from .metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+        metrics.serve(metrics_port, metrics_host)
     try:
-        Worker(app, store, options).run()
+        Worker(app, store, options, metrics).run()
     finally:
         store.close()
 
@@ -193,23 +203,6 @@ def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | N
 
 @main.command()
 @click.argument("workflow_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@db_option
-@guarded
-def status(workflow_id: str, as_json: bool, db: str | None) -> None:
-    """Show a workflow's state, current step, and result or reason."""
-    from .render import print_status
-
-    with client_for(db) as client:
-        current = client.status(workflow_id)
-    if as_json:
-        click.echo(json.dumps(current.to_json(), indent=2, default=str))
-    else:
-        print_status(current)
-
-
-@main.command()
-@click.argument("workflow_id")
 @click.option("--reason", default="", help="Why (kept with the cancel fact).")
 @db_option
 @guarded
@@ -236,19 +229,5 @@ def retry(workflow_id: str, reason: str, db: str | None) -> None:
     click.echo(f"{workflow_id}: {current.state}")
 
 
-@main.command()
-@click.argument("workflow_id")
-@click.option("--json", "as_json", is_flag=True, help="Print every fact as JSON.")
-@db_option
-@guarded
-def explain(workflow_id: str, as_json: bool, db: str | None) -> None:
-    """Tell the whole story of a workflow: every fact and every supervisor decision."""
-    from .render import facts_json, print_explain
-
-    with client_for(db) as client:
-        view = client.view(workflow_id)
-        current = client.status(workflow_id)
-    if as_json:
-        click.echo(json.dumps(facts_json(view), indent=2, default=str))
-    else:
-        print_explain(view, current)
+# list, status, explain, stats and dashboard live in ops_cli.py and register themselves here.
+from . import ops_cli  # noqa: E402, F401

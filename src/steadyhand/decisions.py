@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .facts import ACTION, COMPENSATION, PROBE
@@ -51,7 +52,8 @@ class WaitUntil:
     at: float
 
     def describe(self) -> str:
-        return f"check again at {self.at:.3f}"
+        moment = datetime.fromtimestamp(self.at, tz=UTC).isoformat(timespec="milliseconds")
+        return f"check again at {moment.replace('+00:00', 'Z')}"
 
 
 @dataclass(frozen=True)

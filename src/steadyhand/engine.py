@@ -149,7 +149,11 @@ class Engine:
             view = self._load(tx, task.workflow_id)
             tx.delete_task(task.id)
             if view is None:
-                log.warning("dropped a task for unknown workflow %s", task.workflow_id)
+                log.warning(
+                    "dropped a task for unknown workflow %s",
+                    task.workflow_id,
+                    extra={"workflow_id": task.workflow_id},
+                )
                 return None
             return self._decide_and_apply(tx, view, now, notify=notify)
 
@@ -242,7 +246,9 @@ class Engine:
             if view is None:
                 raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
             added = tx.append_fact(workflow_id, view.last_seq + 1, fact, now)
-            if added and wake:
+            # An ended workflow stays ended (and unwatched) unless an operator reopens it.
+            reopens = view.terminal is None or fact.kind == RETRY_REQUESTED
+            if added and wake and reopens:
                 tx.open_workflow(workflow_id, now)
                 tx.wake_supervisor(workflow_id, now, now)
                 tx.notify()
@@ -358,14 +364,19 @@ class Engine:
     def _decide_and_apply(
         self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool
     ) -> Decision:
+        if view.terminal is not None:
+            tx.close_workflow(view.workflow_id)  # heal a stale watch entry; never reopen
         supervisor = self.supervisors.get(view.plan.supervisor)
-        if supervisor is None:
-            decision = Decision(why=f"no supervisor {view.plan.supervisor!r} is registered here")
-            tx.wake_supervisor(view.workflow_id, now + 5.0, now)
-            log.error("workflow %s: %s", view.workflow_id, decision.why)
-            return decision
         started = time.perf_counter()
-        decision = guarded(supervisor, view, now)
+        if supervisor is None:
+            reason = (
+                f"no supervisor {view.plan.supervisor!r} is registered in this deploy; deploy "
+                "code that registers it, then `steadyhand retry` this workflow"
+            )
+            log.error("%s", reason, extra={"workflow_id": view.workflow_id})
+            decision = guarded(lambda v, n: Decision((Fail(reason),), reason), view, now)
+        else:
+            decision = guarded(supervisor, view, now)
         elapsed = time.perf_counter() - started
         self._apply(tx, view, decision, now, elapsed, notify=notify)
         return decision

@@ -1,16 +1,26 @@
-"""How workflows look on a terminal: status panels and the explain timeline (rich)."""
+"""How workflows look on a terminal (rich): status panels, lists, stats and the explain story.
+
+Only presentation lives here; what to show comes from `status`, `reports`, `stats` and
+`story`, which the dashboard shares.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .facts import SUPERVISOR_RAN, Fact, WorkflowFacts
+from .facts import WorkflowFacts
+from .reports import Row
+from .stats import Stats
 from .status import Status
+from .story import Story, short
+from .stuck import ago
 
 STATE_STYLE = {
     "completed": "green",
@@ -19,6 +29,14 @@ STATE_STYLE = {
     "compensating": "magenta",
     "running": "cyan",
     "waiting": "blue",
+    "stuck": "bold red",
+}
+TONE_STYLE = {
+    "good": "green",
+    "bad": "bold red",
+    "warn": "yellow",
+    "decision": "bold",
+    "operator": "magenta",
 }
 
 
@@ -28,78 +46,171 @@ def when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
 
 
-def print_status(status: Status, console: Console | None = None) -> None:
+def state_text(state: str, stuck: str | None = None) -> str:
+    text = f"[{STATE_STYLE.get(state, '')}]{state}[/]"
+    return text + " [bold red](stuck)[/]" if stuck else text
+
+
+def print_status(status: Status, console: Console | None = None, stuck: str | None = None) -> None:
     console = console or Console()
     table = Table.grid(padding=(0, 2))
-    style = STATE_STYLE.get(status.state, "")
     table.add_row("workflow", f"{status.id} ({status.name})")
-    table.add_row("state", f"[{style}]{status.state}[/]")
+    table.add_row("state", state_text(status.state, stuck))
+    if stuck:
+        table.add_row("stuck", Text(stuck, style="red"))
     if status.step:
         table.add_row("current", f"{status.step} · {status.phase} · attempt {status.attempt}")
     table.add_row("started", when(status.created_at))
-    table.add_row("last fact", when(status.updated_at))
+    since = ago(time.time() - status.updated_at)
+    table.add_row("last fact", f"{when(status.updated_at)} ({since} ago)")
     if status.next_check_at:
         table.add_row("next check", when(status.next_check_at))
     if status.result is not None:
-        table.add_row("result", json.dumps(status.result, default=str)[:500])
+        table.add_row("result", Text(short(status.result, 500)))
     if status.reason:
-        table.add_row("reason", status.reason)
+        table.add_row("reason", Text(status.reason))
+    table.add_row("facts", str(status.facts))
     console.print(table)
 
 
-def _fact_summary(fact: Fact) -> str:
-    data = dict(fact.data or {})
-    if fact.kind == SUPERVISOR_RAN:
-        decided = "; ".join(data.get("decided", []))
-        return f"saw {data.get('saw')}\n→ {decided}\nwhy: {data.get('why')}"
-    for key in ("reason", "error", "answer"):
-        if key in data:
-            return f"{key}: {data[key]}"
-    if "result" in data:
-        return f"result: {json.dumps(data['result'], default=str)[:200]}"
-    if "agent" in data:
-        return f"agent {data['agent']} (timeout {data.get('timeout')}s)"
-    return ""
-
-
-def print_explain(view: WorkflowFacts, status: Status, console: Console | None = None) -> None:
+def print_explain(story: Story, console: Console | None = None) -> None:
+    """The story: status, the plan step by step, the timeline, and the verdict."""
     console = console or Console()
-    print_status(status, console)
-    table = Table(title="timeline", show_lines=False, expand=True)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("time")
-    table.add_column("fact")
-    table.add_column("step")
-    table.add_column("details", ratio=1)
-    start = view.created_at
-    for fact in view.facts:
-        step = f"{fact.step}#{fact.attempt}" if fact.attempt else (fact.step or "")
-        style = "bold" if fact.kind == SUPERVISOR_RAN else ""
-        table.add_row(
-            str(fact.seq),
-            f"+{fact.at - start:.3f}s",
-            f"[{style}]{fact.kind}[/]" if style else fact.kind,
-            step,
-            _fact_summary(fact),
-        )
-    console.print(table)
+    print_status(story.status, console, story.stuck)
+    if story.plan:
+        plan = Table(title="plan", title_justify="left", expand=False)
+        plan.add_column("step")
+        plan.add_column("action")
+        plan.add_column("attempts", justify="right")
+        plan.add_column("compensation")
+        for line in story.plan:
+            undo = "-" if line.compensation is None else line.compensation
+            if line.undo_attempts:
+                undo += f" ({line.undo_attempts})"
+            plan.add_row(
+                line.name,
+                Text(line.action, style=TONE_STYLE.get(line.tone, "")),
+                str(line.attempts or "-"),
+                undo,
+            )
+        console.print(plan)
+    timeline = Table(title="timeline", title_justify="left", expand=True, show_lines=False)
+    timeline.add_column("#", justify="right", style="dim")
+    timeline.add_column("+time", justify="right")
+    timeline.add_column("what happened", ratio=1)
+    for entry in story.entries:
+        style = TONE_STYLE.get(entry.tone, "")
+        text = Text(entry.text, style=style)
+        if entry.why is not None:
+            text.append(f"\n  saw: {entry.saw}", style="dim")
+            text.append(f"\n  why: {entry.why}", style="")
+        timeline.add_row(str(entry.seq), f"+{entry.offset:.3f}s", text)
+    console.print(timeline)
+    verdict_style = "bold red" if story.stuck or story.status.state == "failed" else "bold"
+    console.print(Text(story.verdict, style=verdict_style))
 
 
-def facts_json(view: WorkflowFacts) -> dict[str, Any]:
+def story_json(story: Story, view: WorkflowFacts) -> dict[str, Any]:
+    """The story for scripts: status, plan, every fact with its sentence, and the verdict."""
+    by_seq = {f.seq: f for f in view.facts}
     return {
-        "id": view.workflow_id,
-        "name": view.name,
+        "status": story.status.to_json(),
+        "stuck": story.stuck,
+        "verdict": story.verdict,
+        "rounds": story.rounds,
         "input": view.input,
-        "state": view.state,
+        "plan": [asdict(line) for line in story.plan],
         "facts": [
-            {
-                "seq": f.seq,
-                "kind": f.kind,
-                "at": f.at,
-                "step": f.step,
-                "attempt": f.attempt,
-                "data": f.data,
-            }
-            for f in view.facts
+            {**asdict(e), "data": by_seq[e.seq].data, "decided": list(e.decided)}
+            for e in story.entries
         ],
     }
+
+
+def print_list(rows: list[Row], next_cursor: str | None, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(expand=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("state")
+    table.add_column("step · attempt")
+    table.add_column("started")
+    table.add_column("last fact")
+    table.add_column("reason", ratio=1)
+    now = time.time()
+    for row in rows:
+        current = f"{row.step} · {row.phase} {row.attempt}" if row.step else "-"
+        table.add_row(
+            row.id,
+            row.name,
+            state_text(row.state, row.stuck),
+            current,
+            when(row.created_at),
+            f"{ago(now - row.updated_at)} ago",
+            Text(row.stuck or row.reason or "", overflow="fold"),
+        )
+    console.print(table)
+    if not rows:
+        console.print("no workflows match")
+    if next_cursor:
+        console.print(f"[dim]more: --cursor '{next_cursor}'[/]")
+
+
+def print_stats(stats: Stats, console: Console | None = None) -> None:
+    console = console or Console()
+    window = ago(stats.window)
+    states = Table(title="workflows", title_justify="left")
+    states.add_column("state")
+    states.add_column("count", justify="right")
+    for state, n in stats.states.items():
+        label = state if state in ("running", "waiting", "compensating") else f"{state} ({window})"
+        states.add_row(Text(label, style=STATE_STYLE[state]), str(n))
+    stuck_label = f"stuck (no progress > {ago(stats.stuck_after)})"
+    states.add_row(Text(stuck_label, style=STATE_STYLE["stuck"]), str(stats.stuck))
+    console.print(states)
+    per_min = stats.ended / (stats.window / 60) if stats.window else 0.0
+    console.print(
+        f"throughput ({window}): {stats.started} started, {stats.ended} ended "
+        f"({per_min:.2f}/min) {sparkline(stats.throughput)}"
+    )
+    console.print(
+        f"queue: {stats.queue_depth} due now "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(stats.queue.items())) or 'none'}), "
+        f"lag {stats.queue_lag:.2f}s; {stats.leased} in flight, {stats.scheduled_later} later, "
+        f"{stats.expired_leases} expired leases"
+    )
+    if stats.decision_ms:
+        ms = stats.decision_ms
+        console.print(
+            f"supervisor decisions ({window}, last {stats.decisions}): p50 {ms['p50']:.2f} ms, "
+            f"p95 {ms['p95']:.2f} ms, max {ms['max']:.2f} ms; "
+            f"{stats.compensations_began} rollbacks began"
+        )
+    outcomes = sorted({o for a in stats.attempts for o in a.outcomes})
+    calls = Table(title=f"calls by step and outcome ({window})", title_justify="left")
+    calls.add_column("phase")
+    calls.add_column("step")
+    for outcome in outcomes:
+        calls.add_column(outcome.replace("_", " "), justify="right")
+    calls.add_column("retries", justify="right")
+    for row in stats.attempts:
+        calls.add_row(
+            row.phase,
+            row.step,
+            *[str(row.outcomes.get(o, 0)) for o in outcomes],
+            str(row.retries),
+        )
+    if stats.attempts:
+        console.print(calls)
+
+
+def sparkline(values: list[int]) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    top = max(values, default=0)
+    if not top:
+        return ""
+    return "".join(bars[min(7, int(v / top * 7.999))] if v else " " for v in values)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)

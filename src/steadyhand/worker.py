@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .app import App
 from .calls import missing_agent, perform
@@ -44,6 +44,16 @@ class WorkerOptions:
     lease_batch: int = 32  # most tasks claimed per lease transaction
 
 
+class WorkerObserver(Protocol):
+    """Optional hook told what the worker did (e.g. `steadyhand.metrics.WorkerMetrics`)."""
+
+    def task_done(
+        self, task: Task, outcome: Outcome | None, call_seconds: float, decide_seconds: float
+    ) -> None: ...
+
+    def lease_expired(self, task: Task) -> None: ...
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**4):04x}"
 
@@ -51,8 +61,15 @@ def worker_id() -> str:
 class Worker:
     """Runs tasks from one store for one app until asked to stop (see the module docstring)."""
 
-    def __init__(self, app: App, store: Store, options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        options: WorkerOptions | None = None,
+        metrics: WorkerObserver | None = None,
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.store = store
         self.options = options or WorkerOptions()
         self.id = worker_id()
@@ -162,22 +179,29 @@ class Worker:
 
     # -- handling one task ------------------------------------------------------------------
     async def _handle(self, task: Task) -> None:
+        outcome: Outcome | None = None
+        started = called = time.perf_counter()
         try:
             if task.kind == SUPERVISE:
                 await self._db_retry(self.engine.supervise, task, notify=self._busy())
             else:
                 outcome = await self._call(task)
+                called = time.perf_counter()
                 await self._db_retry(
                     self.engine.record_outcome, task, outcome, self.id, notify=self._busy()
                 )
             self.completed_tasks += 1
+            if self.metrics is not None:
+                call_seconds = 0.0 if outcome is None else called - started
+                decide_seconds = time.perf_counter() - started - call_seconds
+                self.metrics.task_done(task, outcome, call_seconds, decide_seconds)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception(
                 "task %s failed inside the worker; its lease will expire and it will be retried",
                 task.id,
-                extra={"workflow_id": task.workflow_id, "step": task.step},
+                extra={"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt},
             )
         finally:
             self._inflight.pop(task.id, None)
@@ -247,11 +271,17 @@ class Worker:
         expired = await self._db(self._expired)
         for task in expired:
             if await self._db(self.engine.expire_lease, task):
+                if self.metrics is not None:
+                    self.metrics.lease_expired(task)
                 log.warning(
                     "lease of %s expired (worker %s); recorded and woke the supervisor",
                     task.kind,
                     task.lease_owner,
-                    extra={"workflow_id": task.workflow_id, "step": task.step},
+                    extra={
+                        "workflow_id": task.workflow_id,
+                        "step": task.step,
+                        "attempt": task.attempt,
+                    },
                 )
         woken = await self._db(self.engine.wake_unwatched, 100, self.options.unwatched_grace)
         if woken:

@@ -1,0 +1,253 @@
+"""Commands for the person on call: `list`, `status`, `explain`, `stats` and `dashboard`.
+
+Rich tables for people, `--json` for scripts, and the exit codes of `cli.py`. They register
+themselves on the `steadyhand` group, which imports this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .cli import EXIT_USAGE, db_option, guarded, main
+from .errors import InputError
+from .reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
+from .stats import collect
+from .status import derive_status
+from .store import open_store
+from .story import tell
+from .stuck import STUCK_AFTER_ENV, StuckRule
+
+F = TypeVar("F", bound=Callable[..., Any])
+TOKEN_ENV = "STEADYHAND_DASHBOARD_TOKEN"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `15m`, `2h`, `1d`, `1w` -> seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise InputError(f"{text!r} is not a duration; write e.g. 90s, 15m, 2h or 1d")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def parse_since(text: str, now: float) -> float:
+    """A duration ago (`2h`), an ISO date or time (`2024-05-01T02:00`), or epoch seconds
+    (a bare number above 10^9; smaller bare numbers are seconds ago)."""
+    try:
+        value = float(text)
+        if value > 1e9:
+            return value
+    except ValueError:
+        pass
+    try:
+        return now - parse_duration(text)
+    except InputError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--since {text!r}: write a duration ago (30m, 2h, 1d), an ISO time "
+            "(2024-05-01T02:00, local unless it has an offset) or epoch seconds"
+        ) from None
+    return parsed.timestamp()
+
+
+def stuck_option(fn: F) -> F:
+    return click.option(
+        "--stuck-after",
+        default=None,
+        help=f"Report a workflow stuck after this long without progress (default "
+        f"${STUCK_AFTER_ENV}, else 5m).",
+    )(fn)
+
+
+def _rule(stuck_after: str | None) -> StuckRule:
+    return StuckRule.from_env(None if stuck_after is None else parse_duration(stuck_after))
+
+
+@click.command("list")
+@click.option("--state", type=click.Choice(FILTERS), default=None, help="Only this state.")
+@click.option("--name", default=None, help="Only workflows of this name.")
+@click.option(
+    "--since",
+    default=None,
+    help="Started since (for completed/compensated/failed: ended since): 2h, 1d, an ISO time.",
+)
+@click.option("--limit", default=50, show_default=True, help="Rows per page (at most 500).")
+@click.option("--cursor", default=None, help="Continue after the page that printed it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@stuck_option
+@db_option
+@guarded
+def list_command(
+    state: str | None,
+    name: str | None,
+    since: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    stuck_after: str | None,
+    db: str | None,
+) -> None:
+    """List workflows, newest first (ended ones by when they ended), a page at a time."""
+    from .render import dumps, print_list
+
+    now = time.time()
+    rule = _rule(stuck_after)
+    listing = Listing(
+        state=state,
+        name=name,
+        since=None if since is None else parse_since(since, now),
+        limit=limit,
+        cursor=cursor,
+    )
+    store = open_store(db)
+    try:
+        page = list_workflows(store, listing, now, rule)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(dumps({"workflows": rows_json(page.rows), "next_cursor": page.next_cursor}))
+    else:
+        print_list(page.rows, page.next_cursor)
+
+
+@click.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@stuck_option
+@db_option
+@guarded
+def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+    """Show a workflow's state, current step and attempt, next check, and result or reason."""
+    from .render import dumps, print_status
+
+    store = open_store(db)
+    try:
+        view, tasks, stuck = inspect_workflow(store, workflow_id, time.time(), _rule(stuck_after))
+    finally:
+        store.close()
+    current = derive_status(view, tasks)
+    if as_json:
+        click.echo(dumps({**current.to_json(), "stuck": stuck}))
+    else:
+        print_status(current, stuck=stuck)
+
+
+@click.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the story and every fact as JSON.")
+@stuck_option
+@db_option
+@guarded
+def explain(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+    """Tell the whole story: the plan, every fact, every supervisor decision and why."""
+    from .render import dumps, print_explain, story_json
+
+    store = open_store(db)
+    try:
+        view, tasks, stuck = inspect_workflow(store, workflow_id, time.time(), _rule(stuck_after))
+    finally:
+        store.close()
+    story = tell(view, derive_status(view, tasks), stuck)
+    if as_json:
+        click.echo(dumps(story_json(story, view)))
+    else:
+        print_explain(story)
+
+
+@click.command()
+@click.option("--window", default="1h", show_default=True, help="Recent window: 15m, 1h, 1d…")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@stuck_option
+@db_option
+@guarded
+def stats(window: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+    """Counts by state, throughput, queue depth and lag, calls by step and outcome."""
+    from .render import dumps, print_stats
+
+    seconds = parse_duration(window)
+    if seconds <= 0:
+        raise InputError("--window must be longer than 0s")
+    store = open_store(db)
+    try:
+        result = collect(store, time.time(), _rule(stuck_after), seconds)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(dumps(result.to_json()))
+    else:
+        print_stats(result)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option("--token", default=None, help=f"Access token (default ${TOKEN_ENV}).")
+@click.option("--no-auth", is_flag=True, help="Serve without a token (only on 127.0.0.1).")
+@click.option("--read-only", is_flag=True, help="Show everything; refuse retry and cancel.")
+@click.option("--refresh", default=5.0, show_default=True, help="Seconds between refreshes.")
+@stuck_option
+@db_option
+@guarded
+def dashboard(
+    host: str,
+    port: int,
+    token: str | None,
+    no_auth: bool,
+    read_only: bool,
+    refresh: float,
+    stuck_after: str | None,
+    db: str | None,
+) -> None:
+    """Serve the web dashboard (overview, workflows, explain, retry/cancel) and /metrics."""
+    import uvicorn
+
+    from .web import DashboardOptions, create_app
+
+    token = token or os.environ.get(TOKEN_ENV) or None
+    problem = check_access(host, token, no_auth)
+    if problem:
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_USAGE)
+    store = open_store(db)
+    options = DashboardOptions(
+        token=token, read_only=read_only, refresh=refresh, stuck=_rule(stuck_after)
+    )
+    try:
+        access = "token required" if token else "NO AUTH (local only)"
+        click.echo(f"steadyhand dashboard on http://{host}:{port}/ ({access})", err=True)
+        uvicorn.run(create_app(store, options), host=host, port=port, log_level="warning")
+    finally:
+        store.close()
+
+
+def check_access(host: str, token: str | None, no_auth: bool) -> str | None:
+    """Why the dashboard must not start with these settings, or None when it may."""
+    if token and no_auth:
+        return "--no-auth and a token exclude each other; drop one"
+    if token:
+        return None
+    if not no_auth:
+        return (
+            f"the dashboard needs a token: pass --token or set ${TOKEN_ENV} (or, on "
+            "127.0.0.1 only, --no-auth)"
+        )
+    if host not in LOCAL_HOSTS:
+        return f"--no-auth is only allowed on 127.0.0.1, not {host}; set a token instead"
+    return None
+
+
+for _command in (list_command, status, explain, stats, dashboard):
+    main.add_command(_command)

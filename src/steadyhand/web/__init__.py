@@ -1,0 +1,7 @@
+"""The web dashboard for people on call: overview, workflows, each workflow's story, operator
+actions and Prometheus metrics. `create_app(store, options)` builds the Starlette app.
+"""
+
+from .app import DashboardOptions, create_app
+
+__all__ = ["DashboardOptions", "create_app"]

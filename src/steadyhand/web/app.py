@@ -1,0 +1,303 @@
+"""The dashboard: server-rendered pages (overview, workflows, one workflow's story), operator
+actions (retry, cancel) as CSRF-checked POSTs recorded as facts, and Prometheus `/metrics`.
+
+No build step and nothing from the internet: Jinja2 templates, one CSS file and a few lines
+of JavaScript that reload the page while it is open. Store calls run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..app import App, Client
+from ..errors import InputError, NotFoundError, StoreUnavailable
+from ..metrics import store_registry
+from ..render import STATE_STYLE, when
+from ..reports import FILTERS, Listing, inspect_workflow, list_workflows
+from ..stats import collect
+from ..status import derive_status
+from ..store.base import Store
+from ..story import short, tell
+from ..stuck import StuckRule, ago
+from .security import SESSION_COOKIE, SESSION_SECONDS, Guard
+
+Handler = Callable[[Request], Awaitable[Response]]
+MAX_FORM_BYTES = 16_384
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class DashboardOptions:
+    """How the dashboard serves: access token, read-only, refresh period, stuck threshold."""
+
+    token: str | None = None
+    read_only: bool = False
+    refresh: float = 5.0  # seconds between reloads of an open page; 0 turns it off
+    stuck: StuckRule = field(default_factory=StuckRule.from_env)
+    page_size: int = 50
+    window: float = 3600.0  # the overview's recent window
+    metrics_window: float = 300.0
+
+
+def create_app(store: Store, options: DashboardOptions | None = None) -> Starlette:
+    """A Starlette app serving the dashboard for `store` (the caller closes the store)."""
+    return Dashboard(store, options or DashboardOptions()).app
+
+
+class Dashboard:
+    """Routes and handlers (see the module docstring)."""
+
+    def __init__(self, store: Store, options: DashboardOptions) -> None:
+        self.store = store
+        self.options = options
+        self.guard = Guard(options.token)
+        self.client = Client(App(), store)
+        self.registry = store_registry(store, options.stuck, options.metrics_window)
+        self.env = Environment(
+            loader=PackageLoader("steadyhand.web", "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(when=when, ago=ago, short=short)
+        self.env.globals.update(state_style=STATE_STYLE, filters=FILTERS)
+        static = str(resources.files("steadyhand.web").joinpath("static"))
+        self.app = Starlette(
+            routes=[
+                Route("/", self.page(self.overview)),
+                Route("/workflows", self.page(self.workflows)),
+                Route("/workflows/{workflow_id}", self.page(self.workflow)),
+                Route("/workflows/{workflow_id}/{action}", self.page(self.act), methods=["POST"]),
+                Route("/login", self.login, methods=["GET", "POST"]),
+                Route("/logout", self.logout, methods=["POST"]),
+                Route("/metrics", self.metrics),
+                Route("/healthz", self.healthz),
+                Mount("/static", StaticFiles(directory=static), name="static"),
+            ],
+        )
+
+    # -- gatekeeping ------------------------------------------------------------------------
+    def page(self, handler: Handler) -> Handler:
+        """Wrap a handler: require access, keep a session for CSRF, add security headers."""
+
+        async def wrapped(request: Request) -> Response:
+            if not self.guard.allowed(request):
+                if request.method != "GET":
+                    return _plain("a valid session or bearer token is required", 401)
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?{urlencode({'next': target})}", 303)
+            fresh = None
+            session = self.guard.session(request)
+            if session is None:
+                fresh = self.guard.new_session(authenticated=not self.guard.required)
+                session = self.guard.verify(fresh)
+            request.state.session = session
+            try:
+                response = await handler(request)
+            except NotFoundError as exc:
+                response = self.render(request, "error.html", {"message": str(exc)}, 404)
+            except StoreUnavailable as exc:
+                response = self.render(request, "error.html", {"message": str(exc)}, 503)
+            if fresh is not None:
+                self._set_cookie(request, response, fresh)
+            return response
+
+        return wrapped
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> Response:
+        session = getattr(request.state, "session", None)
+        html = self.env.get_template(name).render(
+            request=request,
+            csrf=self.guard.csrf_token(session) if session else "",
+            read_only=self.options.read_only,
+            auth=self.guard.required,
+            refresh=self.options.refresh,
+            now=time.time(),
+            **context,
+        )
+        return _secure(HTMLResponse(html, status))
+
+    def _set_cookie(self, request: Request, response: Response, value: str) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    async def login(self, request: Request) -> Response:
+        target = request.query_params.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        if not self.guard.required:
+            return RedirectResponse(target, 303)
+        error = None
+        if request.method == "POST":
+            form = await _form(request)
+            if self.guard.token_matches(form.get("token")):
+                response = RedirectResponse(target, 303)
+                self._set_cookie(request, response, self.guard.new_session(authenticated=True))
+                return _secure(response)
+            error = "That token is not the one this dashboard was started with."
+        html = self.env.get_template("login.html").render(
+            request=request,
+            next=target,
+            error=error,
+            csrf="",
+            read_only=True,
+            auth=True,
+            refresh=0,
+            now=time.time(),
+        )
+        return _secure(HTMLResponse(html, 401 if error else 200))
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return _secure(response)
+
+    async def healthz(self, request: Request) -> Response:
+        return _plain("ok", 200)
+
+    async def metrics(self, request: Request) -> Response:
+        if not self.guard.allowed(request):
+            return _plain("send Authorization: Bearer <token>", 401)
+        body = await run_in_threadpool(generate_latest, self.registry)
+        return Response(body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    # -- pages ------------------------------------------------------------------------------
+    async def overview(self, request: Request) -> Response:
+        now = time.time()
+        rule = self.options.stuck
+
+        def read() -> dict[str, Any]:
+            stats = collect(self.store, now, rule, self.options.window, buckets=60)
+            stuck = list_workflows(self.store, Listing(state="stuck", limit=20), now, rule)
+            failed = list_workflows(self.store, Listing(state="failed", limit=10), now, rule)
+            outcomes = sorted({o for a in stats.attempts for o in a.outcomes})
+            return {"stats": stats, "stuck": stuck, "failed": failed, "outcomes": outcomes}
+
+        context = await run_in_threadpool(read)
+        return self.render(request, "overview.html", {"page": "overview", **context})
+
+    async def workflows(self, request: Request) -> Response:
+        now = time.time()
+        q = request.query_params
+        state = q.get("state") or None
+        error = None
+        since_text = q.get("since", "")
+        try:
+            from ..ops_cli import parse_since
+
+            limit = int(q.get("limit") or self.options.page_size)
+            listing = Listing(
+                state=state,
+                name=q.get("name") or None,
+                since=parse_since(since_text, now) if since_text else None,
+                limit=limit,
+                cursor=q.get("cursor") or None,
+            )
+            page = await run_in_threadpool(
+                list_workflows, self.store, listing, now, self.options.stuck
+            )
+        except (InputError, ValueError) as exc:
+            error, page, listing = str(exc), None, Listing()
+        params = {k: v for k, v in q.items() if k in ("state", "name", "since", "limit") and v}
+        next_url = None
+        if page is not None and page.next_cursor:
+            next_url = "/workflows?" + urlencode({**params, "cursor": page.next_cursor})
+        first_url = "/workflows?" + urlencode(params) if q.get("cursor") else None
+        context = {
+            "page": "workflows",
+            "rows": page.rows if page else [],
+            "listing": listing,
+            "since_text": since_text,
+            "error": error,
+            "next_url": next_url,
+            "first_url": first_url,
+        }
+        return self.render(request, "workflows.html", context, 400 if error else 200)
+
+    async def workflow(self, request: Request) -> Response:
+        workflow_id = request.path_params["workflow_id"]
+        now = time.time()
+        view, tasks, stuck = await run_in_threadpool(
+            inspect_workflow, self.store, workflow_id, now, self.options.stuck
+        )
+        status = derive_status(view, tasks)
+        context = {
+            "page": "workflow",
+            "story": tell(view, status, stuck),
+            "view": view,
+            "tasks": tasks,
+            "input": short(view.input, 2000),
+            "notice": request.query_params.get("notice"),
+        }
+        return self.render(request, "workflow.html", context)
+
+    async def act(self, request: Request) -> Response:
+        workflow_id = request.path_params["workflow_id"]
+        action = request.path_params["action"]
+        if action not in ("retry", "cancel"):
+            return _plain(f"unknown action {action!r}", 404)
+        if self.options.read_only:
+            return _plain("this dashboard is read-only: retry and cancel are refused", 403)
+        form = await _form(request)
+        if not self.guard.same_origin(request):
+            return _plain("cross-origin form posts are refused", 403)
+        if not self.guard.csrf_ok(request, form.get("csrf")):
+            return _plain("the form's CSRF token is missing or wrong: reload the page", 403)
+        reason = (form.get("reason") or "").strip()[:500] or f"{action} from the dashboard"
+        by = "dashboard" + (f" ({request.client.host})" if request.client else "")
+        do = self.client.retry if action == "retry" else self.client.cancel
+        try:
+            status = await run_in_threadpool(do, workflow_id, reason, by)
+            notice = f"{action} recorded; the workflow is now {status.state}"
+        except InputError as exc:
+            notice = f"{action} refused: {exc}"
+        target = f"/workflows/{workflow_id}?{urlencode({'notice': notice})}"
+        return _secure(RedirectResponse(target, 303))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body, small by construction (no multipart needed)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _plain(text: str, status: int) -> Response:
+    return _secure(PlainTextResponse(text, status))
+
+
+def _secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,103 @@
+"""Fixtures for the operator tests: one populated store per backend per module (a completed,
+a compensated and a failed trip), and a real uvicorn server for the dashboard.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from steadyhand import Client, open_store
+from tests.apps.scripted import app
+from tests.conftest import pg_base, running_worker
+
+FAIL_SCRIPT = {"car": ["permanent"], "undo:hotel": ["transient"] * 10}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A store holding one workflow of each ending, and where its agents keep their ledger."""
+
+    url: str
+    ledger: str
+    completed: str
+    compensated: str
+    failed: str
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def ops_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty store shared by one test module, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('ops') / 'steadyhand.db'}"
+        return
+    base = pg_base()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable: set STEADYHAND_TEST_PG or start the local server")
+    schema = f"ops_{secrets.token_hex(6)}"
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}schema={schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def run_trips(url: str, ledger: str, scripts: list[dict[str, object]]) -> list[str]:
+    """Start one trip per script and run a worker until all of them have ended."""
+    store = open_store(url)
+    try:
+        client = Client(app, store)
+        ids = [client.start("trip", {"ledger": ledger, "script": s}).workflow_id for s in scripts]
+        with running_worker(app, store):
+            for workflow_id in ids:
+                assert client.wait(workflow_id, timeout=30).done
+    finally:
+        store.close()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def scenario(ops_url: str, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    ledger = str(tmp_path_factory.mktemp("ledger") / "ledger.db")
+    ids = run_trips(ops_url, ledger, [{}, {"car": ["permanent"]}, FAIL_SCRIPT])
+    return Scenario(ops_url, ledger, *ids)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(asgi: Starlette) -> Iterator[str]:
+    """Run `asgi` under a real uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def fresh_ledger(tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.db")

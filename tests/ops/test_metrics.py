@@ -1,0 +1,87 @@
+"""Prometheus metrics after a small run: the dashboard's store-wide `/metrics` (both
+backends) and a worker's own counters served on `--metrics-port`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from steadyhand import Client, Worker, open_store
+from steadyhand.metrics import WorkerMetrics
+from steadyhand.web import DashboardOptions, create_app
+from tests.apps.scripted import app
+from tests.conftest import FAST
+from tests.ops.conftest import FAIL_SCRIPT, Scenario, free_port, serve
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, keyed by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_the_dashboard_exports_store_wide_metrics(scenario: Scenario) -> None:
+    store = open_store(scenario.url)
+    try:
+        with serve(create_app(store, DashboardOptions(token="m"))) as base:
+            scrape = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer m"})
+    finally:
+        store.close()
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    got = samples(scrape.text)
+    for state in ("completed", "compensated", "failed"):
+        assert got[("steadyhand_workflows_ended", (("state", state),))] == 1
+    assert got[("steadyhand_workflows", (("state", "running"),))] == 0
+    assert got[("steadyhand_workflows_stuck", ())] == 0
+    assert got[("steadyhand_workflows_started", ())] == 3
+    assert got[("steadyhand_queue_depth", (("kind", "action"),))] == 0
+    assert got[("steadyhand_queue_lag_seconds", ())] == 0
+    car_failed = (("outcome", "failed"), ("phase", "action"), ("step", "car"))
+    assert got[("steadyhand_calls", car_failed)] == 2
+    assert got[("steadyhand_retries", (("phase", "compensation"), ("step", "hotel")))] == 3
+    assert got[("steadyhand_compensations_began", ())] == 2
+    p50 = got[("steadyhand_decision_latency_ms", (("quantile", "0.5"),))]
+    assert 0 < p50 <= got[("steadyhand_decision_latency_ms", (("quantile", "1"),))]
+
+
+def test_a_worker_counts_calls_retries_compensations_and_decisions(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'steadyhand.db'}")
+    metrics = WorkerMetrics()
+    port = free_port()
+    stop_serving = metrics.serve(port, "127.0.0.1")
+    ledger = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    scripts = [{"hotel": ["transient"]}, {"car": ["permanent"]}, FAIL_SCRIPT]
+    ids = [client.start("trip", {"ledger": ledger, "script": s}).workflow_id for s in scripts]
+    worker = Worker(app, store, FAST, metrics)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        assert [client.wait(i, timeout=30).state for i in ids] == [
+            "completed",
+            "compensated",
+            "failed",
+        ]
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        store.close()
+    try:
+        got = samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+    finally:
+        stop_serving()
+    hotel_ok = (("outcome", "succeeded"), ("phase", "action"), ("step", "hotel"))
+    assert got[("steadyhand_worker_calls_total", hotel_ok)] == 3
+    hotel_retry = (("phase", "action"), ("step", "hotel"))
+    assert got[("steadyhand_worker_retries_total", hotel_retry)] == 1
+    undo_failed = (("outcome", "failed"), ("step", "hotel"))
+    assert got[("steadyhand_worker_compensations_total", undo_failed)] == 4
+    assert got[("steadyhand_worker_decision_seconds_count", (("trigger", "outcome"),))] >= 15
+    assert got[("steadyhand_worker_call_seconds_count", (("phase", "action"),))] >= 10
