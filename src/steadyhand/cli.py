@@ -231,3 +231,6 @@ def retry(workflow_id: str, reason: str, db: str | None) -> None:
 
 # list, status, explain, stats and dashboard live in ops_cli.py and register themselves here.
 from . import ops_cli  # noqa: E402, F401
+from .demo.command import demo  # noqa: E402  (registered last: the demo builds on the rest)
+
+main.add_command(demo)
