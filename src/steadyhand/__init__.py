@@ -34,6 +34,7 @@ from .errors import (
 from .facts import ChildState, Fact, WorkflowFacts
 from .model import RetryPolicy
 from .progress import Progress, call_progress
+from .services import CircuitPolicy, ServicePolicy
 from .status import Status
 from .store import open_store
 from .worker import Worker, WorkerOptions
@@ -41,6 +42,7 @@ from .worker import Worker, WorkerOptions
 __all__ = [
     "App",
     "CallAgent",
+    "CircuitPolicy",
     "CancelChild",
     "ChildState",
     "Client",
@@ -60,6 +62,7 @@ __all__ = [
     "Progress",
     "RecordFact",
     "RetryPolicy",
+    "ServicePolicy",
     "Signalled",
     "StartChild",
     "Started",

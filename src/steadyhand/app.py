@@ -27,6 +27,7 @@ from .model import (
     check_name,
     encode_json,
 )
+from .services import CircuitPolicy, ServicePolicy
 from .status import Status, derive_status
 from .store import Store, open_store
 from .store.base import NewFact
@@ -59,6 +60,7 @@ class App:
         self.agents = AgentRegistry()
         self.plans: dict[str, Plan] = {}
         self.supervisors: dict[str, Supervisor] = {"saga": saga}
+        self.services: dict[str, ServicePolicy] = {}
         self.max_supervisor_runs = max_supervisor_runs
 
     def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
@@ -66,9 +68,44 @@ class App:
 
         def register(fn: F) -> F:
             self.agents.register(fn, name, service)
+            if service is not None and service not in self.services:
+                self.services[service] = ServicePolicy(check_name(service, "service name"))
             return fn
 
         return register
+
+    def service(
+        self,
+        name: str,
+        *,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+        circuit: CircuitPolicy | None = None,
+    ) -> ServicePolicy:
+        """Declare a remote service's limits; agents join it with `@app.agent(service=…)`.
+
+        Every worker on the store enforces them together: at most `max_in_flight` calls at
+        once, at most `rate` call starts per second, and a circuit breaker (on by default)
+        that holds new calls back while the service's recent attempts mostly fail.
+        """
+        policy = ServicePolicy(
+            check_name(name, "service name"),
+            max_in_flight,
+            rate,
+            burst,
+            circuit or CircuitPolicy(),
+        )
+        self.services[name] = policy
+        return policy
+
+    def _service_map(self, agents: Sequence[str | None]) -> dict[str, str]:
+        mapping = {}
+        for agent_name in agents:
+            agent = self.agents.get(agent_name) if agent_name else None
+            if agent is not None and agent.service is not None:
+                mapping[agent.name] = agent.service
+        return mapping
 
     def workflow(self, name: str, steps: Sequence[Step]) -> Plan:
         """Declare a saga: `steps` run in order and are compensated in reverse on failure."""
@@ -97,7 +134,10 @@ class App:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise DefinitionError(f"workflow {name!r} has two steps with the same name")
-        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs)
+        used = [a for spec in specs for a in (spec.action, spec.compensation, spec.probe)]
+        services = self._service_map(used)
+        options = {"services": services} if services else {}
+        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
         self.plans[name] = plan
         return plan
 
@@ -128,7 +168,8 @@ class App:
         if key not in self.supervisors:
             raise DefinitionError(f"no supervisor {key!r} is registered")
         runs = max_supervisor_runs or self.max_supervisor_runs
-        plan = Plan(name, (), key, runs)
+        services = self._service_map(self.agents.names())
+        plan = Plan(name, (), key, runs, {"services": services} if services else {})
         self.plans[name] = plan
         return plan
 

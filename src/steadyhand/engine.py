@@ -7,6 +7,7 @@ remote calls (agents run in the worker, outside any transaction).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from .facts import (
     CHILD_STARTED,
     COMPENSATION,
     EVENT_RECEIVED,
+    FAILED,
     LOST,
     OUTCOME_REPORTED_LATE,
     RETRY_REQUESTED,
@@ -51,6 +53,13 @@ from .facts import (
     terminal_slot,
 )
 from .model import Plan
+from .services import (
+    OUTCOME_KINDS,
+    ServicePolicy,
+    Transition,
+    decide_circuit,
+    gate_of,
+)
 from .store.base import SUPERVISE, NewFact, Store, Task, Tx, WorkflowRow
 from .supervise import Supervisor, guarded
 
@@ -185,7 +194,11 @@ class Engine:
                 }
                 fact = NewFact(OUTCOME_REPORTED_LATE, task.step, task.attempt, data=late)
             else:
-                fact = NewFact(kind, task.step, task.attempt, slot, data)
+                # A refusal (sold out) is a healthy answer: only other outcomes speak for the
+                # service's health, so only they carry its name into the circuit's reading.
+                refused = outcome.suffix == FAILED and bool(outcome.data.get("permanent"))
+                service = None if refused else task.service
+                fact = NewFact(kind, task.step, task.attempt, slot, data, service)
             tx.append_fact(task.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(task.id)
             tx.drop_idle_supervise(task.workflow_id)
@@ -213,7 +226,12 @@ class Engine:
                     "worker": current.lease_owner,
                 }
                 fact = NewFact(
-                    call_kind(current.kind, LOST), current.step, current.attempt, slot, data
+                    call_kind(current.kind, LOST),
+                    current.step,
+                    current.attempt,
+                    slot,
+                    data,
+                    current.service,
                 )
                 tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(current.id)
@@ -314,6 +332,71 @@ class Engine:
                 tx.notify()
             return Signalled(view.workflow_id, recorded=recorded, started=created)
 
+    def publish_services(self, policies: Mapping[str, ServicePolicy]) -> None:
+        """Write each service's limits to the store (its rate bucket starts full)."""
+        if not policies:
+            return
+        now = self.clock()
+        with self.store.transaction() as tx:
+            for name in sorted(policies):
+                policy = policies[name]
+                params = {
+                    "service": name,
+                    "policy": policy.to_json(),
+                    "tokens": policy.bucket,
+                    "now": now,
+                }
+                tx.execute("publish_service", params)
+
+    def evaluate_circuits(self) -> list[Transition]:
+        """Open, half-open or close each service's circuit from its recent attempt facts.
+
+        One short transaction per service: lock its gate, read its newest outcomes (index
+        `facts_service`), decide (pure), and record the change as a service fact and in the
+        gate that leasing reads.
+        """
+        with self.store.snapshot() as tx:
+            names = [row.service for row in tx.gates()]
+        changes = []
+        for name in names:
+            now = self.clock()
+            with self.store.transaction() as tx:
+                row = tx.gate(name, lock=True)
+                if row is None:
+                    continue
+                policy = ServicePolicy.from_json(row.policy).circuit
+                if row.circuit == "half_open":
+                    since = row.circuit_since or now  # judge only the trial calls
+                else:  # never count failures from before the circuit last closed
+                    since = max(now - policy.window, row.circuit_since or 0.0)
+                rows = tx.execute(
+                    "recent_service_outcomes",
+                    {"service": name, "since": since, "limit": max(policy.sample, 100)},
+                ).fetchall()
+                outcomes = [(str(r[0]), float(r[1])) for r in rows if r[0] in OUTCOME_KINDS]
+                change = decide_circuit(gate_of(row), outcomes, now, policy)
+                if change is None:
+                    continue
+                after = change.gate
+                tx.execute(
+                    "save_circuit",
+                    {
+                        "service": name,
+                        "circuit": after.circuit,
+                        "since": after.since,
+                        "open_until": after.open_until,
+                        "opens": after.opens,
+                        "reason": after.reason,
+                    },
+                )
+                seq = int(tx.execute("last_service_seq", {"service": name}).fetchone()[0]) + 1
+                fact = {"service": name, "seq": seq, "kind": change.kind, "at": now}
+                tx.execute("append_service_fact", {**fact, "data": _dumps(dict(change.data))})
+                if after.circuit == "half_open":
+                    tx.notify()
+                changes.append(change)
+        return changes
+
     def publish_plans(self) -> None:
         """Write the current definitions to the store, so SQL callers can start them by name."""
         if not self.plans:
@@ -346,11 +429,12 @@ class Engine:
         if deciding:
             tx.drop_idle_supervise(workflow_id)
         facts = tx.read_facts(workflow_id)
-        return _view(row, facts, _children(tx, facts))
+        view = _view(row, facts, _children(tx, facts))
+        return _with_services(tx, view)
 
     def _reload(self, tx: Tx, view: WorkflowFacts) -> WorkflowFacts:
         facts = tx.read_facts(view.workflow_id)
-        return WorkflowFacts(
+        fresh = WorkflowFacts(
             workflow_id=view.workflow_id,
             name=view.name,
             input=view.input,
@@ -360,6 +444,7 @@ class Engine:
             parent_id=view.parent_id,
             children=_children(tx, facts),
         )
+        return _with_services(tx, fresh)
 
     def _decide_and_apply(
         self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool
@@ -439,6 +524,7 @@ class Engine:
                     payload,
                     now,
                     now,
+                    view.service_of(command.agent),
                 )
             elif isinstance(command, WaitUntil):
                 tx.wake_supervisor(workflow_id, command.at, now)
@@ -520,6 +606,19 @@ def _view(
         parent_id=row.parent_id,
         children=children or {},
     )
+
+
+def _with_services(tx: Tx, view: WorkflowFacts) -> WorkflowFacts:
+    """Add the circuits of the services this plan calls (what a supervisor may defer on)."""
+    names = set((view.plan.options.get("services") or {}).values())
+    if not names:
+        return view
+    gates = {}
+    for name in sorted(names):
+        row = tx.gate(name)
+        if row is not None:
+            gates[name] = gate_of(row)
+    return dataclasses.replace(view, services=gates)
 
 
 def child_id(parent_id: str, step: str) -> str:

@@ -22,6 +22,7 @@ SUPERVISOR_RAN = "supervisor_ran"  # breadcrumb: what one supervisor run saw, de
 WORKFLOW_COMPLETED = "workflow_completed"  # every step succeeded; carries the result
 WORKFLOW_COMPENSATED = "workflow_compensated"  # rolled back cleanly; carries the reason
 WORKFLOW_FAILED = "workflow_failed"  # could neither finish nor roll back: a person must look
+ATTEMPT_DEFERRED = "attempt_deferred"  # a call was held back: its service's circuit is open
 OUTCOME_REPORTED_LATE = "outcome_reported_late"  # an agent answered after its attempt was closed
 EVENT_RECEIVED = "event_received"  # an outside event arrived; `step` holds the event's name
 WAIT_BEGAN = "wait_began"  # a step began waiting for its event (its deadline counts from here)
@@ -112,6 +113,13 @@ class WorkflowFacts:
     facts: tuple[Fact, ...]
     parent_id: str | None = None
     children: Mapping[str, ChildState] = field(default_factory=dict)  # by child workflow id
+    services: Mapping[str, Any] = field(default_factory=dict)  # services.Gate by service name
+
+    def service_of(self, agent: str) -> str | None:
+        """The remote service an agent of this plan belongs to (frozen at start)."""
+        mapping = self.plan.options.get("services") or {}
+        value = mapping.get(agent)
+        return value if isinstance(value, str) else None
 
     def __iter__(self) -> Iterator[Fact]:
         return iter(self.facts)

@@ -25,6 +25,7 @@ from .app import App
 from .calls import missing_agent, perform
 from .engine import Engine, Outcome
 from .errors import StoreUnavailable
+from .services import allowance, trial_window_start
 from .store.base import SUPERVISE, Store, Task
 
 log = logging.getLogger("steadyhand.worker")
@@ -42,6 +43,7 @@ class WorkerOptions:
     unwatched_grace: float = 5.0  # an open workflow with no task this long gets a wake-up
     shutdown_grace: float | None = None  # None: wait for in-flight calls' own timeouts
     lease_batch: int = 32  # most tasks claimed per lease transaction
+    circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
 
 
 class WorkerObserver(Protocol):
@@ -107,11 +109,13 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
         await self._db_retry(self.engine.publish_plans)
+        await self._db_retry(self.engine.publish_services, self.app.services)
         log.info("worker %s started on %s", self.id, self.store.url)
         background = [
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._listen(), name="listen"),
+            asyncio.create_task(self._circuits(), name="circuits"),
         ]
         try:
             await self._fetch_loop()
@@ -150,6 +154,8 @@ class Worker:
                     log.warning("cannot lease tasks (%s); retrying", exc)
                     await self._sleep(1.0)
                     continue
+                if len(leased) < free and self.app.services:
+                    leased += await self._lease_gated(free - len(leased))
                 for task in leased:
                     job = asyncio.create_task(self._handle(task), name=f"task-{task.id}")
                     self._inflight[task.id] = (task, job)
@@ -172,6 +178,23 @@ class Worker:
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None
         await self._wait_any(self._stop.wait(), timeout=seconds)
+
+    async def _lease_gated(self, room: int) -> list[Task]:
+        """Claim calls to remote services, within their limits and circuits."""
+        now = time.time()
+        try:
+            return await self._db(
+                self.store.lease_gated,
+                self.id,
+                min(room, self.options.lease_batch),
+                now,
+                now + self.options.lease_seconds,
+                allowance,
+                trial_window_start,
+            )
+        except StoreUnavailable as exc:
+            log.warning("cannot lease calls to services (%s); retrying", exc)
+            return []
 
     def _busy(self) -> bool:
         """True when this worker cannot take new work soon, so others should be woken."""
@@ -286,6 +309,26 @@ class Worker:
         woken = await self._db(self.engine.wake_unwatched, 100, self.options.unwatched_grace)
         if woken:
             log.info("woke %d workflows that had nothing scheduled", woken)
+
+    async def _circuits(self) -> None:
+        """Re-judge each service's circuit often: a retry storm builds up in seconds."""
+        if not self.app.services:
+            return
+        while True:
+            await asyncio.sleep(self.options.circuit_interval * (0.75 + random.random() / 2))
+            try:
+                changes = await self._db(self.engine.evaluate_circuits)
+            except StoreUnavailable as exc:
+                log.warning("circuits not evaluated (%s)", exc)
+                continue
+            for change in changes:
+                gate = change.gate
+                log.warning(
+                    "%s circuit %s: %s",
+                    gate.service,
+                    gate.circuit.replace("_", "-"),
+                    change.data.get("reason") or f"{change.kind.replace('_', ' ')}",
+                )
 
     def _expired(self) -> list[Task]:
         with self.store.snapshot() as tx:

@@ -28,10 +28,10 @@ STEADYHAND = str(Path(sys.executable).with_name("steadyhand"))
 
 @contextmanager
 def worker_process(
-    store_url: str, log: Path, lease: float = 1.5
+    store_url: str, log: Path, lease: float = 1.5, app: str = "tests.apps.scripted:app"
 ) -> Iterator[subprocess.Popen[bytes]]:
     command = [
-        STEADYHAND, "worker", "--app", "tests.apps.scripted:app", "--db", store_url,
+        STEADYHAND, "worker", "--app", app, "--db", store_url,
         "--concurrency", "4", "--lease", str(lease), "--poll", "0.02", "--watchdog", "0.3",
     ]  # fmt: skip
     with log.open("ab") as out:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,6 +46,7 @@ class Task:
     payload: Mapping[str, Any]
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    service: str | None = None  # the remote service a call goes to (limits apply)
 
     @property
     def is_call(self) -> bool:
@@ -61,6 +62,31 @@ class NewFact:
     attempt: int | None = None
     slot: str | None = None
     data: Mapping[str, Any] | None = None
+    service: str | None = None  # set on call outcomes, so circuits can read them by service
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """A service's row in `service_gates`: its policy (JSON), rate tokens and circuit."""
+
+    service: str
+    policy: str
+    tokens: float
+    tokens_at: float
+    circuit: str
+    circuit_since: float | None
+    open_until: float | None
+    opens: int
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> GateRow:
+        return cls(
+            row[0], row[1], float(row[2]), float(row[3]), row[4],
+            None if row[5] is None else float(row[5]),
+            None if row[6] is None else float(row[6]),
+            int(row[7]), row[8],
+        )  # fmt: skip
 
 
 class Cursor(Protocol):
@@ -94,6 +120,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         payload=json.loads(row[6]),
         lease_owner=row[7],
         lease_expires_at=None if row[8] is None else float(row[8]),
+        service=row[9] if len(row) > 9 else None,
     )
 
 
@@ -175,6 +202,7 @@ class Tx(ABC):
                 "slot": fact.slot,
                 "data": json.dumps(fact.data or {}, separators=(",", ":")),
                 "at": at,
+                "service": fact.service,
             },
         )
         return cur.rowcount == 1
@@ -208,6 +236,7 @@ class Tx(ABC):
         payload: Mapping[str, Any],
         due_at: float,
         now: float,
+        service: str | None = None,
     ) -> bool:
         cur = self.execute(
             "insert_call_task",
@@ -219,6 +248,7 @@ class Tx(ABC):
                 "due_at": due_at,
                 "payload": json.dumps(payload, separators=(",", ":")),
                 "now": now,
+                "service": service,
             },
         )
         return cur.rowcount == 1
@@ -240,6 +270,14 @@ class Tx(ABC):
 
     def release_lease(self, task_id: int, owner: str) -> None:
         self.execute("release_lease", {"task_id": task_id, "owner": owner})
+
+    # -- remote services --------------------------------------------------------------------
+    def gate(self, service: str, *, lock: bool = False) -> GateRow | None:
+        row = self.execute("lock_gate" if lock else "get_gate", {"service": service}).fetchone()
+        return None if row is None else GateRow.from_row(row)
+
+    def gates(self) -> list[GateRow]:
+        return [GateRow.from_row(r) for r in self.execute("all_gates").fetchall()]
 
 
 class Store(ABC):
@@ -272,6 +310,52 @@ class Store(ABC):
     def close(self) -> None:
         """Release every connection."""
 
+    def lease_gated(
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        until: float,
+        allowance: Callable[[GateRow | None, int, int, float], int],
+        trial_start: Callable[[GateRow, float], float | None],
+    ) -> list[Task]:
+        """Claim due calls to remote services, within each service's limits, atomically.
+
+        The gate rows are locked for the transaction (on SQLite the write lock does it), so
+        workers on many machines cannot together exceed a concurrency limit or spend the
+        same rate tokens. `allowance(gate, in_flight, trials, now)` says how many more may
+        start; `trial_start(gate, now)` says since when calls count as circuit trials.
+        """
+        leased: list[Task] = []
+        with self.snapshot() as tx:  # a cheap look first: most polls find nothing due
+            if tx.execute("gated_due_services", {"now": now}).fetchone() is None:
+                return leased
+        with self.transaction() as tx:
+            due = [r[0] for r in tx.execute("gated_due_services", {"now": now}).fetchall()]
+            for service in sorted(due):
+                room = limit - len(leased)
+                if room <= 0:
+                    break
+                gate = tx.gate(service, lock=True)
+                in_flight = int(tx.execute("service_in_flight", {"service": service}).fetchone()[0])
+                trials = 0
+                since = trial_start(gate, now) if gate is not None else None
+                if since is not None:
+                    params = {"service": service, "since": since, "limit": 1000}
+                    trials = len(tx.execute("recent_service_outcomes", params).fetchall())
+                take = min(room, allowance(gate, in_flight, trials, now))
+                if take <= 0:
+                    continue
+                rows = tx.execute(
+                    "lease_service_tasks",
+                    {"owner": owner, "until": until, "now": now, "limit": take, "service": service},
+                ).fetchall()
+                leased += [task_from_row(r) for r in rows]
+                if gate is not None and rows:
+                    spent = spend_tokens(gate, len(rows), now)
+                    tx.execute("save_tokens", {"service": service, "tokens": spent, "now": now})
+        return leased
+
     def renew_leases(self, owner: str, task_ids: Sequence[int], until: float) -> int:
         """Extend `owner`'s leases (heartbeat); returns how many are still held."""
         held = 0
@@ -299,3 +383,19 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def refill_tokens(gate: GateRow, rate: float | None, bucket: float, now: float) -> float:
+    """Tokens in a service's bucket at `now` (a rate limit shared through the store)."""
+    if rate is None:
+        return float("inf")
+    return min(bucket, gate.tokens + max(0.0, now - gate.tokens_at) * rate)
+
+
+def spend_tokens(gate: GateRow, count: int, now: float) -> float:
+    from ..services import ServicePolicy
+
+    policy = ServicePolicy.from_json(gate.policy)
+    if policy.rate is None:
+        return gate.tokens
+    return refill_tokens(gate, policy.rate, policy.bucket, now) - count

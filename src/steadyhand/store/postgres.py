@@ -32,15 +32,13 @@ _OVERRIDES = {
     "lock_workflow": SHARED["lock_workflow"] + " FOR UPDATE",
     "lock_task": SHARED["lock_task"] + " FOR UPDATE",
     "wake_supervisor": SHARED["wake_supervisor"].replace("min(", "LEAST("),
-    "lease_tasks": """
-        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
-        WHERE id IN (
-            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now
-            ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED
-        )
-        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-                  lease_expires_at
-    """,
+    "lease_tasks": SHARED["lease_tasks"].replace(
+        "ORDER BY due_at LIMIT :limit", "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+    ),
+    "lease_service_tasks": SHARED["lease_service_tasks"].replace(
+        "ORDER BY due_at LIMIT :limit", "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+    ),
+    "lock_gate": SHARED["lock_gate"] + " FOR UPDATE",
     "notify": "SELECT pg_notify(:channel, '')",
 }
 

@@ -40,8 +40,8 @@ SHARED: dict[str, str] = {
     """,
     "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM facts WHERE workflow_id = :id",
     "append_fact": """
-        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at)
-        VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at)
+        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
+        VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
         ON CONFLICT (workflow_id, slot) WHERE slot IS NOT NULL DO NOTHING
     """,
     # -- open workflows (what the watchdog watches) ---------------------------------------------
@@ -67,29 +67,29 @@ SHARED: dict[str, str] = {
         DELETE FROM tasks WHERE workflow_id = :id AND kind = 'supervise' AND lease_owner IS NULL
     """,
     "insert_call_task": """
-        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at)
-        VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now)
+        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at, service)
+        VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now, :service)
         ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
     """,
     "delete_task": "DELETE FROM tasks WHERE id = :task_id",
     "workflow_tasks": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-               lease_expires_at
+               lease_expires_at, service
         FROM tasks WHERE workflow_id = :id ORDER BY due_at
     """,
     "lock_task": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-               lease_expires_at
+               lease_expires_at, service
         FROM tasks WHERE id = :task_id
     """,
     "lease_tasks": """
         UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
         WHERE id IN (
-            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now
+            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now AND service IS NULL
             ORDER BY due_at LIMIT :limit
         )
         RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-                  lease_expires_at
+                  lease_expires_at, service
     """,
     "renew_lease": """
         UPDATE tasks SET lease_expires_at = :until WHERE id = :task_id AND lease_owner = :owner
@@ -100,7 +100,7 @@ SHARED: dict[str, str] = {
     """,
     "expired_leases": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-               lease_expires_at
+               lease_expires_at, service
         FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < :now
         ORDER BY lease_expires_at LIMIT :limit
     """,
@@ -108,6 +108,64 @@ SHARED: dict[str, str] = {
     "publish_plan": """
         INSERT INTO workflow_definitions (name, plan, published_at) VALUES (:name, :plan, :now)
         ON CONFLICT (name) DO UPDATE SET plan = excluded.plan, published_at = excluded.published_at
+    """,
+    # -- remote services ---------------------------------------------------------------------
+    "publish_service": """
+        INSERT INTO service_gates (service, policy, tokens, tokens_at)
+        VALUES (:service, :policy, :tokens, :now)
+        ON CONFLICT (service) DO UPDATE SET policy = excluded.policy
+    """,
+    "get_gate": """
+        SELECT service, policy, tokens, tokens_at, circuit, circuit_since, open_until, opens,
+               reason
+        FROM service_gates WHERE service = :service
+    """,
+    "lock_gate": """
+        SELECT service, policy, tokens, tokens_at, circuit, circuit_since, open_until, opens,
+               reason
+        FROM service_gates WHERE service = :service
+    """,
+    "all_gates": """
+        SELECT service, policy, tokens, tokens_at, circuit, circuit_since, open_until, opens,
+               reason
+        FROM service_gates ORDER BY service
+    """,
+    "save_circuit": """
+        UPDATE service_gates SET circuit = :circuit, circuit_since = :since,
+               open_until = :open_until, opens = :opens, reason = :reason
+        WHERE service = :service
+    """,
+    "save_tokens": """
+        UPDATE service_gates SET tokens = :tokens, tokens_at = :now WHERE service = :service
+    """,
+    "gated_due_services": """
+        SELECT DISTINCT service FROM tasks
+        WHERE lease_owner IS NULL AND service IS NOT NULL AND due_at <= :now
+    """,
+    "service_in_flight": """
+        SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND service = :service
+    """,
+    "lease_service_tasks": """
+        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
+        WHERE id IN (
+            SELECT id FROM tasks
+            WHERE lease_owner IS NULL AND service = :service AND due_at <= :now
+            ORDER BY due_at LIMIT :limit
+        )
+        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+                  lease_expires_at, service
+    """,
+    "recent_service_outcomes": """
+        SELECT kind, at FROM facts
+        WHERE service = :service AND at >= :since
+          AND kind IN ('attempt_succeeded', 'attempt_failed', 'attempt_timed_out',
+                       'attempt_lost', 'attempt_uncertain')
+        ORDER BY at DESC LIMIT :limit
+    """,
+    "last_service_seq": "SELECT COALESCE(MAX(seq), 0) FROM service_facts WHERE service = :service",
+    "append_service_fact": """
+        INSERT INTO service_facts (service, seq, kind, data, at)
+        VALUES (:service, :seq, :kind, :data, :at)
     """,
     "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
     "record_schema_version": """

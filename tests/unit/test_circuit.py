@@ -1,0 +1,69 @@
+"""The circuit breaker's decision, as a pure function of recent outcomes and `now`."""
+
+from __future__ import annotations
+
+from steadyhand.services import (
+    CIRCUIT_CLOSED,
+    CIRCUIT_HALF_OPENED,
+    CIRCUIT_OPENED,
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    CircuitPolicy,
+    Gate,
+    decide_circuit,
+)
+
+POLICY = CircuitPolicy(failure_ratio=0.5, min_calls=4, sample=10, window=10, cooldown=2,
+                       max_cooldown=5, trial_calls=2)  # fmt: skip
+OK, FAIL, TIMEOUT = "attempt_succeeded", "attempt_failed", "attempt_timed_out"
+
+
+def outcomes(*kinds: str, at: float = 99.0) -> list[tuple[str, float]]:
+    return [(k, at) for k in kinds]
+
+
+def test_a_healthy_service_stays_closed() -> None:
+    assert decide_circuit(Gate("s"), outcomes(OK, OK, FAIL, OK), 100, POLICY) is None
+
+
+def test_too_few_calls_never_open_the_circuit() -> None:
+    assert decide_circuit(Gate("s"), outcomes(FAIL, FAIL, FAIL), 100, POLICY) is None
+
+
+def test_mostly_failing_recent_calls_open_it_with_a_reason() -> None:
+    change = decide_circuit(Gate("s"), outcomes(TIMEOUT, TIMEOUT, TIMEOUT, OK), 100, POLICY)
+    assert change is not None and change.kind == CIRCUIT_OPENED
+    assert change.gate.circuit == OPEN and change.gate.open_until == 102
+    assert change.data["reason"] == "3 of the last 4 attempts timed out or were lost"
+
+
+def test_old_failures_outside_the_window_do_not_count() -> None:
+    assert decide_circuit(Gate("s"), outcomes(FAIL, FAIL, FAIL, FAIL, at=80), 100, POLICY) is None
+
+
+def test_open_waits_for_the_cooldown_then_allows_trials() -> None:
+    gate = Gate("s", OPEN, 100, 102, 1, "x")
+    assert decide_circuit(gate, [], 101, POLICY) is None
+    change = decide_circuit(gate, [], 102, POLICY)
+    assert change is not None and change.kind == CIRCUIT_HALF_OPENED
+    assert change.gate.circuit == HALF_OPEN
+
+
+def test_successful_trials_close_it_and_a_failed_one_reopens_it_for_longer() -> None:
+    gate = Gate("s", HALF_OPEN, 102, None, 1, "x")
+    closed = decide_circuit(gate, outcomes(OK, OK, at=103), 104, POLICY)
+    assert closed is not None and closed.kind == CIRCUIT_CLOSED and closed.gate.circuit == CLOSED
+    reopened = decide_circuit(gate, outcomes(FAIL, at=103), 104, POLICY)
+    assert reopened is not None and reopened.gate.open_until == 104 + 4  # cooldown doubled
+    assert decide_circuit(gate, outcomes(OK, at=103), 104, POLICY) is None  # one more trial
+
+
+def test_cooldown_is_capped() -> None:
+    change = decide_circuit(Gate("s", HALF_OPEN, 0, None, 9, "x"), outcomes(FAIL), 100, POLICY)
+    assert change is not None and change.gate.open_until == 100 + POLICY.max_cooldown
+
+
+def test_trials_before_the_half_open_moment_are_ignored() -> None:
+    gate = Gate("s", HALF_OPEN, 102, None, 1, "x")
+    assert decide_circuit(gate, outcomes(FAIL, FAIL, at=101), 104, POLICY) is None
