@@ -42,9 +42,9 @@ from .worker import Worker, WorkerOptions
 __all__ = [
     "App",
     "CallAgent",
-    "CircuitPolicy",
     "CancelChild",
     "ChildState",
+    "CircuitPolicy",
     "Client",
     "Complete",
     "Context",
