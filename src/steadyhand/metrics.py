@@ -102,6 +102,36 @@ class StoreCollector(Collector):
         for name, q in (("p50", "0.5"), ("p95", "0.95"), ("max", "1")):
             latency.add_metric([q], s.decision_ms.get(name, 0.0))
         yield latency
+        in_flight = GaugeMetricFamily(
+            "steadyhand_service_calls_in_flight",
+            "Calls running against each remote service",
+            labels=["service"],
+        )
+        rate = GaugeMetricFamily(
+            "steadyhand_service_call_rate",
+            "Attempts per second over the last minute",
+            labels=["service"],
+        )
+        failing = GaugeMetricFamily(
+            "steadyhand_service_failure_ratio",
+            "Share of the last minute's attempts that failed, timed out or were lost",
+            labels=["service"],
+        )
+        circuit = GaugeMetricFamily(
+            "steadyhand_service_circuit_open",
+            "1 when the circuit is open, 0.5 half-open",
+            labels=["service"],
+        )
+        for svc in s.services:
+            in_flight.add_metric([svc.service], svc.in_flight)
+            rate.add_metric([svc.service], svc.rate)
+            failing.add_metric([svc.service], svc.failure_ratio)
+            level = {"open": 1.0, "half_open": 0.5}.get(svc.circuit, 0.0)
+            circuit.add_metric([svc.service], level)
+        yield in_flight
+        yield rate
+        yield failing
+        yield circuit
         yield _gauge(
             "steadyhand_scrape_seconds",
             "Time spent reading the store for this scrape",

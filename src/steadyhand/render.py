@@ -202,6 +202,41 @@ def print_stats(stats: Stats, console: Console | None = None) -> None:
         )
     if stats.attempts:
         console.print(calls)
+    if stats.services:
+        print_services(stats, console)
+
+
+CIRCUIT_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+
+
+def print_services(stats: Stats, console: Console) -> None:
+    """Per remote service: in flight, recent rate and failure ratio, limits, circuit."""
+    table = Table(title="remote services (last minute)", title_justify="left")
+    for name in ("service", "in flight", "calls/s", "failing", "limits", "circuit"):
+        table.add_column(name, justify="right" if name in ("in flight", "calls/s") else "left")
+    for svc in stats.services:
+        limits = ", ".join(
+            part
+            for part in (
+                f"≤{svc.max_in_flight} at once" if svc.max_in_flight else "",
+                f"≤{svc.rate_limit:g}/s" if svc.rate_limit else "",
+            )
+            if part
+        )
+        circuit = svc.circuit.replace("_", "-")
+        if svc.circuit != "closed" and svc.circuit_since is not None:
+            circuit += f" since {when(svc.circuit_since)}"
+            if svc.reason:
+                circuit += f" ({svc.reason})"
+        table.add_row(
+            svc.service,
+            str(svc.in_flight),
+            f"{svc.rate:.2f}",
+            f"{svc.failure_ratio:.0%} of {svc.calls}",
+            limits or "none",
+            Text(circuit, style=CIRCUIT_STYLE.get(svc.circuit, "")),
+        )
+    console.print(table)
 
 
 def sparkline(values: list[int]) -> str:

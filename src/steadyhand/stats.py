@@ -27,6 +27,7 @@ from .reports import (
     OPEN_STATES,
     reporting,
 )
+from .service_health import ServiceHealth, service_health
 from .store.base import Store
 from .stuck import StuckRule, stuck_predicate
 
@@ -122,6 +123,7 @@ class Stats:
     compensations_began: int = 0
     decisions: int = 0
     decision_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, max
+    services: list[ServiceHealth] = field(default_factory=list)  # remote services, last minute
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +165,7 @@ def collect(
         attempts = _attempts(tx.query(ATTEMPTS_SQL, window_params).fetchall())
         began = int(tx.query(COMPENSATIONS_BEGAN_SQL, window_params).fetchone()[0])
         rows = tx.query(DECISIONS_SQL, {"since": since, "limit": DECISION_SAMPLE}).fetchall()
+        services = service_health(tx, now, min(window, 60.0))
     latencies = sorted(float(json.loads(r[0]).get("decide_ms", 0.0)) for r in rows)
     return Stats(
         now=now,
@@ -184,6 +187,7 @@ def collect(
         compensations_began=began,
         decisions=len(latencies),
         decision_ms=_summary(latencies),
+        services=services,
     )
 
 

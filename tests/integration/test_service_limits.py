@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from steadyhand import Client
+from steadyhand.metrics import store_registry
+from steadyhand.stats import collect
 from steadyhand.store import Store
+from steadyhand.stuck import StuckRule
 from tests.apps.services_app import app, calls, set_outage
 from tests.conftest import running_worker
 from tests.integration.test_crashes import worker_process
@@ -91,3 +97,26 @@ def test_deferred_attempts_say_why_in_the_facts(store: Store, tmp_path: Path) ->
     assert kinds[:3] == ["circuit_opened", "circuit_half_opened", "circuit_closed"] or (
         "circuit_opened" in kinds and kinds[-1] == "circuit_closed"
     )
+
+
+def test_service_health_is_visible_in_stats_and_metrics(store: Store, tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.db")
+    client = Client(app, store)
+    set_outage(path, "fragile", 30)
+    ids = [client.start("fragile", {"ledger": path}).workflow_id for _ in range(6)]
+    with running_worker(app, store):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            health = {s.service: s for s in collect(store, time.time(), StuckRule()).services}
+            if health.get("fragile") and health["fragile"].circuit != "closed":
+                break
+            time.sleep(0.1)
+        metrics = generate_latest(store_registry(store, StuckRule())).decode()
+        for i in ids:
+            client.cancel(i, reason="test over")
+    fragile = health["fragile"]
+    assert fragile.circuit in ("open", "half_open")
+    assert fragile.failures > 0 and fragile.failure_ratio > 0.5
+    assert "of the last" in (fragile.reason or "")
+    assert set(health) == {"limited", "metered", "fragile", "unguarded"}
+    assert 'steadyhand_service_failure_ratio{service="fragile"}' in metrics
