@@ -43,7 +43,7 @@ class CircuitPolicy:
     window: float = 30.0
     cooldown: float = 5.0
     max_cooldown: float = 60.0
-    trial_calls: int = 2
+    trial_calls: int = 5
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -132,15 +132,16 @@ def decide_circuit(
             after = Gate(gate.service, HALF_OPEN, now, None, gate.opens, gate.reason)
             return Transition(CIRCUIT_HALF_OPENED, after, {"trial_calls": policy.trial_calls})
         return None
-    # half open: judge only the trial calls made since the cool-down ended
+    # half open: judge only the trial calls made since the cool-down ended, by the same ratio
     trials = [(k, at) for k, at in outcomes if gate.since is not None and at >= gate.since]
     failed = [k for k, _ in trials if k in FAILURE_KINDS]
-    if failed:
-        reason = f"a trial call failed ({failed[0]})"
+    if len(failed) > policy.trial_calls * policy.failure_ratio:
+        reason = f"{len(failed)} of {len(trials)} trial calls failed"
         return _open(gate, now, policy, reason, len(failed), len(trials))
     if len(trials) >= policy.trial_calls:
-        after = Gate(gate.service, CLOSED, now, None, gate.opens, None)
-        return Transition(CIRCUIT_CLOSED, after, {"trial_successes": len(trials)})
+        after = Gate(gate.service, CLOSED, now, None, 0, None)  # backoff starts over
+        data = {"trial_calls": len(trials), "trial_failures": len(failed)}
+        return Transition(CIRCUIT_CLOSED, after, data)
     return None
 
 

@@ -66,7 +66,7 @@ def deferral(view: WorkflowFacts, call: CallAgent, now: float) -> Decision | Non
         return None
     since = datetime.fromtimestamp(gate.since or now, tz=UTC).strftime("%H:%M:%S")
     why = f"waited: {service} circuit open since {since} ({gate.reason})"
-    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.opens}"
+    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
     data = {
         "service": service,
         "phase": call.phase,

@@ -50,17 +50,21 @@ def test_open_waits_for_the_cooldown_then_allows_trials() -> None:
     assert change.gate.circuit == HALF_OPEN
 
 
-def test_successful_trials_close_it_and_a_failed_one_reopens_it_for_longer() -> None:
+def test_successful_trials_close_it_and_failing_ones_reopen_it_for_longer() -> None:
     gate = Gate("s", HALF_OPEN, 102, None, 1, "x")
     closed = decide_circuit(gate, outcomes(OK, OK, at=103), 104, POLICY)
     assert closed is not None and closed.kind == CIRCUIT_CLOSED and closed.gate.circuit == CLOSED
-    reopened = decide_circuit(gate, outcomes(FAIL, at=103), 104, POLICY)
+    assert closed.gate.opens == 0, "a close starts the backoff over"
+    tolerated = decide_circuit(gate, outcomes(OK, FAIL, at=103), 104, POLICY)
+    assert tolerated is not None and tolerated.kind == CIRCUIT_CLOSED  # 1 of 2 is within 50%
+    reopened = decide_circuit(gate, outcomes(FAIL, FAIL, at=103), 104, POLICY)
     assert reopened is not None and reopened.gate.open_until == 104 + 4  # cooldown doubled
     assert decide_circuit(gate, outcomes(OK, at=103), 104, POLICY) is None  # one more trial
 
 
 def test_cooldown_is_capped() -> None:
-    change = decide_circuit(Gate("s", HALF_OPEN, 0, None, 9, "x"), outcomes(FAIL), 100, POLICY)
+    gate = Gate("s", HALF_OPEN, 0, None, 9, "x")
+    change = decide_circuit(gate, outcomes(FAIL, FAIL), 100, POLICY)
     assert change is not None and change.gate.open_until == 100 + POLICY.max_cooldown
 
 

@@ -156,6 +156,14 @@ def print_summary(result: DemoResult, console: Console | None = None) -> None:
     )
     table.add_row("answers lost", str(t.uncertain + t.timed_out), "hung or cut-off calls, probed")
     table.add_row("faults injected", str(sum(faults.values())), _top(faults, 6))
+    opened = {svc: kinds.get("circuit_opened", 0) for svc, kinds in result.circuits.items()}
+    closed = sum(kinds.get("circuit_closed", 0) for kinds in result.circuits.values())
+    table.add_row(
+        "circuits opened",
+        str(sum(opened.values())),
+        (", ".join(f"{svc} {n}x" for svc, n in sorted(opened.items()) if n) or "none")
+        + f"; closed again {closed} times after trial calls succeeded",
+    )
     table.add_row("duration", f"{result.duration_s:.1f} s", "")
     console.print(table)
     console.print()

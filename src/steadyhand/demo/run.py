@@ -52,6 +52,7 @@ class DemoResult:
     workers_started: int
     workers_killed: int
     faults_injected: dict[str, int] = field(default_factory=dict)
+    circuits: dict[str, dict[str, int]] = field(default_factory=dict)  # service -> kind -> n
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,7 @@ class DemoResult:
             "workers_killed": self.workers_killed,
             "faults": self.options.faults,
             "faults_injected": self.faults_injected,
+            "circuits": self.circuits,
             "seed": self.options.seed,
             "duration_s": round(self.duration_s, 2),
             "db": self.db_url,
@@ -333,6 +335,7 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
             ledgers = {kind: fetch_ledger(service.url) for kind, service in services.items()}
             faults = injected_faults(services)
         records = tracker.final()
+        circuits = circuit_history(store)
     finally:
         watch.end()
         store.close()
@@ -346,7 +349,20 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
         workers_started=fleet.started,
         workers_killed=fleet.killed,
         faults_injected=faults,
+        circuits=circuits,
     )
+
+
+CIRCUITS_SQL = "SELECT service, kind, COUNT(*) FROM service_facts GROUP BY service, kind"
+
+
+def circuit_history(store: Store) -> dict[str, dict[str, int]]:
+    """How often each service's circuit opened and closed during the run (service facts)."""
+    found: dict[str, dict[str, int]] = {}
+    with store.snapshot() as tx:
+        for service, kind, n in tx.query(CIRCUITS_SQL).fetchall():
+            found.setdefault(str(service), {})[str(kind)] = int(n)
+    return found
 
 
 def _book_and_watch(

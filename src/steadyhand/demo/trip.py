@@ -18,6 +18,7 @@ import httpx
 
 from steadyhand import (
     App,
+    CircuitPolicy,
     Context,
     OutcomeUnknown,
     PermanentError,
@@ -163,9 +164,17 @@ def prober(service: str) -> Callable[[Context], Awaitable[ProbeAnswer]]:
     return status
 
 
+# Each service's breaker: its baseline faults (up to a third of calls in the hostile profile)
+# stay under the threshold; an outage (every call refused) opens it within a second or two.
+CIRCUIT = CircuitPolicy(
+    failure_ratio=0.6, min_calls=20, sample=40, window=5.0, cooldown=1.0, max_cooldown=4.0,
+    trial_calls=6,
+)  # fmt: skip
+
 app = App()
 _steps = []
 for _step, _service in STEPS:
+    app.service(_service, circuit=CIRCUIT)
     _book = app.agent(f"book_{_step}", service=_service)(booker(_service))
     _cancel = app.agent(f"cancel_{_step}", service=_service)(canceller(_service))
     _probe = app.agent(f"{_step}_status", service=_service)(prober(_service))
