@@ -1,8 +1,8 @@
 """Send an email through a flaky provider: at most N attempts, never two in flight at once,
 stop at the first success, and end with the reason when the provider keeps failing.
 
-A one-step saga. When every attempt fails, the workflow ends `compensated` (not `failed`):
-nothing took effect, so there is nothing to undo, and status.reason says why it gave up.
+A one-step saga whose step says `on_give_up="fail"`: when every attempt fails, the workflow
+ends `failed` (a person decides what to do), and status.reason says why it gave up.
 Run: python examples/email_flaky.py [--emails 5] [--failure-rate 0.5] [--db sqlite:///x.db]
 """
 
@@ -111,6 +111,7 @@ app.workflow(
             send_email,
             retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, initial_backoff=0.05, max_backoff=0.5),
             timeout=5.0,
+            on_give_up="fail",
         )
     ],
 )

@@ -51,6 +51,7 @@ class Step:
     wait_for: str | None = None  # an event that completes the step (after its action, if any)
     deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
     child: str | None = None  # run this workflow as a child; its result is the step's result
+    on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
 
 
 class App:
@@ -129,6 +130,7 @@ class App:
                     wait_for=step.wait_for,
                     deadline=step.deadline,
                     child=step.child,
+                    on_give_up=step.on_give_up,
                 )
             )
         names = [s.name for s in specs]

@@ -141,6 +141,7 @@ class StepSpec:
     wait_for: str | None = None  # an event that completes the step (after its action, if any)
     deadline: float | None = None  # seconds the step waits for `wait_for` before giving up
     child: str | None = None  # a workflow run as a child; its result is the step's result
+    on_give_up: str = "compensate"  # or "fail": stop without rolling back, for a person
 
     def __post_init__(self) -> None:
         check_name(self.name, "step name")
@@ -150,6 +151,8 @@ class StepSpec:
             raise DefinitionError(f"step {self.name!r} needs an action, an event or a child")
         if self.child is not None and self.action is not None:
             raise DefinitionError(f"step {self.name!r}: a child step has no action of its own")
+        if self.on_give_up not in ("compensate", "fail"):
+            raise DefinitionError(f"step {self.name!r}: on_give_up is 'compensate' or 'fail'")
         if self.deadline is not None and (self.wait_for is None or self.deadline <= 0):
             raise DefinitionError(f"step {self.name!r}: a deadline needs wait_for and seconds > 0")
 
@@ -166,6 +169,7 @@ class StepSpec:
             "wait_for": self.wait_for,
             "deadline": self.deadline,
             "child": self.child,
+            "on_give_up": self.on_give_up,
         }
 
     @classmethod
@@ -182,6 +186,7 @@ class StepSpec:
             wait_for=data.get("wait_for"),
             deadline=data.get("deadline"),
             child=data.get("child"),
+            on_give_up=data.get("on_give_up", "compensate"),
         )
 
 

@@ -289,6 +289,12 @@ def _advance_action(
         )
         return Decision((Fail(reason),), reason, saw)
     if step.status == GAVE_UP:
+        if spec.on_give_up == "fail":
+            reason = (
+                f"step {name} {step.reason}; stopped without rolling back (on_give_up='fail'). "
+                "Fix the cause and `steadyhand retry` this workflow, or cancel it to roll back."
+            )
+            return Decision((Fail(reason),), reason, saw)
         return _begin_compensation(view, now, progress, f"step {name} {step.reason}", saw)
     raise AssertionError(f"unhandled status {step.status}")
 

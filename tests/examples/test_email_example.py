@@ -37,8 +37,8 @@ def test_retries_until_the_first_success_then_stops(client: Client) -> None:
 def test_gives_up_after_max_attempts_with_the_reason(client: Client) -> None:
     provider.configure(failure_rate=1.0)
     status = send(client, "alan@example.com", "Welcome!", key="welcome-alan")
-    # One step, nothing took effect: the saga ends compensated (see the example's docstring).
-    assert status.state == "compensated"
+    # The step says on_give_up="fail": the workflow stops for a person, with the reason.
+    assert status.state == "failed"
     assert f"gave up after {MAX_ATTEMPTS} attempts" in (status.reason or "")
     assert "503 from the provider" in (status.reason or "")
     assert client.view(status.id).count("attempt_scheduled") == MAX_ATTEMPTS
@@ -63,7 +63,7 @@ def test_many_flaky_sends_never_overlap(client: Client) -> None:
         for n in range(8)
     ]
     states = [client.wait(workflow_id, timeout=30).state for workflow_id in started]
-    assert set(states) <= {"completed", "compensated"}
+    assert set(states) <= {"completed", "failed"}
     assert provider.max_in_flight == 1
     assert all(count <= MAX_ATTEMPTS for count in provider.calls.values())
     assert len(provider.delivered) == states.count("completed")

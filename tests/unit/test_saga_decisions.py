@@ -261,3 +261,20 @@ def test_decisions_are_a_function_of_the_facts_alone() -> None:
         ("attempt_failed", "hotel", 1, {"permanent": False}),
     )
     assert saga(view, NOW) == saga(view, NOW)
+
+
+def test_a_step_that_fails_when_it_gives_up_stops_without_rolling_back() -> None:
+    spec = StepSpec("send", "send_email", "unsend", retry=RETRY, on_give_up="fail")
+    plan = Plan("mail", (StepSpec("a", "do_a", "undo_a"), spec))
+    events = [("attempt_scheduled", "a", 1), ("attempt_succeeded", "a", 1, {"result": 1})]
+    for attempt in (1, 2, 3):
+        events += [
+            ("attempt_scheduled", "send", attempt),
+            ("attempt_failed", "send", attempt, {"permanent": False, "error": "503"}),
+        ]
+    view = history(*events)
+    view = WorkflowFacts("wf", "mail", {}, plan, 0.0, view.facts)
+    decision = saga(view, NOW)
+    assert isinstance(decision.terminal, Fail)
+    assert "stopped without rolling back" in decision.terminal.reason
+    assert not calls(decision), "nothing is compensated: a person decides"
