@@ -31,3 +31,11 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Chaos runs (issue 6), the long version: 2,000 trips under hostile faults and 50+ worker
+# kills per backend, with store disruptions (a PostgreSQL server restart included); the
+# figures are written to docs/RELIABILITY.md. Not part of `make test` (tests/chaos is).
+.PHONY: chaos
+chaos: venv
+	$(BIN)/steadyhand chaos --backend sqlite --report docs/RELIABILITY.md
+	$(BIN)/steadyhand chaos --backend postgresql --report docs/RELIABILITY.md

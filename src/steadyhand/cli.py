@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,10 +20,11 @@ import click
 from . import logs
 from .app import App, Client
 from .errors import InputError, NotFoundError, StoreError, StoreUnavailable
-from .store import open_store, resolve_url
+from .store import Store, open_store, resolve_url
 from .worker import Worker, WorkerOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("steadyhand.cli")
 
 EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_APPLICABLE = 1, 2, 4, 5
 
@@ -63,6 +66,19 @@ def app_option(required: bool) -> Callable[[F], F]:
         default=None,
         help="Where your App lives, as module:attribute ($STEADYHAND_APP).",
     )
+
+
+def open_store_patiently(db: str | None, max_delay: float = 10.0) -> Store:
+    """Open the store, waiting with backoff while it is unreachable (a worker that starts
+    during a database restart waits for it instead of exiting)."""
+    delay = 0.5
+    while True:
+        try:
+            return open_store(db)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable at start (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 def client_for(db: str | None, app_ref: str | None = None) -> Client:
@@ -125,7 +141,7 @@ def worker(
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
-    store = open_store(db)
+    store = open_store_patiently(db)
     options = WorkerOptions(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
@@ -234,3 +250,6 @@ from . import ops_cli  # noqa: E402, F401
 from .demo.command import demo  # noqa: E402  (registered last: the demo builds on the rest)
 
 main.add_command(demo)
+from .chaos.command import chaos  # noqa: E402  (after the demo, whose parts it reuses)
+
+main.add_command(chaos)

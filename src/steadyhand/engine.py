@@ -225,13 +225,9 @@ class Engine:
                     "error": f"worker {current.lease_owner} stopped renewing its lease",
                     "worker": current.lease_owner,
                 }
+                # No service tag: a dead worker says nothing about the remote service's health.
                 fact = NewFact(
-                    call_kind(current.kind, LOST),
-                    current.step,
-                    current.attempt,
-                    slot,
-                    data,
-                    current.service,
+                    call_kind(current.kind, LOST), current.step, current.attempt, slot, data
                 )
                 tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(current.id)

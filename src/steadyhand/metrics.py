@@ -114,7 +114,7 @@ class StoreCollector(Collector):
         )
         failing = GaugeMetricFamily(
             "steadyhand_service_failure_ratio",
-            "Share of the last minute's attempts that failed, timed out or were lost",
+            "Share of the last minute's attempts that failed or timed out",
             labels=["service"],
         )
         circuit = GaugeMetricFamily(

@@ -22,7 +22,9 @@ CIRCUIT_OPENED = "circuit_opened"  # recent attempts failed too often: new calls
 CIRCUIT_HALF_OPENED = "circuit_half_opened"  # the cool-down passed: a few trial calls may go
 CIRCUIT_CLOSED = "circuit_closed"  # trial calls succeeded: traffic flows again
 
-FAILURE_KINDS = ("attempt_failed", "attempt_timed_out", "attempt_lost", "attempt_uncertain")
+# A lost call (its worker died) says nothing about the service, and is not counted; nor is a
+# permanent refusal (the engine does not tag those with the service).
+FAILURE_KINDS = ("attempt_failed", "attempt_timed_out", "attempt_uncertain")
 OUTCOME_KINDS = ("attempt_succeeded", *FAILURE_KINDS)
 
 
@@ -32,9 +34,11 @@ class CircuitPolicy:
 
     It opens when, among the last `sample` attempt outcomes within `window` seconds (and at
     least `min_calls` of them), more than `failure_ratio` were transient failures, timeouts
-    or unknown outcomes. It stays open `cooldown` seconds (doubling on each reopening, up to
-    `max_cooldown`), then lets `trial_calls` through; it closes when they all succeed.
-    Permanent refusals (sold out) say nothing about the service's health and do not count.
+    or answers cut off; calls lost with a dead worker and permanent refusals (sold out) say
+    nothing about the service's health and do not count. It stays open `cooldown` seconds
+    (doubling on each reopening without a close between, up to `max_cooldown`), then lets
+    `trial_calls` through: it closes when they fail no more often than `failure_ratio`
+    allows, and opens again as soon as they cannot.
     """
 
     failure_ratio: float = 0.5
@@ -155,8 +159,8 @@ def _open(
 
 
 def _failures_text(recent: Sequence[tuple[str, float]], failures: int) -> str:
-    timed_out = sum(1 for k, _ in recent if k in ("attempt_timed_out", "attempt_lost"))
-    what = "timed out or were lost" if timed_out * 2 >= failures else "failed"
+    timed_out = sum(1 for k, _ in recent if k == "attempt_timed_out")
+    what = "timed out" if timed_out * 2 >= failures else "failed"
     return f"{failures} of the last {len(recent)} attempts {what}"
 
 

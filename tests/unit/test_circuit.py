@@ -35,7 +35,7 @@ def test_mostly_failing_recent_calls_open_it_with_a_reason() -> None:
     change = decide_circuit(Gate("s"), outcomes(TIMEOUT, TIMEOUT, TIMEOUT, OK), 100, POLICY)
     assert change is not None and change.kind == CIRCUIT_OPENED
     assert change.gate.circuit == OPEN and change.gate.open_until == 102
-    assert change.data["reason"] == "3 of the last 4 attempts timed out or were lost"
+    assert change.data["reason"] == "3 of the last 4 attempts timed out"
 
 
 def test_old_failures_outside_the_window_do_not_count() -> None:
@@ -71,3 +71,8 @@ def test_cooldown_is_capped() -> None:
 def test_trials_before_the_half_open_moment_are_ignored() -> None:
     gate = Gate("s", HALF_OPEN, 102, None, 1, "x")
     assert decide_circuit(gate, outcomes(FAIL, FAIL, at=101), 104, POLICY) is None
+
+
+def test_calls_lost_with_a_dead_worker_do_not_count_against_the_service() -> None:
+    lost = outcomes("attempt_lost", "attempt_lost", "attempt_lost", OK)
+    assert decide_circuit(Gate("s"), lost, 100, POLICY) is None
