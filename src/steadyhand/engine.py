@@ -167,9 +167,35 @@ class Engine:
             return self._decide_and_apply(tx, view, now, notify=notify)
 
     def record_outcome(
-        self, task: Task, outcome: Outcome, worker: str, *, notify: bool = False
+        self,
+        task: Task,
+        outcome: Outcome,
+        worker: str,
+        *,
+        notify: bool = False,
+        claim: tuple[str, float, list[Task]] | None = None,
     ) -> Decision | None:
-        """Record what an agent call did, then decide what comes next, in one transaction."""
+        """Record what an agent call did, then decide what comes next, in one transaction.
+
+        With `claim` (owner, lease seconds, list), a call the decision schedules may be
+        inserted already leased to `owner`; it is added to the list only once committed.
+        """
+        pending: list[Task] = []
+        inner = None if claim is None else (claim[0], claim[1], pending)
+        decision = self._record_outcome(task, outcome, worker, notify=notify, claim=inner)
+        if claim is not None:
+            claim[2].extend(pending)  # committed: the caller may run them
+        return decision
+
+    def _record_outcome(
+        self,
+        task: Task,
+        outcome: Outcome,
+        worker: str,
+        *,
+        notify: bool,
+        claim: tuple[str, float, list[Task]] | None,
+    ) -> Decision | None:
         assert task.step is not None and task.attempt is not None
         now = self.clock()
         kind = call_kind(task.kind, outcome.suffix)
@@ -199,11 +225,11 @@ class Engine:
                 refused = outcome.suffix == FAILED and bool(outcome.data.get("permanent"))
                 service = None if refused else task.service
                 fact = NewFact(kind, task.step, task.attempt, slot, data, service)
-            tx.append_fact(task.workflow_id, view.last_seq + 1, fact, now)
+            added = tx.append_fact(task.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(task.id)
             tx.drop_idle_supervise(task.workflow_id)
-            view = self._reload(tx, view)
-            return self._decide_and_apply(tx, view, now, notify=notify)
+            view = _appended(tx, view, fact, now) if added else self._reload(tx, view)
+            return self._decide_and_apply(tx, view, now, notify=notify, claim=claim)
 
     def expire_lease(self, task: Task) -> bool:
         """Turn an expired lease into a fact (a call's outcome becomes unknown: `lost`)."""
@@ -443,7 +469,13 @@ class Engine:
         return _with_services(tx, fresh)
 
     def _decide_and_apply(
-        self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool
+        self,
+        tx: Tx,
+        view: WorkflowFacts,
+        now: float,
+        *,
+        notify: bool,
+        claim: tuple[str, float, list[Task]] | None = None,
     ) -> Decision:
         if view.terminal is not None:
             tx.close_workflow(view.workflow_id)  # heal a stale watch entry; never reopen
@@ -459,7 +491,7 @@ class Engine:
         else:
             decision = guarded(supervisor, view, now)
         elapsed = time.perf_counter() - started
-        self._apply(tx, view, decision, now, elapsed, notify=notify)
+        self._apply(tx, view, decision, now, elapsed, notify=notify, claim=claim)
         return decision
 
     def _apply(
@@ -471,6 +503,7 @@ class Engine:
         elapsed: float,
         *,
         notify: bool,
+        claim: tuple[str, float, list[Task]] | None = None,
     ) -> None:
         workflow_id = view.workflow_id
         seq = view.last_seq
@@ -512,6 +545,22 @@ class Engine:
                     "permanent": list(command.permanent),
                     "transient": list(command.transient),
                 }
+                ungated = view.service_of(command.agent) is None
+                if claim is not None and not claim[2] and ungated:
+                    # Hand-off: the worker that decided runs the call next, no lease commit.
+                    leased = tx.insert_call_task_leased(
+                        workflow_id,
+                        command.phase,
+                        command.step,
+                        command.attempt,
+                        payload,
+                        now,
+                        claim[0],
+                        self.clock() + claim[1],  # after the lock: a fresh lease
+                    )
+                    if leased is not None:
+                        claim[2].append(leased)
+                    continue
                 enqueued |= tx.insert_call_task(
                     workflow_id,
                     command.phase,
@@ -578,6 +627,14 @@ class Engine:
             cid, facts[-1].seq + 1, NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data), now
         ):
             tx.wake_supervisor(cid, now, now)
+
+
+def _appended(tx: Tx, view: WorkflowFacts, fact: NewFact, at: float) -> WorkflowFacts:
+    """The view plus the fact this transaction just appended, without re-reading the facts
+    (the row lock is held: nothing else can have been appended). Circuits are re-read."""
+    data = json.loads(json.dumps(fact.data or {}, separators=(",", ":")))
+    new = Fact(view.last_seq + 1, fact.kind, at, fact.step, fact.attempt, fact.slot, data)
+    return _with_services(tx, dataclasses.replace(view, facts=(*view.facts, new)))
 
 
 def _terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> NewFact:

@@ -210,9 +210,19 @@ class Worker:
             else:
                 outcome = await self._call(task)
                 called = time.perf_counter()
+                claimed: list[Task] = []
+                claim = None if self._stopping else (self.id, self.options.lease_seconds, claimed)
                 await self._db_retry(
-                    self.engine.record_outcome, task, outcome, self.id, notify=self._busy()
+                    self.engine.record_outcome,
+                    task,
+                    outcome,
+                    self.id,
+                    notify=self._busy(),
+                    claim=claim,
                 )
+                for next_task in claimed:  # handed off to us: run it without a lease commit
+                    job = asyncio.create_task(self._handle(next_task), name=f"task-{next_task.id}")
+                    self._inflight[next_task.id] = (next_task, job)
             self.completed_tasks += 1
             if self.metrics is not None:
                 call_seconds = 0.0 if outcome is None else called - started

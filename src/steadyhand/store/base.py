@@ -253,6 +253,34 @@ class Tx(ABC):
         )
         return cur.rowcount == 1
 
+    def insert_call_task_leased(
+        self,
+        workflow_id: str,
+        phase: str,
+        step: str,
+        attempt: int,
+        payload: Mapping[str, Any],
+        now: float,
+        owner: str,
+        until: float,
+    ) -> Task | None:
+        """Insert a call task already leased to `owner` (hand-off); None if it existed."""
+        row = self.execute(
+            "insert_call_task_leased",
+            {
+                "id": workflow_id,
+                "kind": phase,
+                "step": step,
+                "attempt": attempt,
+                "due_at": now,
+                "payload": json.dumps(payload, separators=(",", ":")),
+                "now": now,
+                "owner": owner,
+                "until": until,
+            },
+        ).fetchone()
+        return None if row is None else task_from_row(row)
+
     def delete_task(self, task_id: int) -> None:
         self.execute("delete_task", {"task_id": task_id})
 

@@ -11,6 +11,7 @@ import functools
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -55,6 +56,19 @@ def _pyformat_cached(query: str) -> str:
 QUERIES = {name: _to_pyformat(text) for name, text in {**SHARED, **_OVERRIDES}.items()}
 
 _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+_RETURNED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+IDLE_CHECK_SECONDS = 5.0
+
+
+def _stamp(conn: Any) -> None:
+    """Pool `reset` hook: remember when a connection came back."""
+    _RETURNED[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: Any) -> None:
+    """Pool `check` hook: ping only connections idle for a while (a round trip saved)."""
+    if time.monotonic() - _RETURNED.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
 
 
 class PgTx(Tx):
@@ -114,7 +128,8 @@ class PostgresStore(Store):
             min_size=1,
             max_size=max_connections,
             kwargs={"autocommit": True, "options": f"-c search_path={self.schema}"},
-            check=ConnectionPool.check_connection,
+            check=_check_if_idle,
+            reset=_stamp,
             timeout=connect_timeout,
             open=False,
             name=f"steadyhand-{self.schema}",

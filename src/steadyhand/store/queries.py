@@ -71,6 +71,14 @@ SHARED: dict[str, str] = {
         VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now, :service)
         ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
     """,
+    "insert_call_task_leased": """
+        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
+                           lease_owner, lease_expires_at)
+        VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now, :owner, :until)
+        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
+        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+                  lease_expires_at, service
+    """,
     "delete_task": "DELETE FROM tasks WHERE id = :task_id",
     "workflow_tasks": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
