@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest clean
+.PHONY: venv demo test lint typecheck pytest clean bench
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ pytest: venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Benchmarks side by side with DBOS and pgqueuer (issue 7); not part of `make test`.
+# `make bench BENCH_ARGS=--quick` for a short run; results are appended to bench/RESULTS.md.
+bench: venv
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

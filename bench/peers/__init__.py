@@ -1,0 +1,1 @@
+"""The peers measured side by side with steadyhand: DBOS Transact and pgqueuer."""
