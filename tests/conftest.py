@@ -51,20 +51,28 @@ def pg_base() -> str | None:
     return _PG[0]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL of an empty store, once per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'steadyhand.db'}"
+@contextmanager
+def fresh_store_url(backend: str, folder: Path, prefix: str = "t") -> Iterator[str]:
+    """The URL of an empty store on `backend`: a new SQLite file in `folder`, or a new
+    PostgreSQL schema named `<prefix>_<random>` that is dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'steadyhand.db'}"
         return
     base = pg_base()
     if base is None:
         pytest.skip("PostgreSQL not reachable: set STEADYHAND_TEST_PG or start the local server")
-    schema = f"t_{secrets.token_hex(6)}"
+    schema = f"{prefix}_{secrets.token_hex(6)}"
     sep = "&" if "?" in base else "?"
     yield f"{base}{sep}schema={schema}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty store, once per backend."""
+    with fresh_store_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a compensated and a failed trip), and a real uvicorn server for the dashboard.
 
 from __future__ import annotations
 
-import secrets
 import socket
 import threading
 import time
@@ -13,14 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
 from steadyhand import Client, open_store
 from tests.apps.scripted import app
-from tests.conftest import pg_base, running_worker
+from tests.conftest import fresh_store_url, running_worker
 
 FAIL_SCRIPT = {"car": ["permanent"], "undo:hotel": ["transient"] * 10}
 
@@ -41,17 +39,8 @@ def ops_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """An empty store shared by one test module, once per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ops') / 'steadyhand.db'}"
-        return
-    base = pg_base()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable: set STEADYHAND_TEST_PG or start the local server")
-    schema = f"ops_{secrets.token_hex(6)}"
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}schema={schema}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with fresh_store_url(request.param, tmp_path_factory.mktemp("ops"), "ops") as url:
+        yield url
 
 
 def run_trips(url: str, ledger: str, scripts: list[dict[str, object]]) -> list[str]:

@@ -8,23 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from steadyhand.chaos.options import DEFAULT_PG, TERMINATE_SCOPES, ChaosOptions
+from steadyhand.demo.command import sigterm_as_ctrl_c
 from steadyhand.demo.options import PROFILE_NAMES, DemoError
 
 EXIT_VIOLATIONS = 3
 EXIT_INTERRUPTED = 130
 _DEFAULTS = ChaosOptions()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _cluster(value: str) -> tuple[str, str]:
@@ -148,18 +143,16 @@ def chaos(
     from steadyhand.demo.service_process import ServiceStartError
 
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # broken connections are the point
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    say = None if as_json else (lambda message: click.echo(message, err=True))
-    try:
-        result = run_chaos(options, say)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: every process the run started is stopped", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except (DemoError, ServiceStartError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_ctrl_c():
+        say = None if as_json else (lambda message: click.echo(message, err=True))
+        try:
+            result = run_chaos(options, say)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: every process the run started is stopped", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (DemoError, ServiceStartError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     summary = result.to_json()
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -23,8 +25,18 @@ _DEFAULTS = DemoOptions()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into the same orderly stop as Ctrl-C, so no child process is left behind."""
     raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Turn SIGTERM into the same orderly stop as Ctrl-C while a run lasts, so no child
+    process (service or worker) is left behind."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -123,29 +135,27 @@ def demo(
     from steadyhand.demo.run import run_demo
     from steadyhand.demo.service_process import ServiceStartError
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        if as_json:
-            result = run_demo(options)
-            click.echo(json.dumps(result.to_json(), indent=2))
-        else:
-            from steadyhand.demo.display import LiveDisplay, print_summary
+    with sigterm_as_ctrl_c():
+        try:
+            if as_json:
+                result = run_demo(options)
+                click.echo(json.dumps(result.to_json(), indent=2))
+            else:
+                from steadyhand.demo.display import LiveDisplay, print_summary
 
-            display = LiveDisplay()
-            result = run_demo(options, display)
-            display.console.print()
-            print_summary(result, display.console)
-    except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted: every process the demo started is stopped; the store is at "
-            f"{options.db_url}",
-            err=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
-    except (DemoError, ServiceStartError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+                display = LiveDisplay()
+                result = run_demo(options, display)
+                display.console.print()
+                print_summary(result, display.console)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\ninterrupted: every process the demo started is stopped; the store is at "
+                f"{options.db_url}",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        except (DemoError, ServiceStartError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     if not result.ok:
         sys.exit(EXIT_AUDIT_FAILED)
