@@ -75,7 +75,7 @@ def slow(ctx: Context) -> str:
     import time
 
     LOG.append(("slow", ctx.workflow_id))
-    time.sleep(0.3)
+    time.sleep(1.0)  # long enough for a cancel to find the child still running
     return "slow done"
 
 
