@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -146,16 +147,58 @@ def _failure(exc: BaseException, task: Task, started: float) -> Outcome:
     return Outcome(FAILED, data)
 
 
+class AgentThreads:
+    """Threads for sync agents: an idle one is reused, a new one starts whenever none is
+    idle, and a thread idle for `idle_seconds` exits.
+
+    Not a fixed-size pool on purpose: a thread cannot be interrupted, so a hung agent keeps
+    its thread, and with a fixed pool enough hung calls would starve every later one.
+    Reuse matters for speed: starting a thread costs about as much as a no-op step.
+    """
+
+    def __init__(self, idle_seconds: float = 30.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job (a job put for them is theirs)
+
+    def submit(self, job: Callable[[], None], name: str) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+        threading.Thread(target=self._serve, args=(job,), name=name, daemon=True).start()
+
+    def _serve(self, job: Callable[[], None]) -> None:
+        while True:
+            job()
+            with self._lock:
+                self._idle += 1
+            while True:
+                try:
+                    job = self._jobs.get(timeout=self.idle_seconds)
+                    break
+                except queue.Empty:
+                    with self._lock:  # a submitter may have counted on us just now
+                        if self._jobs.empty():
+                            self._idle -= 1
+                            return
+
+
+_THREADS = AgentThreads()
+
+
 async def _run_in_thread(
     agent: Agent,
     ctx: Context,
     task: Task,
     on_late_result: Callable[[Outcome], None] | None,
 ) -> Any:
-    """Run a sync agent in its own thread; if it outlives its timeout, report it late.
+    """Run a sync agent on an agent thread; if it outlives its timeout, report it late.
 
-    A thread cannot be interrupted, so a hung sync agent is abandoned rather than killed; a
-    dedicated thread (not a pool) keeps one hung call from delaying the next.
+    A thread cannot be interrupted, so a hung sync agent is abandoned rather than killed
+    (its thread stays with it; see `AgentThreads`).
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -187,8 +230,7 @@ async def _run_in_thread(
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
 
-    thread = threading.Thread(target=target, name=f"agent-{agent.name}", daemon=True)
-    thread.start()
+    _THREADS.submit(target, name=f"agent-{agent.name}")
     try:
         return await asyncio.wait_for(asyncio.shield(future), ctx.timeout)
     except TimeoutError:

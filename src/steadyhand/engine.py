@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from .decisions import (
     StartChild,
     WaitUntil,
 )
-from .errors import IdempotencyConflict, NotFoundError
+from .errors import IdempotencyConflict, NotFoundError, StoreError
 from .facts import (
     ACTION,
     CANCEL_REQUESTED,
@@ -62,6 +62,7 @@ from .services import (
 )
 from .store.base import SUPERVISE, NewFact, Store, Task, Tx, WorkflowRow
 from .supervise import Supervisor, guarded
+from .writes import Claim, Writes
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -148,7 +149,7 @@ class Engine:
                 facts=tx.read_facts(workflow_id),
                 parent_id=parent_id,
             )
-            self._decide_and_apply(tx, view, now, notify=True)
+            self._decide_alone(tx, view, now, notify=True)
         return Started(workflow_id, created=True)
 
     def supervise(self, task: Task, *, notify: bool = False) -> Decision | None:
@@ -164,7 +165,7 @@ class Engine:
                     extra={"workflow_id": task.workflow_id},
                 )
                 return None
-            return self._decide_and_apply(tx, view, now, notify=notify)
+            return self._decide_alone(tx, view, now, notify=notify)
 
     def record_outcome(
         self,
@@ -173,63 +174,71 @@ class Engine:
         worker: str,
         *,
         notify: bool = False,
-        claim: tuple[str, float, list[Task]] | None = None,
+        claim: Claim | None = None,
     ) -> Decision | None:
-        """Record what an agent call did, then decide what comes next, in one transaction.
+        """Record what one agent call did and decide what comes next (see `record_outcomes`)."""
+        return self.record_outcomes([(task, outcome)], worker, notify=notify, claim=claim)[0]
 
-        With `claim` (owner, lease seconds, list), a call the decision schedules may be
-        inserted already leased to `owner`; it is added to the list only once committed.
-        """
-        pending: list[Task] = []
-        inner = None if claim is None else (claim[0], claim[1], pending)
-        decision = self._record_outcome(task, outcome, worker, notify=notify, claim=inner)
-        if claim is not None:
-            claim[2].extend(pending)  # committed: the caller may run them
-        return decision
-
-    def _record_outcome(
+    def record_outcomes(
         self,
-        task: Task,
-        outcome: Outcome,
+        reports: Sequence[tuple[Task, Outcome]],
+        worker: str,
+        *,
+        notify: bool = False,
+        claim: Claim | None = None,
+    ) -> list[Decision | None]:
+        """Record what agent calls did, and decide what comes next for each workflow, in one
+        transaction: their workflows are locked in id order, their facts read in one
+        statement, and the writes of all the decisions sent together (`writes.Writes`).
+
+        With `claim`, a call a decision schedules may be inserted already leased to the
+        claim's owner (a hand-off: no lease commit); `claim.tasks` gets it once committed.
+        If the batch as a whole is refused, each report is recorded on its own, so one
+        bad report costs only itself.
+        """
+        if len(reports) > 1:
+            try:
+                return self._record_batch(reports, worker, notify=notify, claim=claim)
+            except StoreError as exc:
+                log.warning(
+                    "a batch of %d outcomes was refused (%s); recording them one by one",
+                    len(reports),
+                    exc,
+                )
+        return [
+            self._record_batch([report], worker, notify=notify, claim=claim)[0]
+            for report in reports
+        ]
+
+    def _record_batch(
+        self,
+        reports: Sequence[tuple[Task, Outcome]],
         worker: str,
         *,
         notify: bool,
-        claim: tuple[str, float, list[Task]] | None,
-    ) -> Decision | None:
-        assert task.step is not None and task.attempt is not None
+        claim: Claim | None,
+    ) -> list[Decision | None]:
         now = self.clock()
-        kind = call_kind(task.kind, outcome.suffix)
-        slot = call_slot(task.kind, task.step, task.attempt, "outcome")
+        writes = Writes(notify_others=notify)
+        decisions: list[Decision | None] = []
         with self.store.transaction() as tx:
-            view = self._load(tx, task.workflow_id, deciding=False)
-            if view is None:
-                tx.delete_task(task.id)
-                return None
-            existing = view.slot(slot)
-            data = {**outcome.data, "worker": worker}
-            if existing is not None:
-                if existing.kind == kind and existing.get("worker") == worker:
-                    tx.delete_task(task.id)  # our own earlier commit went through
-                    return None
-                late = {
-                    **data,
-                    "phase": task.kind,
-                    "outcome": outcome.suffix,
-                    "attempt": task.attempt,
-                    "recorded": existing.kind,
-                }
-                fact = NewFact(OUTCOME_REPORTED_LATE, task.step, task.attempt, data=late)
-            else:
-                # A refusal (sold out) is a healthy answer: only other outcomes speak for the
-                # service's health, so only they carry its name into the circuit's reading.
-                refused = outcome.suffix == FAILED and bool(outcome.data.get("permanent"))
-                service = None if refused else task.service
-                fact = NewFact(kind, task.step, task.attempt, slot, data, service)
-            added = tx.append_fact(task.workflow_id, view.last_seq + 1, fact, now)
-            tx.delete_task(task.id)
-            tx.drop_idle_supervise(task.workflow_id)
-            view = _appended(tx, view, fact, now) if added else self._reload(tx, view)
-            return self._decide_and_apply(tx, view, now, notify=notify, claim=claim)
+            views = self._load_many(tx, [task.workflow_id for task, _ in reports])
+            for task, outcome in reports:
+                writes.deleted_tasks.append(task.id)
+                view = views.get(task.workflow_id)
+                fact = None if view is None else _outcome_fact(view, task, outcome, worker)
+                if view is None or fact is None:
+                    decisions.append(None)  # unknown workflow, or our own earlier commit
+                    continue
+                added = writes.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
+                writes.dropped_wakeups.append(view.workflow_id)
+                view = _extended(view, [added] if added else [])
+                decision, appended = self._decide_and_apply(tx, view, now, writes, claim=claim)
+                views[view.workflow_id] = _extended(view, appended)
+                decisions.append(decision)
+            writes.flush(tx)
+        writes.committed()
+        return decisions
 
     def expire_lease(self, task: Task) -> bool:
         """Turn an expired lease into a fact (a call's outcome becomes unknown: `lost`)."""
@@ -258,7 +267,7 @@ class Engine:
                 tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
             tx.delete_task(current.id)
             tx.drop_idle_supervise(view.workflow_id)
-            self._decide_and_apply(tx, self._reload(tx, view), now, notify=True)
+            self._decide_alone(tx, self._reload(tx, view), now, notify=True)
             return True
 
     def wake_unwatched(self, limit: int = 100, grace: float = 5.0) -> int:
@@ -348,7 +357,7 @@ class Engine:
             fact = NewFact(EVENT_RECEIVED, event, None, slot, data)
             recorded = tx.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
             if created:
-                self._decide_and_apply(tx, self._reload(tx, view), now, notify=True)
+                self._decide_alone(tx, self._reload(tx, view), now, notify=True)
             elif recorded and view.terminal is None:
                 tx.wake_supervisor(view.workflow_id, now, now)
                 tx.notify()
@@ -438,6 +447,17 @@ class Engine:
             return _view(row, tx.read_facts(workflow_id)), tx.workflow_tasks(workflow_id)
 
     # -- internals --------------------------------------------------------------------------
+    def _load_many(self, tx: Tx, workflow_ids: Sequence[str]) -> dict[str, WorkflowFacts]:
+        """`_load` for a batch: lock the root rows in id order and read all their facts in
+        one statement; circuits are read once for the batch."""
+        rows = tx.lock_workflows(sorted(set(workflow_ids)))
+        facts = tx.read_facts_of(list(rows))
+        gates: dict[str, Any] = {}
+        return {
+            wid: _with_services(tx, _view(row, facts[wid], _children(tx, facts[wid])), gates)
+            for wid, row in rows.items()
+        }
+
     def _load(self, tx: Tx, workflow_id: str, *, deciding: bool = True) -> WorkflowFacts | None:
         """Lock the root row and read everything the supervisor may know, consistently.
 
@@ -468,17 +488,26 @@ class Engine:
         )
         return _with_services(tx, fresh)
 
+    def _decide_alone(self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool) -> Decision:
+        """Decide for one workflow and write the decision at once (single-workflow paths)."""
+        writes = Writes(notify_others=notify)
+        decision, _ = self._decide_and_apply(tx, view, now, writes)
+        writes.flush(tx)
+        return decision
+
     def _decide_and_apply(
         self,
         tx: Tx,
         view: WorkflowFacts,
         now: float,
+        writes: Writes,
         *,
-        notify: bool,
-        claim: tuple[str, float, list[Task]] | None = None,
-    ) -> Decision:
+        claim: Claim | None = None,
+    ) -> tuple[Decision, list[Fact]]:
+        """Run the workflow's supervisor and queue its decision in `writes`; returns the
+        decision and the facts it appends (so a batch can extend its view)."""
         if view.terminal is not None:
-            tx.close_workflow(view.workflow_id)  # heal a stale watch entry; never reopen
+            writes.closed.append(view.workflow_id)  # heal a stale watch entry; never reopen
         supervisor = self.supervisors.get(view.plan.supervisor)
         started = time.perf_counter()
         if supervisor is None:
@@ -491,8 +520,8 @@ class Engine:
         else:
             decision = guarded(supervisor, view, now)
         elapsed = time.perf_counter() - started
-        self._apply(tx, view, decision, now, elapsed, notify=notify, claim=claim)
-        return decision
+        appended = self._apply(tx, view, decision, now, elapsed, writes, claim)
+        return decision, appended
 
     def _apply(
         self,
@@ -501,17 +530,16 @@ class Engine:
         decision: Decision,
         now: float,
         elapsed: float,
-        *,
-        notify: bool,
-        claim: tuple[str, float, list[Task]] | None = None,
-    ) -> None:
+        writes: Writes,
+        claim: Claim | None,
+    ) -> list[Fact]:
         workflow_id = view.workflow_id
-        seq = view.last_seq
+        appended: list[Fact] = []
 
         def append(fact: NewFact) -> None:
-            nonlocal seq
-            if tx.append_fact(workflow_id, seq + 1, fact, now):
-                seq += 1
+            added = writes.append_fact(workflow_id, view.last_seq + len(appended) + 1, fact, now)
+            if added is not None:
+                appended.append(added)
 
         runs = view.supervisor_runs_this_round() + 1
         append(
@@ -526,7 +554,7 @@ class Engine:
                 },
             )
         )
-        enqueued = False
+        handed_off = False
         for command in decision.commands:
             if isinstance(command, CallAgent):
                 slot = call_slot(command.phase, command.step, command.attempt, SCHEDULED)
@@ -546,22 +574,21 @@ class Engine:
                     "transient": list(command.transient),
                 }
                 ungated = view.service_of(command.agent) is None
-                if claim is not None and not claim[2] and ungated:
+                if claim is not None and not handed_off and ungated:
                     # Hand-off: the worker that decided runs the call next, no lease commit.
-                    leased = tx.insert_call_task_leased(
+                    writes.leased_call(
                         workflow_id,
                         command.phase,
                         command.step,
                         command.attempt,
                         payload,
                         now,
-                        claim[0],
-                        self.clock() + claim[1],  # after the lock: a fresh lease
+                        claim,
+                        self.clock() + claim.lease_seconds,  # after the lock: a fresh lease
                     )
-                    if leased is not None:
-                        claim[2].append(leased)
+                    handed_off = True
                     continue
-                enqueued |= tx.insert_call_task(
+                writes.call_task(
                     workflow_id,
                     command.phase,
                     command.step,
@@ -572,34 +599,31 @@ class Engine:
                     view.service_of(command.agent),
                 )
             elif isinstance(command, WaitUntil):
-                tx.wake_supervisor(workflow_id, command.at, now)
+                writes.wake(workflow_id, command.at, now, notify=False)
             elif isinstance(command, RecordFact):
                 if command.slot is None or view.slot(command.slot) is None:
                     append(NewFact(command.kind, command.step, None, command.slot, command.data))
             elif isinstance(command, Complete | EndCompensated | Fail):
                 append(_terminal_fact(command, view.round))
-                tx.close_workflow(workflow_id)
+                writes.closed.append(workflow_id)
                 if view.parent_id is not None:
-                    tx.wake_supervisor(view.parent_id, now, now)  # the parent learns at once
-                    enqueued = True
+                    writes.wake(view.parent_id, now, now)  # the parent learns at once
             elif isinstance(command, StartChild):
                 slot = f"child:{command.step}"
                 if view.slot(slot) is None:
-                    data = self._start_child(tx, view, command, now)
+                    data = self._start_child(tx, view, command, now, writes)
                     append(NewFact(CHILD_STARTED, command.step, None, slot, data))
-                    enqueued = True
             elif isinstance(command, CancelChild):
                 started = view.slot(f"child:{command.step}")
                 slot = f"child_cancel:{command.step}"
                 if started is not None and view.slot(slot) is None:
-                    self._cancel_child(tx, str(started.get("child_id")), command.reason, now)
+                    cid = str(started.get("child_id"))
+                    self._cancel_child(tx, cid, command.reason, now, writes)
                     append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
-                    enqueued = True
-        if enqueued and notify:
-            tx.notify()
+        return appended
 
     def _start_child(
-        self, tx: Tx, parent: WorkflowFacts, command: StartChild, now: float
+        self, tx: Tx, parent: WorkflowFacts, command: StartChild, now: float, writes: Writes
     ) -> dict[str, Any]:
         """Create the child in the parent's transaction (one atomic step) and wake it."""
         cid = child_id(parent.workflow_id, command.step)
@@ -613,11 +637,13 @@ class Engine:
         if tx.insert_workflow(row, input_json, _dumps(plan.to_json())):
             tx.open_workflow(cid, now)
             tx.append_fact(cid, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
-            tx.wake_supervisor(cid, now, now)
+            writes.wake(cid, now, now)
         return data
 
-    def _cancel_child(self, tx: Tx, cid: str, reason: str, now: float) -> None:
-        """Lock order is always parent, then child; a child never locks its parent."""
+    def _cancel_child(self, tx: Tx, cid: str, reason: str, now: float, writes: Writes) -> None:
+        """Lock order is always parent, then child; a child never locks its parent. (A
+        child decided for in the same batch makes this append collide with the batch's own;
+        the batch is then refused and its outcomes recorded one by one.)"""
         child = tx.lock_workflow(cid)
         if child is None:
             return
@@ -626,15 +652,41 @@ class Engine:
         if tx.append_fact(
             cid, facts[-1].seq + 1, NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data), now
         ):
-            tx.wake_supervisor(cid, now, now)
+            writes.wake(cid, now, now)
 
 
-def _appended(tx: Tx, view: WorkflowFacts, fact: NewFact, at: float) -> WorkflowFacts:
-    """The view plus the fact this transaction just appended, without re-reading the facts
-    (the row lock is held: nothing else can have been appended). Circuits are re-read."""
-    data = json.loads(json.dumps(fact.data or {}, separators=(",", ":")))
-    new = Fact(view.last_seq + 1, fact.kind, at, fact.step, fact.attempt, fact.slot, data)
-    return _with_services(tx, dataclasses.replace(view, facts=(*view.facts, new)))
+def _outcome_fact(view: WorkflowFacts, task: Task, outcome: Outcome, worker: str) -> NewFact | None:
+    """The fact an agent call's outcome becomes: in its slot, or, when the slot already
+    holds another outcome, a late report; None when it is our own earlier record."""
+    assert task.step is not None and task.attempt is not None
+    kind = call_kind(task.kind, outcome.suffix)
+    slot = call_slot(task.kind, task.step, task.attempt, "outcome")
+    existing = view.slot(slot)
+    data = {**outcome.data, "worker": worker}
+    if existing is not None:
+        if existing.kind == kind and existing.get("worker") == worker:
+            return None  # our own earlier commit went through
+        late = {
+            **data,
+            "phase": task.kind,
+            "outcome": outcome.suffix,
+            "attempt": task.attempt,
+            "recorded": existing.kind,
+        }
+        return NewFact(OUTCOME_REPORTED_LATE, task.step, task.attempt, data=late)
+    # A refusal (sold out) is a healthy answer: only other outcomes speak for the service's
+    # health, so only they carry its name into the circuit's reading.
+    refused = outcome.suffix == FAILED and bool(outcome.data.get("permanent"))
+    service = None if refused else task.service
+    return NewFact(kind, task.step, task.attempt, slot, data, service)
+
+
+def _extended(view: WorkflowFacts, facts: Sequence[Fact]) -> WorkflowFacts:
+    """The view plus facts this transaction appended, without reading them back (the row
+    lock is held: nothing else can have been appended)."""
+    if not facts:
+        return view
+    return dataclasses.replace(view, facts=(*view.facts, *facts))
 
 
 def _terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> NewFact:
@@ -661,16 +713,22 @@ def _view(
     )
 
 
-def _with_services(tx: Tx, view: WorkflowFacts) -> WorkflowFacts:
-    """Add the circuits of the services this plan calls (what a supervisor may defer on)."""
+def _with_services(
+    tx: Tx, view: WorkflowFacts, read: dict[str, Any] | None = None
+) -> WorkflowFacts:
+    """Add the circuits of the services this plan calls (what a supervisor may defer on);
+    `read` caches the gates already read in this transaction."""
     names = set((view.plan.options.get("services") or {}).values())
     if not names:
         return view
+    read = {} if read is None else read
     gates = {}
     for name in sorted(names):
-        row = tx.gate(name)
-        if row is not None:
-            gates[name] = gate_of(row)
+        if name not in read:
+            row = tx.gate(name)
+            read[name] = None if row is None else gate_of(row)
+        if read[name] is not None:
+            gates[name] = read[name]
     return dataclasses.replace(view, services=gates)
 
 

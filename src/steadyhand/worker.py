@@ -27,6 +27,7 @@ from .engine import Engine, Outcome
 from .errors import StoreUnavailable
 from .services import allowance, trial_window_start
 from .store.base import SUPERVISE, Store, Task
+from .writes import Claim
 
 log = logging.getLogger("steadyhand.worker")
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class WorkerOptions:
     unwatched_grace: float = 5.0  # an open workflow with no task this long gets a wake-up
     shutdown_grace: float | None = None  # None: wait for in-flight calls' own timeouts
     lease_batch: int = 32  # most tasks claimed per lease transaction
+    record_batch: int = 64  # most call outcomes recorded (and decided on) per transaction
     circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
 
 
@@ -84,6 +86,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._kick: asyncio.Event | None = None
+        self._outcomes: list[tuple[Task, Outcome, asyncio.Future[None]]] = []
+        self._outcomes_ready: asyncio.Event | None = None
         self._stopping = False
         self.completed_tasks = 0
 
@@ -103,6 +107,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._kick = asyncio.Event()
+        self._outcomes_ready = asyncio.Event()
         if self._stopping:
             self._stop.set()
         if install_signal_handlers:
@@ -116,6 +121,10 @@ class Worker:
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._listen(), name="listen"),
             asyncio.create_task(self._circuits(), name="circuits"),
+            *(
+                asyncio.create_task(self._recorder(), name=f"recorder-{lane}")
+                for lane in range(self._record_lanes())
+            ),
         ]
         try:
             await self._fetch_loop()
@@ -210,19 +219,7 @@ class Worker:
             else:
                 outcome = await self._call(task)
                 called = time.perf_counter()
-                claimed: list[Task] = []
-                claim = None if self._stopping else (self.id, self.options.lease_seconds, claimed)
-                await self._db_retry(
-                    self.engine.record_outcome,
-                    task,
-                    outcome,
-                    self.id,
-                    notify=self._busy(),
-                    claim=claim,
-                )
-                for next_task in claimed:  # handed off to us: run it without a lease commit
-                    job = asyncio.create_task(self._handle(next_task), name=f"task-{next_task.id}")
-                    self._inflight[next_task.id] = (next_task, job)
+                await self._record(task, outcome)
             self.completed_tasks += 1
             if self.metrics is not None:
                 call_seconds = 0.0 if outcome is None else called - started
@@ -251,6 +248,54 @@ class Worker:
         outcome = await perform(agent, task, functools.partial(self._report_late, task))
         log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
         return outcome
+
+    # -- recording outcomes (group commit) ----------------------------------------------------
+    def _record_lanes(self) -> int:
+        """Batches in the database at once: two on PostgreSQL, so one batch fills while the
+        other commits; one on SQLite, whose single write lock would only make them queue."""
+        return 1 if self.store.dialect == "sqlite" else 2
+
+    async def _record(self, task: Task, outcome: Outcome) -> None:
+        """Hand an outcome to the recorders and wait until it is committed."""
+        assert self._outcomes_ready is not None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((task, outcome, done))
+        self._outcomes_ready.set()
+        await done
+
+    async def _recorder(self) -> None:
+        """Record every outcome waiting, up to `record_batch` per transaction: an idle
+        worker records each one at once, a busy one shares each commit among many."""
+        assert self._outcomes_ready is not None
+        while True:
+            await self._outcomes_ready.wait()
+            if not self._outcomes:
+                self._outcomes_ready.clear()
+                continue
+            batch = self._outcomes[: self.options.record_batch]
+            del self._outcomes[: len(batch)]
+            if not self._outcomes:
+                self._outcomes_ready.clear()
+            claim = None if self._stopping else Claim(self.id, self.options.lease_seconds)
+            try:
+                await self._db_retry(
+                    self.engine.record_outcomes,
+                    [(task, outcome) for task, outcome, _ in batch],
+                    self.id,
+                    notify=self._busy(),
+                    claim=claim,
+                )
+            except Exception as exc:  # each waiting task logs it; their leases will expire
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for next_task in claim.tasks if claim else ():  # handed to us: no lease commit
+                job = asyncio.create_task(self._handle(next_task), name=f"task-{next_task.id}")
+                self._inflight[next_task.id] = (next_task, job)
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     def _report_late(self, task: Task, outcome: Outcome) -> None:
         """A sync agent answered after its timeout: record it (from the agent's own thread)."""

@@ -109,6 +109,18 @@ def _workflow(row: Sequence[Any]) -> WorkflowRow:
     )
 
 
+def _fact(row: Sequence[Any]) -> Fact:
+    return Fact(
+        seq=int(row[0]),
+        kind=row[1],
+        at=float(row[2]),
+        step=row[3],
+        attempt=row[4],
+        slot=row[5],
+        data=json.loads(row[6]),
+    )
+
+
 def task_from_row(row: Sequence[Any]) -> Task:
     return Task(
         id=int(row[0]),
@@ -140,6 +152,22 @@ class Tx(ABC):
     def notify(self) -> None:
         """Wake idle workers once this transaction commits (a no-op where unsupported)."""
 
+    @abstractmethod
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run the named statement once per row, in one round trip where the backend can;
+        returns the number of rows changed in all."""
+
+    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Run a named `... RETURNING` statement once per row; every returned row, in order."""
+        out: list[Any] = []
+        for params in rows:
+            out += self.execute(name, params).fetchall()
+        return out
+
+    def ids(self, values: Sequence[Any]) -> Any:
+        """A list of ids as the `:ids` parameter of this dialect's set statements."""
+        return json.dumps(list(values))
+
     # -- workflows --------------------------------------------------------------------------
     def insert_workflow(self, row: WorkflowRow, input_json: str, plan_json: str) -> bool:
         """Insert a root row; False when its id or idempotency key already exists."""
@@ -162,6 +190,12 @@ class Tx(ABC):
         row = self.execute("lock_workflow", {"id": workflow_id}).fetchone()
         return None if row is None else _workflow(row)
 
+    def lock_workflows(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRow]:
+        """Lock many root rows, always in id order (two batches never wait on each other in
+        a cycle); the ones that exist, by id."""
+        rows = self.execute("lock_workflows", {"ids": self.ids(sorted(workflow_ids))}).fetchall()
+        return {row[0]: _workflow(row) for row in rows}
+
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         row = self.execute("get_workflow", {"id": workflow_id}).fetchone()
         return None if row is None else _workflow(row)
@@ -173,18 +207,15 @@ class Tx(ABC):
     # -- facts ------------------------------------------------------------------------------
     def read_facts(self, workflow_id: str) -> tuple[Fact, ...]:
         rows = self.execute("read_facts", {"id": workflow_id}).fetchall()
-        return tuple(
-            Fact(
-                seq=int(r[0]),
-                kind=r[1],
-                at=float(r[2]),
-                step=r[3],
-                attempt=r[4],
-                slot=r[5],
-                data=json.loads(r[6]),
-            )
-            for r in rows
-        )
+        return tuple(_fact(r) for r in rows)
+
+    def read_facts_of(self, workflow_ids: Sequence[str]) -> dict[str, tuple[Fact, ...]]:
+        """The facts of many workflows in one statement, by workflow id (in seq order)."""
+        grouped: dict[str, list[Fact]] = {wid: [] for wid in workflow_ids}
+        rows = self.execute("read_facts_of", {"ids": self.ids(list(workflow_ids))}).fetchall()
+        for row in rows:
+            grouped[row[0]].append(_fact(row[1:]))
+        return {wid: tuple(facts) for wid, facts in grouped.items()}
 
     def last_seq(self, workflow_id: str) -> int:
         return int(self.execute("last_seq", {"id": workflow_id}).fetchone()[0])
@@ -283,6 +314,16 @@ class Tx(ABC):
 
     def delete_task(self, task_id: int) -> None:
         self.execute("delete_task", {"task_id": task_id})
+
+    def delete_tasks(self, task_ids: Sequence[int]) -> None:
+        self.execute("delete_tasks", {"ids": self.ids(sorted(task_ids))})
+
+    def drop_idle_supervise_of(self, workflow_ids: Sequence[str]) -> None:
+        """`drop_idle_supervise` for many workflows in one statement."""
+        self.execute("drop_idle_supervise_of", {"ids": self.ids(sorted(workflow_ids))})
+
+    def close_workflows(self, workflow_ids: Sequence[str]) -> None:
+        self.execute("close_workflows", {"ids": self.ids(sorted(workflow_ids))})
 
     def lock_task(self, task_id: int) -> Task | None:
         row = self.execute("lock_task", {"task_id": task_id}).fetchone()
@@ -385,20 +426,21 @@ class Store(ABC):
         return leased
 
     def renew_leases(self, owner: str, task_ids: Sequence[int], until: float) -> int:
-        """Extend `owner`'s leases (heartbeat); returns how many are still held."""
-        held = 0
+        """Extend `owner`'s leases (heartbeat) in one statement; returns how many it renewed.
+
+        A task another transaction holds right now is skipped, not waited for: it is being
+        finished (its outcome recorded) or expired, and waiting could close a lock cycle
+        with a batch that holds its workflow. The next heartbeat renews it if it remains.
+        """
         with self.transaction() as tx:
-            for task_id in task_ids:
-                held += tx.execute(
-                    "renew_lease", {"task_id": task_id, "owner": owner, "until": until}
-                ).rowcount
-        return held
+            params = {"ids": tx.ids(sorted(task_ids)), "owner": owner, "until": until}
+            return tx.execute("renew_leases", params).rowcount
 
     def release_leases(self, owner: str, task_ids: Sequence[int]) -> None:
-        """Give tasks back to the queue unstarted (a worker shutting down)."""
+        """Give tasks back to the queue unstarted (a worker shutting down); like renewing,
+        a task being finished right now is skipped."""
         with self.transaction() as tx:
-            for task_id in task_ids:
-                tx.release_lease(task_id, owner)
+            tx.execute("release_leases", {"ids": tx.ids(sorted(task_ids)), "owner": owner})
 
     def next_due(self) -> float | None:
         """The due time of the earliest unleased task, for sleeping exactly long enough."""

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..errors import InputError, StoreError, StoreUnavailable
 from .base import Cursor, Store, Task, Tx, task_from_row
 from .migrations import latest_version, migrations
-from .queries import SHARED
+from .queries import IN_IDS, SHARED
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
@@ -40,6 +40,14 @@ _OVERRIDES = {
         "ORDER BY due_at LIMIT :limit", "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
     ),
     "lock_gate": SHARED["lock_gate"] + " FOR UPDATE",
+    "lock_workflows": SHARED["lock_workflows"] + " FOR UPDATE",
+    # Heartbeats and releases skip rows another transaction holds (see Store.renew_leases).
+    "renew_leases": SHARED["renew_leases"].replace(
+        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
+    ),
+    "release_leases": SHARED["release_leases"].replace(
+        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
+    ),
     "notify": "SELECT pg_notify(:channel, '')",
 }
 
@@ -53,7 +61,10 @@ def _pyformat_cached(query: str) -> str:
     return _to_pyformat(query)
 
 
-QUERIES = {name: _to_pyformat(text) for name, text in {**SHARED, **_OVERRIDES}.items()}
+QUERIES = {
+    name: _to_pyformat(text.replace(IN_IDS, "= ANY(:ids)"))
+    for name, text in {**SHARED, **_OVERRIDES}.items()
+}
 
 _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 _RETURNED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -84,6 +95,28 @@ class PgTx(Tx):
 
     def notify(self) -> None:
         self.execute("notify", {"channel": self._channel})
+
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        with self._conn.cursor() as cur:  # pipelined: one round trip for all rows
+            cur.executemany(QUERIES[name], rows)
+            return cur.rowcount
+
+    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        out: list[Any] = []
+        if not rows:
+            return out
+        with self._conn.cursor() as cur:
+            cur.executemany(QUERIES[name], rows, returning=True)
+            while True:
+                out += cur.fetchall()
+                if not cur.nextset():
+                    break
+        return out
+
+    def ids(self, values: Sequence[Any]) -> Any:
+        return list(values)
 
 
 def split_url(url: str) -> tuple[str, str]:

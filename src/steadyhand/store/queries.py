@@ -1,11 +1,17 @@
 """Every SQL statement steadyhand runs, by name, written once for both dialects.
 
 Statements use `:name` parameters (SQLite's style); the PostgreSQL store rewrites them to
-`%(name)s`. Where the dialects really differ (locking, leasing, LEAST vs min) the backend
-overrides the named statement; everything else is shared.
+`%(name)s`. Where the dialects really differ (locking, leasing, LEAST vs min, sets of ids)
+the backend overrides the named statement; everything else is shared.
+
+Set statements take `:ids`: here a JSON array read with `json_each` (SQLite), on PostgreSQL
+an array parameter matched with `= ANY(:ids)` (see `Tx.ids`).
 """
 
 from __future__ import annotations
+
+IN_IDS = "IN (SELECT value FROM json_each(:ids))"
+"""How the shared (SQLite) statements match a set of ids; PostgreSQL swaps in `ANY`."""
 
 SHARED: dict[str, str] = {
     # -- workflows ----------------------------------------------------------------------------
@@ -17,6 +23,10 @@ SHARED: dict[str, str] = {
     "lock_workflow": """
         SELECT id, name, idempotency_key, input, plan, parent_id, created_at
         FROM workflows WHERE id = :id
+    """,
+    "lock_workflows": f"""
+        SELECT id, name, idempotency_key, input, plan, parent_id, created_at
+        FROM workflows WHERE id {IN_IDS} ORDER BY id
     """,
     "get_workflow": """
         SELECT id, name, idempotency_key, input, plan, parent_id, created_at
@@ -30,6 +40,10 @@ SHARED: dict[str, str] = {
     "read_facts": """
         SELECT seq, kind, at, step, attempt, slot, data
         FROM facts WHERE workflow_id = :id ORDER BY seq
+    """,
+    "read_facts_of": f"""
+        SELECT workflow_id, seq, kind, at, step, attempt, slot, data
+        FROM facts WHERE workflow_id {IN_IDS} ORDER BY workflow_id, seq
     """,
     "child_outcome": """
         SELECT seq, kind, data FROM facts
@@ -50,6 +64,7 @@ SHARED: dict[str, str] = {
         ON CONFLICT DO NOTHING
     """,
     "close_workflow": "DELETE FROM open_workflows WHERE workflow_id = :id",
+    "close_workflows": f"DELETE FROM open_workflows WHERE workflow_id {IN_IDS}",
     "unwatched_workflows": """
         SELECT o.workflow_id FROM open_workflows o
         WHERE o.since <= :before
@@ -66,6 +81,10 @@ SHARED: dict[str, str] = {
     "drop_idle_supervise": """
         DELETE FROM tasks WHERE workflow_id = :id AND kind = 'supervise' AND lease_owner IS NULL
     """,
+    "drop_idle_supervise_of": f"""
+        DELETE FROM tasks
+        WHERE workflow_id {IN_IDS} AND kind = 'supervise' AND lease_owner IS NULL
+    """,
     "insert_call_task": """
         INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at, service)
         VALUES (:id, :kind, :step, :attempt, :due_at, :payload, :now, :service)
@@ -80,6 +99,7 @@ SHARED: dict[str, str] = {
                   lease_expires_at, service
     """,
     "delete_task": "DELETE FROM tasks WHERE id = :task_id",
+    "delete_tasks": f"DELETE FROM tasks WHERE id {IN_IDS}",
     "workflow_tasks": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
                lease_expires_at, service
@@ -101,6 +121,14 @@ SHARED: dict[str, str] = {
     """,
     "renew_lease": """
         UPDATE tasks SET lease_expires_at = :until WHERE id = :task_id AND lease_owner = :owner
+    """,
+    "renew_leases": f"""
+        UPDATE tasks SET lease_expires_at = :until
+        WHERE id IN (SELECT id FROM tasks WHERE id {IN_IDS} AND lease_owner = :owner)
+    """,
+    "release_leases": f"""
+        UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+        WHERE id IN (SELECT id FROM tasks WHERE id {IN_IDS} AND lease_owner = :owner)
     """,
     "release_lease": """
         UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,11 @@ class SqliteTx(Tx):
 
     def notify(self) -> None:
         """SQLite has no NOTIFY; workers poll, and an in-process worker is woken directly."""
+
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        return self._conn.executemany(SHARED[name], rows).rowcount
 
 
 def sqlite_path(url: str) -> Path:
