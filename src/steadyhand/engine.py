@@ -221,7 +221,7 @@ class Engine:
         now = self.clock()
         writes = Writes(notify_others=notify)
         decisions: list[Decision | None] = []
-        with self.store.transaction() as tx:
+        with self.store.transaction(pipelined=True) as tx:
             views = self._load_many(tx, [task.workflow_id for task, _ in reports])
             for task, outcome in reports:
                 writes.deleted_tasks.append(task.id)
@@ -450,8 +450,7 @@ class Engine:
     def _load_many(self, tx: Tx, workflow_ids: Sequence[str]) -> dict[str, WorkflowFacts]:
         """`_load` for a batch: lock the root rows in id order and read all their facts in
         one statement; circuits are read once for the batch."""
-        rows = tx.lock_workflows(sorted(set(workflow_ids)))
-        facts = tx.read_facts_of(list(rows))
+        rows, facts = tx.lock_and_read(sorted(set(workflow_ids)))
         gates: dict[str, Any] = {}
         return {
             wid: _with_services(tx, _view(row, facts[wid], _children(tx, facts[wid])), gates)

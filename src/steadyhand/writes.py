@@ -4,8 +4,8 @@ statements (one per kind of change), whether it decided for one workflow or for 
 Why buffer: a worker that records 16 outcomes at once would otherwise send ~12 statements
 per workflow; gathered, the whole batch takes about eight. Why it is safe: every workflow
 written here is locked by the transaction and its facts were read under that lock, so
-whether a fact's slot is free is known before the insert; `flush` checks the count anyway
-and refuses to commit if the database disagrees.
+whether a fact's slot is free is known before the insert; facts are inserted without
+`ON CONFLICT`, so if the database disagrees the transaction fails instead of skipping one.
 
 The order of `flush` is fixed: consumed tasks and idle wake-ups are removed before new
 facts, tasks and wake-ups are added, so a wake-up asked for in this transaction is never
@@ -15,11 +15,10 @@ dropped by it (an extra supervisor run is harmless; a lost one is not).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import StoreError
 from .facts import Fact
 from .store.base import NewFact, Task, Tx, task_from_row
 
@@ -47,8 +46,8 @@ class Writes:
     closed: list[str] = field(default_factory=list)
     notify_others: bool = True  # False: the deciding worker picks the new work up itself
     wants_notify: bool = False  # something was queued that an idle worker could start
-    handed: list[tuple[Task, Claim]] = field(default_factory=list)
     _slots: set[tuple[str, str]] = field(default_factory=set)
+    _read_leased: Callable[[], list[Any]] | None = None
 
     def append_fact(self, workflow_id: str, seq: int, fact: NewFact, at: float) -> Fact | None:
         """Queue a fact at `seq`; None when this transaction already took its slot.
@@ -137,19 +136,14 @@ class Writes:
             tx.delete_tasks(self.deleted_tasks)
         if self.dropped_wakeups:
             tx.drop_idle_supervise_of(self.dropped_wakeups)
-        if self.facts:
-            written = tx.execute_many("append_fact", self.facts)
-            if written != len(self.facts):
-                raise StoreError(
-                    f"{len(self.facts) - written} of {len(self.facts)} facts found their slot "
-                    "taken although their workflows were locked; nothing was committed"
-                )
+        if self.facts:  # a taken slot or seq is an error here, which rolls everything back
+            tx.execute_many("insert_fact", self.facts)
         if self.call_tasks:
             tx.execute_many("insert_call_task", self.call_tasks)
         if self.leased_calls:
-            rows = tx.returning_many("insert_call_task_leased", [r for r, _ in self.leased_calls])
-            claims = {_call_key(r): claim for r, claim in self.leased_calls}
-            self.handed = [(task_from_row(row), claims[_call_key_of(row)]) for row in rows]
+            self._read_leased = tx.returning_many(
+                "insert_call_task_leased", [r for r, _ in self.leased_calls]
+            )
         if self.wakeups:
             tx.execute_many("wake_supervisor", self.wakeups)
         if self.closed:
@@ -158,9 +152,13 @@ class Writes:
             tx.notify()
 
     def committed(self) -> None:
-        """The transaction committed: give each claim the calls leased to it."""
-        for task, claim in self.handed:
-            claim.tasks.append(task)
+        """The transaction committed: give each claim the calls leased to it (a call that
+        already had a task is not returned, and so not handed off)."""
+        if self._read_leased is None:
+            return
+        claims = {_call_key(row): claim for row, claim in self.leased_calls}
+        for row in self._read_leased():
+            claims[_call_key_of(row)].tasks.append(task_from_row(row))
 
 
 def _call_key(row: Mapping[str, Any]) -> tuple[str, str, str, int]:

@@ -153,16 +153,20 @@ class Tx(ABC):
         """Wake idle workers once this transaction commits (a no-op where unsupported)."""
 
     @abstractmethod
-    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Run the named statement once per row, in one round trip where the backend can;
-        returns the number of rows changed in all."""
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the named statement once per row, in one round trip where the backend can
+        (no row count: in a pipelined transaction it would cost a round trip to learn)."""
 
-    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Run a named `... RETURNING` statement once per row; every returned row, in order."""
+    def returning_many(
+        self, name: str, rows: Sequence[Mapping[str, Any]]
+    ) -> Callable[[], list[Any]]:
+        """Run a named `... RETURNING` statement once per row; returns a reader of every
+        returned row, in order. In a pipelined transaction the rows arrive with the commit,
+        so read them after it."""
         out: list[Any] = []
         for params in rows:
             out += self.execute(name, params).fetchall()
-        return out
+        return lambda: out
 
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""
@@ -190,11 +194,21 @@ class Tx(ABC):
         row = self.execute("lock_workflow", {"id": workflow_id}).fetchone()
         return None if row is None else _workflow(row)
 
-    def lock_workflows(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowRow]:
+    def lock_and_read(
+        self, workflow_ids: Sequence[str]
+    ) -> tuple[dict[str, WorkflowRow], dict[str, tuple[Fact, ...]]]:
         """Lock many root rows, always in id order (two batches never wait on each other in
-        a cycle); the ones that exist, by id."""
-        rows = self.execute("lock_workflows", {"ids": self.ids(sorted(workflow_ids))}).fetchall()
-        return {row[0]: _workflow(row) for row in rows}
+        a cycle), and read their facts, sending both statements before reading either (one
+        round trip when pipelined). Returns the rows that exist and their facts, by id."""
+        ids = self.ids(sorted(workflow_ids))
+        locked = self.execute("lock_workflows", {"ids": ids})
+        read = self.execute("read_facts_of", {"ids": ids})
+        rows = {row[0]: _workflow(row) for row in locked.fetchall()}
+        grouped: dict[str, list[Fact]] = {wid: [] for wid in rows}
+        for row in read.fetchall():
+            if row[0] in grouped:  # a fact of a workflow id without a root row cannot exist
+                grouped[row[0]].append(_fact(row[1:]))
+        return rows, {wid: tuple(facts) for wid, facts in grouped.items()}
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         row = self.execute("get_workflow", {"id": workflow_id}).fetchone()
@@ -208,14 +222,6 @@ class Tx(ABC):
     def read_facts(self, workflow_id: str) -> tuple[Fact, ...]:
         rows = self.execute("read_facts", {"id": workflow_id}).fetchall()
         return tuple(_fact(r) for r in rows)
-
-    def read_facts_of(self, workflow_ids: Sequence[str]) -> dict[str, tuple[Fact, ...]]:
-        """The facts of many workflows in one statement, by workflow id (in seq order)."""
-        grouped: dict[str, list[Fact]] = {wid: [] for wid in workflow_ids}
-        rows = self.execute("read_facts_of", {"ids": self.ids(list(workflow_ids))}).fetchall()
-        for row in rows:
-            grouped[row[0]].append(_fact(row[1:]))
-        return {wid: tuple(facts) for wid, facts in grouped.items()}
 
     def last_seq(self, workflow_id: str) -> int:
         return int(self.execute("last_seq", {"id": workflow_id}).fetchone()[0])
@@ -356,8 +362,13 @@ class Store(ABC):
     dialect: str
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """A short write transaction; commits on success, rolls back on any exception."""
+    def transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Tx]:
+        """A short write transaction; commits on success, rolls back on any exception.
+
+        `pipelined`: statements are sent without waiting for their answers until one is
+        read (PostgreSQL pipeline mode), so a transaction that reads once and then only
+        writes costs two round trips. Errors may then surface at the next read or at the
+        commit, never silently; SQLite ignores it (it has no round trips)."""
 
     @abstractmethod
     def snapshot(self) -> AbstractContextManager[Tx]:

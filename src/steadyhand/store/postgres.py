@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -82,38 +82,72 @@ def _check_if_idle(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
+class _PipelinedCursor:
+    """A cursor of a pipelined transaction: reading its row count first collects the
+    answers sent so far (fetching does so by itself), so callers never see the -1 of an
+    answer still on its way."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.rowcount < 0:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
 class PgTx(Tx):
-    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        channel: str,
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
         self._conn = conn
         self._channel = channel
+        self._pipeline = pipeline
+
+    def _wrap(self, cursor: psycopg.Cursor[Any]) -> Cursor:
+        return cursor if self._pipeline is None else _PipelinedCursor(cursor, self._pipeline)
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        return self._conn.execute(QUERIES[name], params or {})
+        return self._wrap(self._conn.execute(QUERIES[name], params or {}))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        return self._conn.execute(_pyformat_cached(sql), params or {})
+        return self._wrap(self._conn.execute(_pyformat_cached(sql), params or {}))
 
     def notify(self) -> None:
         self.execute("notify", {"channel": self._channel})
 
-    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        if not rows:
-            return 0
-        with self._conn.cursor() as cur:  # pipelined: one round trip for all rows
-            cur.executemany(QUERIES[name], rows)
-            return cur.rowcount
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:  # psycopg sends all rows in one round trip
+            self._conn.cursor().executemany(QUERIES[name], rows)
 
-    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        out: list[Any] = []
-        if not rows:
-            return out
-        with self._conn.cursor() as cur:
+    def returning_many(
+        self, name: str, rows: Sequence[Mapping[str, Any]]
+    ) -> Callable[[], list[Any]]:
+        cur = self._conn.cursor()
+        if rows:
             cur.executemany(QUERIES[name], rows, returning=True)
+
+        def read() -> list[Any]:
+            out: list[Any] = []
+            if not rows:
+                return out
             while True:
                 out += cur.fetchall()
                 if not cur.nextset():
-                    break
-        return out
+                    return out
+
+        return read
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
@@ -179,10 +213,15 @@ class PostgresStore(Store):
             self.migrate()
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Tx]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield PgTx(conn, self.channel)
+            with self._pool.connection() as conn:
+                if pipelined:
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        yield PgTx(conn, self.channel, pipeline)
+                else:
+                    with conn.transaction():
+                        yield PgTx(conn, self.channel)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.IntegrityError as exc:

@@ -58,6 +58,10 @@ SHARED: dict[str, str] = {
         VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
         ON CONFLICT (workflow_id, slot) WHERE slot IS NOT NULL DO NOTHING
     """,
+    "insert_fact": """
+        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
+        VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
+    """,
     # -- open workflows (what the watchdog watches) ---------------------------------------------
     "open_workflow": """
         INSERT INTO open_workflows (workflow_id, since) VALUES (:id, :now)

@@ -35,10 +35,9 @@ class SqliteTx(Tx):
     def notify(self) -> None:
         """SQLite has no NOTIFY; workers poll, and an in-process worker is woken directly."""
 
-    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        if not rows:
-            return 0
-        return self._conn.executemany(SHARED[name], rows).rowcount
+    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self._conn.executemany(SHARED[name], rows)
 
 
 def sqlite_path(url: str) -> Path:
@@ -114,7 +113,7 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Tx]:
         try:
             with self._begin("IMMEDIATE") as tx:
                 yield tx
