@@ -198,10 +198,23 @@ def check_invariants(sim: Sim) -> None:
     for step in {f.step for f in comp}:
         assert step is not None
         assert not known_not_done(view, step), f"compensated {step}, which never took effect"
-    # Compensations in reverse plan order (first scheduling of each step).
+    # Compensations in reverse plan order (first scheduling of each step), among the steps
+    # known to have taken effect when the rollback began: a success reported late, after
+    # earlier steps were already being undone, can only be undone after them.
+    known = began.seq if began is not None else 0
+    evidence = ("attempt_succeeded", "attempt_timed_out", "attempt_lost", "attempt_uncertain")
     first: list[str] = []
     for fact in comp:
-        if fact.step not in first:
+        seen_before = any(
+            f.step == fact.step
+            and f.seq < known
+            and (
+                f.kind in evidence
+                or (f.kind == "outcome_reported_late" and f.get("phase") == "action")
+            )
+            for f in sim.facts
+        )
+        if fact.step not in first and seen_before:
             first.append(str(fact.step))
     indexes = [order.index(s) for s in first]
     assert indexes == sorted(indexes, reverse=True), f"compensation order {first}"
