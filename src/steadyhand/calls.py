@@ -232,7 +232,8 @@ async def _run_in_thread(
 
     _THREADS.submit(target, name=f"agent-{agent.name}")
     try:
-        return await asyncio.wait_for(asyncio.shield(future), ctx.timeout)
+        async with asyncio.timeout(ctx.timeout):  # cancels only the future, not the thread
+            return await future
     except TimeoutError:
         state["abandoned"] = True
         raise

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,7 +132,7 @@ class Engine:
                 if existing is not None:
                     _check_same(existing, plan.workflow, input_value, key)
                     return Started(existing.id, created=False)
-            row = WorkflowRow(workflow_id, plan.workflow, key, input_value, {}, parent_id, now)
+            row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
             if not tx.insert_workflow(row, input_json, plan_json):
                 existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
                 if existing is None:
@@ -221,21 +222,26 @@ class Engine:
         now = self.clock()
         writes = Writes(notify_others=notify)
         decisions: list[Decision | None] = []
+        remaining = Counter(task.workflow_id for task, _ in reports)
         with self.store.transaction(pipelined=True) as tx:
-            views = self._load_many(tx, [task.workflow_id for task, _ in reports])
+            views = self._load_many(tx, list(remaining))
+            for task, _ in reports:  # all first: no decision may re-queue a reported call
+                writes.consume(task)
             for task, outcome in reports:
-                writes.deleted_tasks.append(task.id)
+                remaining[task.workflow_id] -= 1
                 view = views.get(task.workflow_id)
                 fact = None if view is None else _outcome_fact(view, task, outcome, worker)
                 if view is None or fact is None:
                     decisions.append(None)  # unknown workflow, or our own earlier commit
                     continue
-                added = writes.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
+                mark = len(writes.facts)
+                writes.append_fact(view.workflow_id, view.last_seq + 1, fact, now)
                 writes.dropped_wakeups.append(view.workflow_id)
-                view = _extended(view, [added] if added else [])
-                decision, appended = self._decide_and_apply(tx, view, now, writes, claim=claim)
-                views[view.workflow_id] = _extended(view, appended)
-                decisions.append(decision)
+                view = _extended(view, writes.as_read(mark))
+                mark = len(writes.facts)
+                decisions.append(self._decide_and_apply(tx, view, now, writes, claim=claim))
+                if remaining[view.workflow_id]:  # decided on again later in this batch
+                    views[view.workflow_id] = _extended(view, writes.as_read(mark))
             writes.flush(tx)
         writes.committed()
         return decisions
@@ -335,7 +341,7 @@ class Engine:
                         "start so the first event creates it"
                     )
                 new_id, plan, input_value, input_json = start
-                row = WorkflowRow(new_id, plan.workflow, key, input_value, {}, None, now)
+                row = WorkflowRow(new_id, plan.workflow, key, input_value, plan, None, now)
                 if tx.insert_workflow(row, input_json, _dumps(plan.to_json())):
                     tx.open_workflow(new_id, now)
                     tx.append_fact(new_id, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
@@ -490,7 +496,7 @@ class Engine:
     def _decide_alone(self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool) -> Decision:
         """Decide for one workflow and write the decision at once (single-workflow paths)."""
         writes = Writes(notify_others=notify)
-        decision, _ = self._decide_and_apply(tx, view, now, writes)
+        decision = self._decide_and_apply(tx, view, now, writes)
         writes.flush(tx)
         return decision
 
@@ -502,9 +508,8 @@ class Engine:
         writes: Writes,
         *,
         claim: Claim | None = None,
-    ) -> tuple[Decision, list[Fact]]:
-        """Run the workflow's supervisor and queue its decision in `writes`; returns the
-        decision and the facts it appends (so a batch can extend its view)."""
+    ) -> Decision:
+        """Run the workflow's supervisor and queue its decision in `writes`."""
         if view.terminal is not None:
             writes.closed.append(view.workflow_id)  # heal a stale watch entry; never reopen
         supervisor = self.supervisors.get(view.plan.supervisor)
@@ -519,8 +524,8 @@ class Engine:
         else:
             decision = guarded(supervisor, view, now)
         elapsed = time.perf_counter() - started
-        appended = self._apply(tx, view, decision, now, elapsed, writes, claim)
-        return decision, appended
+        self._apply(tx, view, decision, now, elapsed, writes, claim)
+        return decision
 
     def _apply(
         self,
@@ -531,14 +536,14 @@ class Engine:
         elapsed: float,
         writes: Writes,
         claim: Claim | None,
-    ) -> list[Fact]:
+    ) -> None:
         workflow_id = view.workflow_id
-        appended: list[Fact] = []
+        seq = view.last_seq
 
         def append(fact: NewFact) -> None:
-            added = writes.append_fact(workflow_id, view.last_seq + len(appended) + 1, fact, now)
-            if added is not None:
-                appended.append(added)
+            nonlocal seq
+            if writes.append_fact(workflow_id, seq + 1, fact, now):
+                seq += 1
 
         runs = view.supervisor_runs_this_round() + 1
         append(
@@ -575,7 +580,7 @@ class Engine:
                 ungated = view.service_of(command.agent) is None
                 if claim is not None and not handed_off and ungated:
                     # Hand-off: the worker that decided runs the call next, no lease commit.
-                    writes.leased_call(
+                    handed_off = writes.leased_call(
                         workflow_id,
                         command.phase,
                         command.step,
@@ -585,7 +590,6 @@ class Engine:
                         claim,
                         self.clock() + claim.lease_seconds,  # after the lock: a fresh lease
                     )
-                    handed_off = True
                     continue
                 writes.call_task(
                     workflow_id,
@@ -619,7 +623,6 @@ class Engine:
                     cid = str(started.get("child_id"))
                     self._cancel_child(tx, cid, command.reason, now, writes)
                     append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
-        return appended
 
     def _start_child(
         self, tx: Tx, parent: WorkflowFacts, command: StartChild, now: float, writes: Writes
@@ -632,7 +635,7 @@ class Engine:
             data["error"] = f"no workflow named {command.workflow!r} is registered in this deploy"
             return data
         input_json = _dumps(command.input)
-        row = WorkflowRow(cid, plan.workflow, None, command.input, {}, parent.workflow_id, now)
+        row = WorkflowRow(cid, plan.workflow, None, command.input, plan, parent.workflow_id, now)
         if tx.insert_workflow(row, input_json, _dumps(plan.to_json())):
             tx.open_workflow(cid, now)
             tx.append_fact(cid, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
@@ -704,7 +707,7 @@ def _view(
         workflow_id=row.id,
         name=row.name,
         input=row.input,
-        plan=Plan.from_json(row.plan),
+        plan=row.plan,
         created_at=row.created_at,
         facts=facts,
         parent_id=row.parent_id,

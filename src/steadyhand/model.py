@@ -6,6 +6,7 @@ finishes on the plan it started with even after a deploy changes its definition.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -224,6 +225,13 @@ class Plan:
             steps=tuple(StepSpec.from_json(s) for s in data.get("steps", ())),
             options=data.get("options", {}),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def plan_from_text(text: str) -> Plan:
+    """The plan stored as `text`. Plans are frozen at start and shared by every workflow of
+    a deploy, so each distinct text is parsed once per process (Plan is immutable)."""
+    return Plan.from_json(json.loads(text))
 
 
 def check_name(name: object, what: str) -> str:

@@ -314,7 +314,7 @@ def inspect_workflow(
             workflow_id=row.id,
             name=row.name,
             input=row.input,
-            plan=Plan.from_json(row.plan),
+            plan=row.plan,
             created_at=row.created_at,
             facts=tx.read_facts(workflow_id),
             parent_id=row.parent_id,

@@ -47,17 +47,22 @@ class Writes:
     notify_others: bool = True  # False: the deciding worker picks the new work up itself
     wants_notify: bool = False  # something was queued that an idle worker could start
     _slots: set[tuple[str, str]] = field(default_factory=set)
+    _consumed: set[tuple[str, str, str, int]] = field(default_factory=set)
     _read_leased: Callable[[], list[Any]] | None = None
 
-    def append_fact(self, workflow_id: str, seq: int, fact: NewFact, at: float) -> Fact | None:
-        """Queue a fact at `seq`; None when this transaction already took its slot.
+    def consume(self, task: Task) -> None:
+        """The task is done with: delete it, and never queue its call again in this
+        transaction (recorded one by one, a re-request would meet the still-existing task
+        and be ignored; here it is deleted first, so it must be ignored explicitly)."""
+        self.deleted_tasks.append(task.id)
+        if task.step is not None and task.attempt is not None:
+            self._consumed.add((task.workflow_id, task.kind, task.step, task.attempt))
 
-        Returns the fact as a supervisor will read it back (its data through JSON), so a
-        caller can extend its view without reading the facts again.
-        """
+    def append_fact(self, workflow_id: str, seq: int, fact: NewFact, at: float) -> bool:
+        """Queue a fact at `seq`; False when this transaction already took its slot."""
         if fact.slot is not None:
             if (workflow_id, fact.slot) in self._slots:
-                return None
+                return False
             self._slots.add((workflow_id, fact.slot))
         data = json.dumps(fact.data or {}, separators=(",", ":"))
         self.facts.append(
@@ -73,7 +78,16 @@ class Writes:
                 "service": fact.service,
             }
         )
-        return Fact(seq, fact.kind, at, fact.step, fact.attempt, fact.slot, json.loads(data))
+        return True
+
+    def as_read(self, start: int) -> list[Fact]:
+        """The facts queued from index `start` on, as a supervisor will read them back (data
+        through JSON), so a view can be extended without reading the facts again."""
+        return [
+            Fact(r["seq"], r["kind"], r["at"], r["step"], r["attempt"], r["slot"],
+                 json.loads(r["data"]))
+            for r in self.facts[start:]
+        ]  # fmt: skip
 
     def call_task(
         self,
@@ -86,6 +100,8 @@ class Writes:
         now: float,
         service: str | None,
     ) -> None:
+        if (workflow_id, phase, step, attempt) in self._consumed:
+            return
         self.call_tasks.append(
             {
                 "id": workflow_id,
@@ -110,7 +126,10 @@ class Writes:
         now: float,
         claim: Claim,
         until: float,
-    ) -> None:
+    ) -> bool:
+        """Queue a call leased to `claim`'s owner; False when this transaction consumed it."""
+        if (workflow_id, phase, step, attempt) in self._consumed:
+            return False
         row = {
             "id": workflow_id,
             "kind": phase,
@@ -123,6 +142,7 @@ class Writes:
             "until": until,
         }
         self.leased_calls.append((row, claim))
+        return True
 
     def wake(self, workflow_id: str, due_at: float, now: float, *, notify: bool = True) -> None:
         """Ask for a supervisor run at `due_at` (`notify`: worth waking idle workers for)."""
@@ -145,7 +165,12 @@ class Writes:
                 "insert_call_task_leased", [r for r, _ in self.leased_calls]
             )
         if self.wakeups:
-            tx.execute_many("wake_supervisor", self.wakeups)
+            earliest: dict[str, dict[str, Any]] = {}
+            for row in self.wakeups:  # one per workflow, the earliest (as the upsert would)
+                kept = earliest.get(row["id"])
+                if kept is None or row["due_at"] < kept["due_at"]:
+                    earliest[row["id"]] = row
+            tx.execute_many("wake_supervisor", list(earliest.values()))
         if self.closed:
             tx.close_workflows(self.closed)
         if self.wants_notify and self.notify_others:

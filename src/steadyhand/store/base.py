@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..facts import Fact
+from ..model import Plan, plan_from_text
 
 CALL_KINDS = ("action", "compensation", "probe")
 SUPERVISE = "supervise"
@@ -28,7 +29,7 @@ class WorkflowRow:
     name: str
     idempotency_key: str | None
     input: Any
-    plan: Mapping[str, Any]
+    plan: Plan
     parent_id: str | None
     created_at: float
 
@@ -103,7 +104,7 @@ def _workflow(row: Sequence[Any]) -> WorkflowRow:
         name=row[1],
         idempotency_key=row[2],
         input=json.loads(row[3]),
-        plan=json.loads(row[4]),
+        plan=plan_from_text(row[4]),
         parent_id=row[5],
         created_at=float(row[6]),
     )
@@ -168,6 +169,19 @@ class Tx(ABC):
             out += self.execute(name, params).fetchall()
         return lambda: out
 
+    def defer(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        on_rows: Callable[[list[Any]], None] | None = None,
+    ) -> None:
+        """Run a statement whose answer the caller does not need at once. A pipelined
+        transaction sends it with the next statement whose answer is needed, or with the
+        commit (its errors surface there); `on_rows` gets its rows once they arrive."""
+        cur = self.execute(name, params)
+        if on_rows is not None:
+            on_rows(cur.fetchall())
+
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""
         return json.dumps(list(values))
@@ -201,11 +215,12 @@ class Tx(ABC):
         a cycle), and read their facts, sending both statements before reading either (one
         round trip when pipelined). Returns the rows that exist and their facts, by id."""
         ids = self.ids(sorted(workflow_ids))
-        locked = self.execute("lock_workflows", {"ids": ids})
-        read = self.execute("read_facts_of", {"ids": ids})
-        rows = {row[0]: _workflow(row) for row in locked.fetchall()}
+        locked: list[Any] = []
+        self.defer("lock_workflows", {"ids": ids}, locked.extend)
+        read = self.execute("read_facts_of", {"ids": ids}).fetchall()
+        rows = {row[0]: _workflow(row) for row in locked}
         grouped: dict[str, list[Fact]] = {wid: [] for wid in rows}
-        for row in read.fetchall():
+        for row in read:
             if row[0] in grouped:  # a fact of a workflow id without a root row cannot exist
                 grouped[row[0]].append(_fact(row[1:]))
         return rows, {wid: tuple(facts) for wid, facts in grouped.items()}
@@ -322,14 +337,14 @@ class Tx(ABC):
         self.execute("delete_task", {"task_id": task_id})
 
     def delete_tasks(self, task_ids: Sequence[int]) -> None:
-        self.execute("delete_tasks", {"ids": self.ids(sorted(task_ids))})
+        self.defer("delete_tasks", {"ids": self.ids(sorted(task_ids))})
 
     def drop_idle_supervise_of(self, workflow_ids: Sequence[str]) -> None:
         """`drop_idle_supervise` for many workflows in one statement."""
-        self.execute("drop_idle_supervise_of", {"ids": self.ids(sorted(workflow_ids))})
+        self.defer("drop_idle_supervise_of", {"ids": self.ids(sorted(workflow_ids))})
 
     def close_workflows(self, workflow_ids: Sequence[str]) -> None:
-        self.execute("close_workflows", {"ids": self.ids(sorted(workflow_ids))})
+        self.defer("close_workflows", {"ids": self.ids(sorted(workflow_ids))})
 
     def lock_task(self, task_id: int) -> Task | None:
         row = self.execute("lock_task", {"task_id": task_id}).fetchone()
@@ -365,10 +380,11 @@ class Store(ABC):
     def transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Tx]:
         """A short write transaction; commits on success, rolls back on any exception.
 
-        `pipelined`: statements are sent without waiting for their answers until one is
-        read (PostgreSQL pipeline mode), so a transaction that reads once and then only
-        writes costs two round trips. Errors may then surface at the next read or at the
-        commit, never silently; SQLite ignores it (it has no round trips)."""
+        `pipelined`: statements whose answers can wait (`defer`, `execute_many`,
+        `returning_many`) are sent with the next statement whose answer is needed, or with
+        the commit, so a transaction that reads once and then only writes costs two round
+        trips on PostgreSQL. Their errors surface there, never silently. SQLite ignores it
+        (it has no round trips)."""
 
     @abstractmethod
     def snapshot(self) -> AbstractContextManager[Tx]:

@@ -7,7 +7,9 @@ several independent deployments, or test runs, can share one database.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import re
 import threading
 import time
@@ -52,6 +54,54 @@ _OVERRIDES = {
 }
 
 
+# Batch writes as one statement over one JSON parameter (`json_to_recordset`), instead of
+# one statement per row: psycopg adapts parameters in Python, so one text parameter costs
+# a fraction of nine per row (measured: 24 fact rows, 0.15 ms of client CPU against 0.5 ms
+# for executemany or arrays).
+_RECORDS = {
+    "insert_fact": """
+        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
+        SELECT id, seq, kind, step, attempt, slot, data, at, service
+        FROM json_to_recordset(%(rows)s::json) AS r (
+            id text, seq int, kind text, step text, attempt int, slot text, data text,
+            at float8, service text)
+    """,
+    "insert_call_task": """
+        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
+                           service)
+        SELECT id, kind, step, attempt, due_at, payload, now, service
+        FROM json_to_recordset(%(rows)s::json) AS r (
+            id text, kind text, step text, attempt int, due_at float8, payload text,
+            now float8, service text)
+        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
+    """,
+    "insert_call_task_leased": """
+        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
+                           lease_owner, lease_expires_at)
+        SELECT id, kind, step, attempt, due_at, payload, now, owner, until
+        FROM json_to_recordset(%(rows)s::json) AS r (
+            id text, kind text, step text, attempt int, due_at float8, payload text,
+            now float8, owner text, until float8)
+        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
+        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
+                  lease_expires_at, service
+    """,
+    # Callers pass each workflow once (Writes merges wake-ups): an upsert may not touch
+    # one row twice in a statement.
+    "wake_supervisor": """
+        INSERT INTO tasks (workflow_id, kind, due_at, created_at)
+        SELECT id, 'supervise', due_at, now
+        FROM json_to_recordset(%(rows)s::json) AS r (id text, due_at float8, now float8)
+        ON CONFLICT (workflow_id) WHERE kind = 'supervise'
+        DO UPDATE SET due_at = LEAST(tasks.due_at, excluded.due_at)
+    """,
+}
+
+
+def _rows_param(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    return {"rows": json.dumps(rows, separators=(",", ":"))}
+
+
 def _to_pyformat(query: str) -> str:
     return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", query)
 
@@ -82,75 +132,105 @@ def _check_if_idle(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
-class _PipelinedCursor:
-    """A cursor of a pipelined transaction: reading its row count first collects the
-    answers sent so far (fetching does so by itself), so callers never see the -1 of an
-    answer still on its way."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
-        self._cursor = cursor
-        self._pipeline = pipeline
-
-    @property
-    def rowcount(self) -> int:
-        if self._cursor.rowcount < 0:
-            self._pipeline.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+RowsCallback = Callable[[list[Any]], None]
 
 
 class PgTx(Tx):
-    def __init__(
-        self,
-        conn: psycopg.Connection[Any],
-        channel: str,
-        pipeline: psycopg.Pipeline | None = None,
-    ) -> None:
+    """A transaction on one pooled connection; every statement is one round trip."""
+
+    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
         self._conn = conn
         self._channel = channel
-        self._pipeline = pipeline
-
-    def _wrap(self, cursor: psycopg.Cursor[Any]) -> Cursor:
-        return cursor if self._pipeline is None else _PipelinedCursor(cursor, self._pipeline)
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        return self._wrap(self._conn.execute(QUERIES[name], params or {}))
+        return self._conn.execute(QUERIES[name], params or {})
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        return self._wrap(self._conn.execute(_pyformat_cached(sql), params or {}))
+        return self._conn.execute(_pyformat_cached(sql), params or {})
+
+    def defer(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        on_rows: RowsCallback | None = None,
+    ) -> None:
+        self._defer_sql(QUERIES[name], params or {}, on_rows)
+
+    def _defer_sql(
+        self, sql: str, params: Mapping[str, Any], on_rows: RowsCallback | None = None
+    ) -> None:
+        cur = self._conn.execute(sql, params)
+        if on_rows is not None:
+            on_rows(cur.fetchall())
 
     def notify(self) -> None:
-        self.execute("notify", {"channel": self._channel})
+        self.defer("notify", {"channel": self._channel})
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:  # psycopg sends all rows in one round trip
-            self._conn.cursor().executemany(QUERIES[name], rows)
+        if not rows:
+            return
+        if name in _RECORDS:
+            self._defer_sql(_RECORDS[name], _rows_param(rows))
+        else:
+            for params in rows:
+                self._defer_sql(QUERIES[name], params)
 
     def returning_many(
         self, name: str, rows: Sequence[Mapping[str, Any]]
     ) -> Callable[[], list[Any]]:
-        cur = self._conn.cursor()
+        returned: list[Any] = []
         if rows:
-            cur.executemany(QUERIES[name], rows, returning=True)
-
-        def read() -> list[Any]:
-            out: list[Any] = []
-            if not rows:
-                return out
-            while True:
-                out += cur.fetchall()
-                if not cur.nextset():
-                    return out
-
-        return read
+            self._defer_sql(_RECORDS[name], _rows_param(rows), returned.extend)
+        return lambda: returned
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+
+class PipelinedPgTx(PgTx):
+    """A transaction that sends the statements whose answers can wait together with the
+    next statement whose answer is needed, or with the COMMIT, as one multi-statement
+    string (parameters bound on the client). A batch of outcomes then costs two round
+    trips: BEGIN + lock + read, then the writes + COMMIT.
+
+    Why not psycopg's pipeline mode: against a nearby server round trips are cheap and the
+    client's CPU is not; measured here, pipeline mode cost more client CPU than it saved
+    in waiting, while one string per round trip costs less than separate statements.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
+        super().__init__(conn, channel)
+        self._binder = psycopg.ClientCursor(conn)
+        self._queued: list[tuple[str, RowsCallback | None]] = [("BEGIN", None)]
+
+    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        self._defer_sql(QUERIES[name], params or {})
+        return self.send()
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        self._defer_sql(_pyformat_cached(sql), params or {})
+        return self.send()
+
+    def _defer_sql(
+        self, sql: str, params: Mapping[str, Any], on_rows: RowsCallback | None = None
+    ) -> None:
+        self._queued.append((self._binder.mogrify(sql, params), on_rows))
+
+    def send(self) -> Cursor:
+        """Send everything queued in one string; the cursor holds the last answer."""
+        queued, self._queued = self._queued, []
+        cur = psycopg.ClientCursor(self._conn)
+        cur.execute("; ".join(text for text, _ in queued))
+        for index, (_, on_rows) in enumerate(queued):
+            if index:
+                cur.nextset()
+            if on_rows is not None:
+                on_rows(cur.fetchall())
+        return cur
+
+    def commit(self) -> None:
+        self._queued.append(("COMMIT", None))
+        self.send()
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -217,8 +297,13 @@ class PostgresStore(Store):
         try:
             with self._pool.connection() as conn:
                 if pipelined:
-                    with conn.pipeline() as pipeline, conn.transaction():
-                        yield PgTx(conn, self.channel, pipeline)
+                    tx = PipelinedPgTx(conn, self.channel)
+                    try:
+                        yield tx
+                        tx.commit()
+                    except BaseException:
+                        _roll_back(conn)
+                        raise
                 else:
                     with conn.transaction():
                         yield PgTx(conn, self.channel)
@@ -305,6 +390,14 @@ class PostgresStore(Store):
                 self._listener.close()
                 self._listener = None
         self._pool.close()
+
+
+def _roll_back(conn: psycopg.Connection[Any]) -> None:
+    """End a failed hand-made transaction; a broken connection is left to the pool."""
+    if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("ROLLBACK")
 
 
 def _redact(conninfo: str) -> str:
