@@ -223,7 +223,7 @@ class Engine:
         writes = Writes(notify_others=notify)
         decisions: list[Decision | None] = []
         remaining = Counter(task.workflow_id for task, _ in reports)
-        with self.store.transaction(pipelined=True) as tx:
+        with self.store.transaction() as tx:
             views = self._load_many(tx, list(remaining))
             for task, _ in reports:  # all first: no decision may re-queue a reported call
                 writes.consume(task)

@@ -121,10 +121,7 @@ class Worker:
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._listen(), name="listen"),
             asyncio.create_task(self._circuits(), name="circuits"),
-            *(
-                asyncio.create_task(self._recorder(), name=f"recorder-{lane}")
-                for lane in range(self._record_lanes())
-            ),
+            asyncio.create_task(self._recorder(), name="recorder"),
         ]
         try:
             await self._fetch_loop()
@@ -250,11 +247,6 @@ class Worker:
         return outcome
 
     # -- recording outcomes (group commit) ----------------------------------------------------
-    def _record_lanes(self) -> int:
-        """Batches in the database at once: two on PostgreSQL, so one batch fills while the
-        other commits; one on SQLite, whose single write lock would only make them queue."""
-        return 1 if self.store.dialect == "sqlite" else 2
-
     async def _record(self, task: Task, outcome: Outcome) -> None:
         """Hand an outcome to the recorders and wait until it is committed."""
         assert self._outcomes_ready is not None
@@ -265,7 +257,11 @@ class Worker:
 
     async def _recorder(self) -> None:
         """Record every outcome waiting, up to `record_batch` per transaction: an idle
-        worker records each one at once, a busy one shares each commit among many."""
+        worker records each one at once, a busy one shares each commit among many.
+
+        One recorder per worker: a second one, measured, split the batches in two and made
+        the whole slower (the Python half of two batches cannot overlap; the database half
+        is too short to gain from it)."""
         assert self._outcomes_ready is not None
         while True:
             await self._outcomes_ready.wait()

@@ -15,7 +15,7 @@ dropped by it (an extra supervisor run is harmless; a lost one is not).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ class Writes:
     wants_notify: bool = False  # something was queued that an idle worker could start
     _slots: set[tuple[str, str]] = field(default_factory=set)
     _consumed: set[tuple[str, str, str, int]] = field(default_factory=set)
-    _read_leased: Callable[[], list[Any]] | None = None
+    _leased: list[Any] = field(default_factory=list)
 
     def consume(self, task: Task) -> None:
         """The task is done with: delete it, and never queue its call again in this
@@ -64,7 +64,6 @@ class Writes:
             if (workflow_id, fact.slot) in self._slots:
                 return False
             self._slots.add((workflow_id, fact.slot))
-        data = json.dumps(fact.data or {}, separators=(",", ":"))
         self.facts.append(
             {
                 "id": workflow_id,
@@ -73,7 +72,7 @@ class Writes:
                 "step": fact.step,
                 "attempt": fact.attempt,
                 "slot": fact.slot,
-                "data": data,
+                "data": fact.data or {},  # encoded by the store, with the whole batch
                 "at": at,
                 "service": fact.service,
             }
@@ -85,7 +84,7 @@ class Writes:
         through JSON), so a view can be extended without reading the facts again."""
         return [
             Fact(r["seq"], r["kind"], r["at"], r["step"], r["attempt"], r["slot"],
-                 json.loads(r["data"]))
+                 json.loads(json.dumps(r["data"])))
             for r in self.facts[start:]
         ]  # fmt: skip
 
@@ -109,7 +108,7 @@ class Writes:
                 "step": step,
                 "attempt": attempt,
                 "due_at": due_at,
-                "payload": json.dumps(payload, separators=(",", ":")),
+                "payload": payload,
                 "now": now,
                 "service": service,
             }
@@ -136,7 +135,7 @@ class Writes:
             "step": step,
             "attempt": attempt,
             "due_at": now,
-            "payload": json.dumps(payload, separators=(",", ":")),
+            "payload": payload,
             "now": now,
             "owner": claim.owner,
             "until": until,
@@ -161,7 +160,7 @@ class Writes:
         if self.call_tasks:
             tx.execute_many("insert_call_task", self.call_tasks)
         if self.leased_calls:
-            self._read_leased = tx.returning_many(
+            self._leased = tx.returning_many(
                 "insert_call_task_leased", [r for r, _ in self.leased_calls]
             )
         if self.wakeups:
@@ -179,10 +178,8 @@ class Writes:
     def committed(self) -> None:
         """The transaction committed: give each claim the calls leased to it (a call that
         already had a task is not returned, and so not handed off)."""
-        if self._read_leased is None:
-            return
         claims = {_call_key(row): claim for row, claim in self.leased_calls}
-        for row in self._read_leased():
+        for row in self._leased:
             claims[_call_key_of(row)].tasks.append(task_from_row(row))
 
 

@@ -110,6 +110,17 @@ def _workflow(row: Sequence[Any]) -> WorkflowRow:
     )
 
 
+JSON_PARAMS = ("data", "payload")
+"""Parameters of batch statements that hold JSON values (see `Tx.execute_many`)."""
+
+
+def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: json.dumps(value, separators=(",", ":")) if key in JSON_PARAMS else value
+        for key, value in params.items()
+    }
+
+
 def _fact(row: Sequence[Any]) -> Fact:
     return Fact(
         seq=int(row[0]),
@@ -153,34 +164,19 @@ class Tx(ABC):
     def notify(self) -> None:
         """Wake idle workers once this transaction commits (a no-op where unsupported)."""
 
-    @abstractmethod
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the named statement once per row, in one round trip where the backend can
-        (no row count: in a pipelined transaction it would cost a round trip to learn)."""
+        """Run the named statement for many rows (one statement where the backend can).
 
-    def returning_many(
-        self, name: str, rows: Sequence[Mapping[str, Any]]
-    ) -> Callable[[], list[Any]]:
-        """Run a named `... RETURNING` statement once per row; returns a reader of every
-        returned row, in order. In a pipelined transaction the rows arrive with the commit,
-        so read them after it."""
+        Values under the keys `data` and `payload` are JSON values, stored as JSON text."""
+        for params in rows:
+            self.execute(name, encode_json_params(params))
+
+    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """`execute_many` for a `... RETURNING` statement; every returned row."""
         out: list[Any] = []
         for params in rows:
-            out += self.execute(name, params).fetchall()
-        return lambda: out
-
-    def defer(
-        self,
-        name: str,
-        params: Mapping[str, Any] | None = None,
-        on_rows: Callable[[list[Any]], None] | None = None,
-    ) -> None:
-        """Run a statement whose answer the caller does not need at once. A pipelined
-        transaction sends it with the next statement whose answer is needed, or with the
-        commit (its errors surface there); `on_rows` gets its rows once they arrive."""
-        cur = self.execute(name, params)
-        if on_rows is not None:
-            on_rows(cur.fetchall())
+            out += self.execute(name, encode_json_params(params)).fetchall()
+        return out
 
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""
@@ -212,11 +208,9 @@ class Tx(ABC):
         self, workflow_ids: Sequence[str]
     ) -> tuple[dict[str, WorkflowRow], dict[str, tuple[Fact, ...]]]:
         """Lock many root rows, always in id order (two batches never wait on each other in
-        a cycle), and read their facts, sending both statements before reading either (one
-        round trip when pipelined). Returns the rows that exist and their facts, by id."""
+        a cycle), then read their facts. Returns the rows that exist and their facts, by id."""
         ids = self.ids(sorted(workflow_ids))
-        locked: list[Any] = []
-        self.defer("lock_workflows", {"ids": ids}, locked.extend)
+        locked = self.execute("lock_workflows", {"ids": ids}).fetchall()
         read = self.execute("read_facts_of", {"ids": ids}).fetchall()
         rows = {row[0]: _workflow(row) for row in locked}
         grouped: dict[str, list[Fact]] = {wid: [] for wid in rows}
@@ -337,14 +331,14 @@ class Tx(ABC):
         self.execute("delete_task", {"task_id": task_id})
 
     def delete_tasks(self, task_ids: Sequence[int]) -> None:
-        self.defer("delete_tasks", {"ids": self.ids(sorted(task_ids))})
+        self.execute("delete_tasks", {"ids": self.ids(sorted(task_ids))})
 
     def drop_idle_supervise_of(self, workflow_ids: Sequence[str]) -> None:
         """`drop_idle_supervise` for many workflows in one statement."""
-        self.defer("drop_idle_supervise_of", {"ids": self.ids(sorted(workflow_ids))})
+        self.execute("drop_idle_supervise_of", {"ids": self.ids(sorted(workflow_ids))})
 
     def close_workflows(self, workflow_ids: Sequence[str]) -> None:
-        self.defer("close_workflows", {"ids": self.ids(sorted(workflow_ids))})
+        self.execute("close_workflows", {"ids": self.ids(sorted(workflow_ids))})
 
     def lock_task(self, task_id: int) -> Task | None:
         row = self.execute("lock_task", {"task_id": task_id}).fetchone()
@@ -377,14 +371,8 @@ class Store(ABC):
     dialect: str
 
     @abstractmethod
-    def transaction(self, *, pipelined: bool = False) -> AbstractContextManager[Tx]:
-        """A short write transaction; commits on success, rolls back on any exception.
-
-        `pipelined`: statements whose answers can wait (`defer`, `execute_many`,
-        `returning_many`) are sent with the next statement whose answer is needed, or with
-        the commit, so a transaction that reads once and then only writes costs two round
-        trips on PostgreSQL. Their errors surface there, never silently. SQLite ignores it
-        (it has no round trips)."""
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A short write transaction; commits on success, rolls back on any exception."""
 
     @abstractmethod
     def snapshot(self) -> AbstractContextManager[Tx]:

@@ -7,14 +7,13 @@ several independent deployments, or test runs, can share one database.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -57,30 +56,31 @@ _OVERRIDES = {
 # Batch writes as one statement over one JSON parameter (`json_to_recordset`), instead of
 # one statement per row: psycopg adapts parameters in Python, so one text parameter costs
 # a fraction of nine per row (measured: 24 fact rows, 0.15 ms of client CPU against 0.5 ms
-# for executemany or arrays).
+# for executemany or arrays). JSON values (`data`, `payload`) travel as JSON inside it and
+# are stored as their text, which is exactly what `json.dumps` of each would have given.
 _RECORDS = {
     "insert_fact": """
         INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
-        SELECT id, seq, kind, step, attempt, slot, data, at, service
+        SELECT id, seq, kind, step, attempt, slot, data::text, at, service
         FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, seq int, kind text, step text, attempt int, slot text, data text,
+            id text, seq int, kind text, step text, attempt int, slot text, data json,
             at float8, service text)
     """,
     "insert_call_task": """
         INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
                            service)
-        SELECT id, kind, step, attempt, due_at, payload, now, service
+        SELECT id, kind, step, attempt, due_at, payload::text, now, service
         FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, kind text, step text, attempt int, due_at float8, payload text,
+            id text, kind text, step text, attempt int, due_at float8, payload json,
             now float8, service text)
         ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
     """,
     "insert_call_task_leased": """
         INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
                            lease_owner, lease_expires_at)
-        SELECT id, kind, step, attempt, due_at, payload, now, owner, until
+        SELECT id, kind, step, attempt, due_at, payload::text, now, owner, until
         FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, kind text, step text, attempt int, due_at float8, payload text,
+            id text, kind text, step text, attempt int, due_at float8, payload json,
             now float8, owner text, until float8)
         ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
         RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
@@ -132,11 +132,14 @@ def _check_if_idle(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
-RowsCallback = Callable[[list[Any]], None]
-
-
 class PgTx(Tx):
-    """A transaction on one pooled connection; every statement is one round trip."""
+    """A transaction on one pooled connection.
+
+    Statements are sent one by one and psycopg prepares the frequent ones, so the server
+    plans each once per connection. Measured against sending a batch's statements as one
+    string (two round trips per batch, but planned every time): planning cost more than
+    the round trips saved on a nearby server, and so did psycopg's pipeline mode in client
+    CPU."""
 
     def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
         self._conn = conn
@@ -148,89 +151,24 @@ class PgTx(Tx):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
         return self._conn.execute(_pyformat_cached(sql), params or {})
 
-    def defer(
-        self,
-        name: str,
-        params: Mapping[str, Any] | None = None,
-        on_rows: RowsCallback | None = None,
-    ) -> None:
-        self._defer_sql(QUERIES[name], params or {}, on_rows)
-
-    def _defer_sql(
-        self, sql: str, params: Mapping[str, Any], on_rows: RowsCallback | None = None
-    ) -> None:
-        cur = self._conn.execute(sql, params)
-        if on_rows is not None:
-            on_rows(cur.fetchall())
-
     def notify(self) -> None:
-        self.defer("notify", {"channel": self._channel})
+        self.execute("notify", {"channel": self._channel})
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         if name in _RECORDS:
-            self._defer_sql(_RECORDS[name], _rows_param(rows))
+            self._conn.execute(_RECORDS[name], _rows_param(rows))
         else:
-            for params in rows:
-                self._defer_sql(QUERIES[name], params)
+            super().execute_many(name, rows)
 
-    def returning_many(
-        self, name: str, rows: Sequence[Mapping[str, Any]]
-    ) -> Callable[[], list[Any]]:
-        returned: list[Any] = []
-        if rows:
-            self._defer_sql(_RECORDS[name], _rows_param(rows), returned.extend)
-        return lambda: returned
+    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        if not rows:
+            return []
+        return self._conn.execute(_RECORDS[name], _rows_param(rows)).fetchall()
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
-
-
-class PipelinedPgTx(PgTx):
-    """A transaction that sends the statements whose answers can wait together with the
-    next statement whose answer is needed, or with the COMMIT, as one multi-statement
-    string (parameters bound on the client). A batch of outcomes then costs two round
-    trips: BEGIN + lock + read, then the writes + COMMIT.
-
-    Why not psycopg's pipeline mode: against a nearby server round trips are cheap and the
-    client's CPU is not; measured here, pipeline mode cost more client CPU than it saved
-    in waiting, while one string per round trip costs less than separate statements.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
-        super().__init__(conn, channel)
-        self._binder = psycopg.ClientCursor(conn)
-        self._queued: list[tuple[str, RowsCallback | None]] = [("BEGIN", None)]
-
-    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        self._defer_sql(QUERIES[name], params or {})
-        return self.send()
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        self._defer_sql(_pyformat_cached(sql), params or {})
-        return self.send()
-
-    def _defer_sql(
-        self, sql: str, params: Mapping[str, Any], on_rows: RowsCallback | None = None
-    ) -> None:
-        self._queued.append((self._binder.mogrify(sql, params), on_rows))
-
-    def send(self) -> Cursor:
-        """Send everything queued in one string; the cursor holds the last answer."""
-        queued, self._queued = self._queued, []
-        cur = psycopg.ClientCursor(self._conn)
-        cur.execute("; ".join(text for text, _ in queued))
-        for index, (_, on_rows) in enumerate(queued):
-            if index:
-                cur.nextset()
-            if on_rows is not None:
-                on_rows(cur.fetchall())
-        return cur
-
-    def commit(self) -> None:
-        self._queued.append(("COMMIT", None))
-        self.send()
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -293,20 +231,10 @@ class PostgresStore(Store):
             self.migrate()
 
     @contextmanager
-    def transaction(self, *, pipelined: bool = False) -> Iterator[Tx]:
+    def transaction(self) -> Iterator[Tx]:
         try:
-            with self._pool.connection() as conn:
-                if pipelined:
-                    tx = PipelinedPgTx(conn, self.channel)
-                    try:
-                        yield tx
-                        tx.commit()
-                    except BaseException:
-                        _roll_back(conn)
-                        raise
-                else:
-                    with conn.transaction():
-                        yield PgTx(conn, self.channel)
+            with self._pool.connection() as conn, conn.transaction():
+                yield PgTx(conn, self.channel)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         except psycopg.IntegrityError as exc:
@@ -390,14 +318,6 @@ class PostgresStore(Store):
                 self._listener.close()
                 self._listener = None
         self._pool.close()
-
-
-def _roll_back(conn: psycopg.Connection[Any]) -> None:
-    """End a failed hand-made transaction; a broken connection is left to the pool."""
-    if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        return
-    with contextlib.suppress(psycopg.Error):
-        conn.execute("ROLLBACK")
 
 
 def _redact(conninfo: str) -> str:

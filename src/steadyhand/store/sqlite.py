@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import InputError, StoreError, StoreUnavailable
-from .base import Cursor, Store, Task, Tx, task_from_row
+from .base import Cursor, Store, Task, Tx, encode_json_params, task_from_row
 from .migrations import latest_version, migrations
 from .queries import SHARED
 
@@ -37,7 +37,7 @@ class SqliteTx(Tx):
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            self._conn.executemany(SHARED[name], rows)
+            self._conn.executemany(SHARED[name], [encode_json_params(row) for row in rows])
 
 
 def sqlite_path(url: str) -> Path:
@@ -113,7 +113,7 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
 
     @contextmanager
-    def transaction(self, *, pipelined: bool = False) -> Iterator[Tx]:
+    def transaction(self) -> Iterator[Tx]:
         try:
             with self._begin("IMMEDIATE") as tx:
                 yield tx
