@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .model import Plan
@@ -165,17 +166,20 @@ class WorkflowFacts:
         ]
 
     def slot(self, slot: str) -> Fact | None:
-        for fact in self.facts:
-            if fact.slot == slot:
-                return fact
-        return None
+        return self._by_slot.get(slot)
 
-    @property
+    @cached_property
+    def _by_slot(self) -> dict[str, Fact]:
+        """Facts by slot (a slot is unique in a workflow). Supervisors ask by slot many
+        times per run; the view is immutable, so the index is built once."""
+        return {fact.slot: fact for fact in self.facts if fact.slot is not None}
+
+    @cached_property
     def round(self) -> int:
         """How many times an operator resumed this workflow after it failed."""
         return self.count(RETRY_REQUESTED)
 
-    @property
+    @cached_property
     def round_start(self) -> int:
         """Seq of the fact that opened the current round (0 for the first round)."""
         latest = self.latest(RETRY_REQUESTED)
