@@ -420,7 +420,9 @@ def section_profile(ctx: Context) -> None:
         thread.start()
         state["thread"] = thread
 
-    run = sh_throughput(ctx, "postgres", 1, n=max(2000, ctx.args.n // 2), on_started=hook)
+    # Long enough (about 10 s at ~1,000 workflows/s) that the worker outlives the 1 s
+    # settle, 4 s of CPU sampling and 4 s of py-spy.
+    run = sh_throughput(ctx, "postgres", 1, n=max(12_000, ctx.args.n), on_started=hook)
     if "thread" in state:
         state["thread"].join(60)
     lines = [
@@ -439,8 +441,10 @@ def section_profile(ctx: Context) -> None:
         gil_share = prof.samples / (200 * 4) if prof.samples else 0.0
         lines.append(f"py-spy --gil: the GIL was held {gil_share:.0%} of the time; of that:")
         lines.extend("  " + line for line in prof.lines(12)[1:])
+    elif profiling.available():
+        lines.append("py-spy recorded nothing: the worker ended before it attached")
     else:
-        lines.append("py-spy not available: no Python profile")
+        lines.append("py-spy not installed: no Python profile")
     ctx.profile_lines = lines
     for line in lines:
         print("  " + line)

@@ -14,11 +14,11 @@ dropped by it (an extra supervisor run is harmless; a lost one is not).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsoncodec
 from .facts import Fact
 from .store.base import NewFact, Task, Tx, task_from_row
 
@@ -84,7 +84,7 @@ class Writes:
         through JSON), so a view can be extended without reading the facts again."""
         return [
             Fact(r["seq"], r["kind"], r["at"], r["step"], r["attempt"], r["slot"],
-                 json.loads(json.dumps(r["data"])))
+                 jsoncodec.loads(jsoncodec.dumps(r["data"])))
             for r in self.facts[start:]
         ]  # fmt: skip
 

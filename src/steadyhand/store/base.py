@@ -7,13 +7,13 @@ caller's transaction and never commit on their own.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .. import jsoncodec
 from ..facts import Fact
 from ..model import Plan, plan_from_text
 
@@ -103,7 +103,7 @@ def _workflow(row: Sequence[Any]) -> WorkflowRow:
         id=row[0],
         name=row[1],
         idempotency_key=row[2],
-        input=json.loads(row[3]),
+        input=jsoncodec.loads(row[3]),
         plan=plan_from_text(row[4]),
         parent_id=row[5],
         created_at=float(row[6]),
@@ -116,7 +116,7 @@ JSON_PARAMS = ("data", "payload")
 
 def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        key: json.dumps(value, separators=(",", ":")) if key in JSON_PARAMS else value
+        key: jsoncodec.dumps(value) if key in JSON_PARAMS else value
         for key, value in params.items()
     }
 
@@ -129,7 +129,7 @@ def _fact(row: Sequence[Any]) -> Fact:
         step=row[3],
         attempt=row[4],
         slot=row[5],
-        data=json.loads(row[6]),
+        data=jsoncodec.loads(row[6]),
     )
 
 
@@ -141,7 +141,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         step=row[3],
         attempt=row[4],
         due_at=float(row[5]),
-        payload=json.loads(row[6]),
+        payload=jsoncodec.loads(row[6]),
         lease_owner=row[7],
         lease_expires_at=None if row[8] is None else float(row[8]),
         service=row[9] if len(row) > 9 else None,
@@ -180,7 +180,7 @@ class Tx(ABC):
 
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""
-        return json.dumps(list(values))
+        return jsoncodec.dumps(list(values))
 
     # -- workflows --------------------------------------------------------------------------
     def insert_workflow(self, row: WorkflowRow, input_json: str, plan_json: str) -> bool:
@@ -246,7 +246,7 @@ class Tx(ABC):
                 "step": fact.step,
                 "attempt": fact.attempt,
                 "slot": fact.slot,
-                "data": json.dumps(fact.data or {}, separators=(",", ":")),
+                "data": jsoncodec.dumps(fact.data or {}),
                 "at": at,
                 "service": fact.service,
             },
@@ -292,7 +292,7 @@ class Tx(ABC):
                 "step": step,
                 "attempt": attempt,
                 "due_at": due_at,
-                "payload": json.dumps(payload, separators=(",", ":")),
+                "payload": jsoncodec.dumps(payload),
                 "now": now,
                 "service": service,
             },
@@ -319,7 +319,7 @@ class Tx(ABC):
                 "step": step,
                 "attempt": attempt,
                 "due_at": now,
-                "payload": json.dumps(payload, separators=(",", ":")),
+                "payload": jsoncodec.dumps(payload),
                 "now": now,
                 "owner": owner,
                 "until": until,
