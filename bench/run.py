@@ -665,7 +665,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=None, help="workflows per throughput run (5000)")
     p.add_argument("--peer-n", type=int, default=None, help="workflows per DBOS run (1000)")
     p.add_argument("--workers", default=None, help="worker processes, e.g. 1,2,4")
-    p.add_argument("--concurrency", type=int, default=16, help="tasks in flight per process")
+    p.add_argument(
+        "--concurrency", type=int, default=64, help="tasks in flight per process, both systems"
+    )
     p.add_argument("--backends", default="postgres,sqlite")
     p.add_argument("--pg", default=None, help=f"admin URL of the server (default {DEFAULT_PG})")
     p.add_argument("--only", default=",".join(SECTIONS), help="sections: " + ",".join(SECTIONS))

@@ -122,7 +122,12 @@ def main(log_level: str, log_json: bool) -> None:
 @main.command()
 @app_option(required=True)
 @db_option
-@click.option("--concurrency", default=8, show_default=True, help="Tasks in progress at once.")
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    help="Tasks in progress at once; calls that finish together share one commit.",
+)
 @click.option("--lease", "lease_seconds", default=15.0, show_default=True, help="Lease seconds.")
 @click.option("--poll", "poll_interval", type=float, default=None, help="Poll interval (s).")
 @click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)

@@ -37,7 +37,9 @@ T = TypeVar("T")
 class WorkerOptions:
     """Tuning knobs; the defaults suit a few workers against a nearby database."""
 
-    concurrency: int = 8  # tasks in progress at once in this process
+    # Tasks in progress at once in this process. Calls that finish together share one
+    # transaction, so more in flight means fewer commits per step (bench/RESULTS.md).
+    concurrency: int = 32
     lease_seconds: float = 15.0  # how long a claim lasts without a heartbeat
     poll_interval: float | None = None  # None: 0.05 s on SQLite, 1 s on PostgreSQL (NOTIFY)
     watchdog_interval: float = 2.0  # how often expired leases and unwatched workflows are swept
