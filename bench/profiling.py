@@ -19,9 +19,9 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("waiting on PostgreSQL (socket)", ("wait_c", "_wait_conn", "wait_select", "wait_epoll")),
     ("SQLite (execute/commit)", ("sqlite3", "(sqlite.py)")),
     ("psycopg client (encode/parse)", ("psycopg/", "psycopg_pool/")),
-    ("JSON encode/decode", ("json/",)),
+    ("JSON encode/decode", ("json/", "jsoncodec.py")),
     ("supervisor decision (pure)", ("supervise.py", "progress.py", "facts.py", "model.py")),
-    ("engine bookkeeping", ("engine.py", "store/base.py", "store/postgres.py")),
+    ("engine bookkeeping", ("engine.py", "writes.py", "store/base.py", "store/postgres.py")),
     ("agent call + thread per call", ("calls.py", "threading.py")),
     ("worker loop / asyncio", ("worker.py", "asyncio/", "concurrent/futures")),
 ]
