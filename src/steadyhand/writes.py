@@ -20,7 +20,7 @@ from typing import Any
 
 from . import jsoncodec
 from .facts import Fact
-from .store.base import NewFact, Task, Tx, task_from_row
+from .store.base import BatchWrite, NewFact, Task, Tx, task_from_row
 
 
 @dataclass
@@ -151,18 +151,17 @@ class Writes:
     def flush(self, tx: Tx) -> None:
         """Write everything in the fixed order; hand leased calls to their claims only after
         the caller's transaction commits (see `committed`)."""
-        if self.deleted_tasks:
-            tx.delete_tasks(self.deleted_tasks)
-        if self.dropped_wakeups:
-            tx.drop_idle_supervise_of(self.dropped_wakeups)
-        if self.facts:  # a taken slot or seq is an error here, which rolls everything back
-            tx.execute_many("insert_fact", self.facts)
-        if self.call_tasks:
-            tx.execute_many("insert_call_task", self.call_tasks)
-        if self.leased_calls:
-            self._leased = tx.returning_many(
-                "insert_call_task_leased", [r for r, _ in self.leased_calls]
-            )
+        batch = BatchWrite(
+            finished_tasks=self.deleted_tasks,
+            idle_wakeups_of=self.dropped_wakeups,
+            closed=self.closed,
+            facts=self.facts,
+            call_tasks=self.call_tasks,
+            leased_calls=[row for row, _ in self.leased_calls],
+        )
+        if any((batch.finished_tasks, batch.idle_wakeups_of, batch.closed, batch.facts,
+                batch.call_tasks, batch.leased_calls)):  # fmt: skip
+            self._leased = tx.write_batch(batch)
         if self.wakeups:
             earliest: dict[str, dict[str, Any]] = {}
             for row in self.wakeups:  # one per workflow, the earliest (as the upsert would)
@@ -170,8 +169,6 @@ class Writes:
                 if kept is None or row["due_at"] < kept["due_at"]:
                     earliest[row["id"]] = row
             tx.execute_many("wake_supervisor", list(earliest.values()))
-        if self.closed:
-            tx.close_workflows(self.closed)
         if self.wants_notify and self.notify_others:
             tx.notify()
 

@@ -148,6 +148,19 @@ def task_from_row(row: Sequence[Any]) -> Task:
     )
 
 
+@dataclass(frozen=True)
+class BatchWrite:
+    """The set-based writes of one engine transaction, applied in this order: finished
+    tasks and idle wake-ups go, facts and call tasks come (see `writes.Writes.flush`)."""
+
+    finished_tasks: Sequence[int] = ()
+    idle_wakeups_of: Sequence[str] = ()  # workflows whose unleased wake-ups go
+    closed: Sequence[str] = ()  # workflows that left the watch list
+    facts: Sequence[Mapping[str, Any]] = ()
+    call_tasks: Sequence[Mapping[str, Any]] = ()
+    leased_calls: Sequence[Mapping[str, Any]] = ()  # inserted leased; returned
+
+
 class Tx(ABC):
     """One open transaction. Every method runs inside it; none commits."""
 
@@ -177,6 +190,24 @@ class Tx(ABC):
         for params in rows:
             out += self.execute(name, encode_json_params(params)).fetchall()
         return out
+
+    def write_batch(self, batch: BatchWrite) -> list[Any]:
+        """Apply `batch`, one statement per part (PostgreSQL sends all parts as one);
+        returns the task rows of the leased calls inserted (a call whose task already
+        existed is not returned)."""
+        if batch.finished_tasks:
+            self.delete_tasks(batch.finished_tasks)
+        if batch.idle_wakeups_of:
+            self.drop_idle_supervise_of(batch.idle_wakeups_of)
+        if batch.closed:
+            self.close_workflows(batch.closed)
+        if batch.facts:  # a taken slot or seq is an error here, which rolls everything back
+            self.execute_many("insert_fact", batch.facts)
+        if batch.call_tasks:
+            self.execute_many("insert_call_task", batch.call_tasks)
+        if not batch.leased_calls:
+            return []
+        return self.returning_many("insert_call_task_leased", batch.leased_calls)
 
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""

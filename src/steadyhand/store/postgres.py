@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import jsoncodec
 from ..errors import InputError, StoreError, StoreUnavailable
-from .base import Cursor, Store, Task, Tx, task_from_row
+from .base import BatchWrite, Cursor, Store, Task, Tx, task_from_row
 from .migrations import latest_version, migrations
 from .queries import IN_IDS, SHARED
 
@@ -58,7 +58,7 @@ _OVERRIDES = {
 # a fraction of nine per row (measured: 24 fact rows, 0.15 ms of client CPU against 0.5 ms
 # for executemany or arrays). JSON values (`data`, `payload`) travel as JSON inside it and
 # are stored as their text (compact JSON, as every other fact).
-_RECORDS = {
+_RECORDS: dict[str, str] = {
     "insert_fact": """
         INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
         SELECT id, seq, kind, step, attempt, slot, data::text, at, service
@@ -96,6 +96,32 @@ _RECORDS = {
         DO UPDATE SET due_at = LEAST(tasks.due_at, excluded.due_at)
     """,
 }
+
+
+def _from_records(name: str) -> str:
+    """The `INSERT … SELECT … FROM json_to_recordset(…)` of `name`, reading `%(name)s`."""
+    return _RECORDS[name].replace("%(rows)s", f"%({name})s").strip()
+
+
+# All of a batch's set-based writes in one statement (data-modifying CTEs, each run once
+# whatever it is given, so the text is fixed and prepared once). The parts touch disjoint
+# rows: finished call tasks, idle wake-ups, new facts, new call tasks (a finished call is
+# never queued again: see writes.Writes.consume). Saves ~4 round trips per batch.
+_WRITE_BATCH = f"""
+    WITH finished AS (
+        DELETE FROM tasks WHERE id = ANY(%(finished)s::bigint[])
+    ), idle AS (
+        DELETE FROM tasks
+        WHERE workflow_id = ANY(%(idle)s::text[]) AND kind = 'supervise' AND lease_owner IS NULL
+    ), closed AS (
+        DELETE FROM open_workflows WHERE workflow_id = ANY(%(closed)s::text[])
+    ), new_facts AS (
+        {_from_records("insert_fact")}
+    ), queued AS (
+        {_from_records("insert_call_task")}
+    )
+    {_from_records("insert_call_task_leased")}
+"""
 
 
 def _rows_param(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -169,6 +195,17 @@ class PgTx(Tx):
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def write_batch(self, batch: BatchWrite) -> list[Any]:
+        params = {
+            "finished": sorted(batch.finished_tasks),
+            "idle": sorted(batch.idle_wakeups_of),
+            "closed": sorted(batch.closed),
+            "insert_fact": jsoncodec.dumps(list(batch.facts)),
+            "insert_call_task": jsoncodec.dumps(list(batch.call_tasks)),
+            "insert_call_task_leased": jsoncodec.dumps(list(batch.leased_calls)),
+        }
+        return self._conn.execute(_WRITE_BATCH, params).fetchall()
 
 
 def split_url(url: str) -> tuple[str, str]:
