@@ -206,10 +206,24 @@ class Engine:
                     len(reports),
                     exc,
                 )
-        return [
-            self._record_batch([report], worker, notify=notify, claim=claim)[0]
-            for report in reports
-        ]
+        decisions: list[Decision | None] = []
+        for task, outcome in reports:
+            try:
+                decisions += self._record_batch(
+                    [(task, outcome)], worker, notify=notify, claim=claim
+                )
+            except StoreError as exc:
+                if len(reports) == 1:
+                    raise
+                log.error(  # the others of the batch are recorded; this one is retried
+                    "could not record the outcome of task %s (%s); its lease will expire "
+                    "and the call be retried",
+                    task.id,
+                    exc,
+                    extra={"workflow_id": task.workflow_id, "step": task.step},
+                )
+                decisions.append(None)
+        return decisions
 
     def _record_batch(
         self,
