@@ -1,9 +1,12 @@
 """The worker: lease due tasks, run supervisors and agents, heartbeat leases, and sweep.
 
 One asyncio loop per process schedules the work; store calls run in a small thread pool
-(the store is synchronous), sync agents in threads of their own, async agents on the loop.
-Nothing waits in memory: every wait is a task row, so killing a worker at any line loses
-nothing that another worker will not pick up after its lease expires.
+(the store is synchronous), sync agents on agent threads, async agents on the loop. The
+outcomes of calls that finish close together are recorded in one transaction (the
+recorder), and the next call each decision schedules comes back already leased to this
+worker. Nothing waits in memory: every wait is a task row, so killing a worker at any line
+loses nothing that another worker will not pick up after its lease expires (an outcome
+waiting for its batch belongs to a leased task, renewed by the heartbeat).
 """
 
 from __future__ import annotations
