@@ -135,8 +135,22 @@ class Worker:
             for job in background:
                 job.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            self._db_pool.shutdown(wait=False, cancel_futures=True)
+            await self._finish_store_calls()
             log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)
+
+    async def _finish_store_calls(self, timeout: float = 10.0) -> None:
+        """Let store calls already running in the pool end before `run` returns.
+
+        A cancelled coroutine does not stop its call in the pool (a heartbeat, say), and
+        a caller that closes the store as soon as `run` returns would pull the connection
+        from under it; on SQLite that crashes the process. Queued calls are dropped.
+        """
+        self._db_pool.shutdown(wait=False, cancel_futures=True)
+        waiting = asyncio.to_thread(self._db_pool.shutdown, wait=True)
+        try:
+            await asyncio.wait_for(waiting, timeout)
+        except TimeoutError:
+            log.warning("store calls still running after %.0fs; stopping anyway", timeout)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping:
