@@ -2,7 +2,8 @@
 statements (one per kind of change), whether it decided for one workflow or for a batch.
 
 Why buffer: a worker that records 16 outcomes at once would otherwise send ~12 statements
-per workflow; gathered, the whole batch takes about eight. Why it is safe: every workflow
+per workflow; gathered, the whole batch takes about five on PostgreSQL (lock, read, one
+statement for the writes, commit; wake-ups and NOTIFY when there are any). Why it is safe: every workflow
 written here is locked by the transaction and its facts were read under that lock, so
 whether a fact's slot is free is known before the insert; facts are inserted without
 `ON CONFLICT`, so if the database disagrees the transaction fails instead of skipping one.
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import jsoncodec
 from .facts import Fact
-from .store.base import BatchWrite, NewFact, Task, Tx, task_from_row
+from .store.base import BatchWrite, NewFact, Task, Tx, call_task_row, task_from_row
 
 
 @dataclass
@@ -101,18 +102,8 @@ class Writes:
     ) -> None:
         if (workflow_id, phase, step, attempt) in self._consumed:
             return
-        self.call_tasks.append(
-            {
-                "id": workflow_id,
-                "kind": phase,
-                "step": step,
-                "attempt": attempt,
-                "due_at": due_at,
-                "payload": payload,
-                "now": now,
-                "service": service,
-            }
-        )
+        row = call_task_row(workflow_id, phase, step, attempt, payload, due_at, now)
+        self.call_tasks.append({**row, "service": service})
         self.wants_notify = True
 
     def leased_call(
@@ -129,18 +120,8 @@ class Writes:
         """Queue a call leased to `claim`'s owner; False when this transaction consumed it."""
         if (workflow_id, phase, step, attempt) in self._consumed:
             return False
-        row = {
-            "id": workflow_id,
-            "kind": phase,
-            "step": step,
-            "attempt": attempt,
-            "due_at": now,
-            "payload": payload,
-            "now": now,
-            "owner": claim.owner,
-            "until": until,
-        }
-        self.leased_calls.append((row, claim))
+        row = call_task_row(workflow_id, phase, step, attempt, payload, now, now)
+        self.leased_calls.append(({**row, "owner": claim.owner, "until": until}, claim))
         return True
 
     def wake(self, workflow_id: str, due_at: float, now: float, *, notify: bool = True) -> None:

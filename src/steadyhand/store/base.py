@@ -121,6 +121,28 @@ def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def call_task_row(
+    workflow_id: str,
+    phase: str,
+    step: str,
+    attempt: int,
+    payload: Mapping[str, Any],
+    due_at: float,
+    now: float,
+) -> dict[str, Any]:
+    """The parameters of a call task shared by `insert_call_task` and the leased variant
+    (which adds `owner` and `until`; the queued one adds `service`)."""
+    return {
+        "id": workflow_id,
+        "kind": phase,
+        "step": step,
+        "attempt": attempt,
+        "due_at": due_at,
+        "payload": payload,
+        "now": now,
+    }
+
+
 def _fact(row: Sequence[Any]) -> Fact:
     return Fact(
         seq=int(row[0]),
@@ -263,9 +285,6 @@ class Tx(ABC):
         rows = self.execute("read_facts", {"id": workflow_id}).fetchall()
         return tuple(_fact(r) for r in rows)
 
-    def last_seq(self, workflow_id: str) -> int:
-        return int(self.execute("last_seq", {"id": workflow_id}).fetchone()[0])
-
     def append_fact(self, workflow_id: str, seq: int, fact: NewFact, at: float) -> bool:
         """Append one fact; False when its slot is already taken (nothing was written)."""
         cur = self.execute(
@@ -287,9 +306,6 @@ class Tx(ABC):
     # -- watch list -------------------------------------------------------------------------
     def open_workflow(self, workflow_id: str, now: float) -> None:
         self.execute("open_workflow", {"id": workflow_id, "now": now})
-
-    def close_workflow(self, workflow_id: str) -> None:
-        self.execute("close_workflow", {"id": workflow_id})
 
     def unwatched_workflows(self, before: float, limit: int) -> list[str]:
         rows = self.execute("unwatched_workflows", {"before": before, "limit": limit}).fetchall()
@@ -315,48 +331,10 @@ class Tx(ABC):
         now: float,
         service: str | None = None,
     ) -> bool:
-        cur = self.execute(
-            "insert_call_task",
-            {
-                "id": workflow_id,
-                "kind": phase,
-                "step": step,
-                "attempt": attempt,
-                "due_at": due_at,
-                "payload": jsoncodec.dumps(payload),
-                "now": now,
-                "service": service,
-            },
-        )
+        """Queue one call; False when the call already has a task."""
+        row = call_task_row(workflow_id, phase, step, attempt, payload, due_at, now)
+        cur = self.execute("insert_call_task", encode_json_params({**row, "service": service}))
         return cur.rowcount == 1
-
-    def insert_call_task_leased(
-        self,
-        workflow_id: str,
-        phase: str,
-        step: str,
-        attempt: int,
-        payload: Mapping[str, Any],
-        now: float,
-        owner: str,
-        until: float,
-    ) -> Task | None:
-        """Insert a call task already leased to `owner` (hand-off); None if it existed."""
-        row = self.execute(
-            "insert_call_task_leased",
-            {
-                "id": workflow_id,
-                "kind": phase,
-                "step": step,
-                "attempt": attempt,
-                "due_at": now,
-                "payload": jsoncodec.dumps(payload),
-                "now": now,
-                "owner": owner,
-                "until": until,
-            },
-        ).fetchone()
-        return None if row is None else task_from_row(row)
 
     def delete_task(self, task_id: int) -> None:
         self.execute("delete_task", {"task_id": task_id})

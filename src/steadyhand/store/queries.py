@@ -52,7 +52,6 @@ SHARED: dict[str, str] = {
                        'retry_requested')
         ORDER BY seq DESC LIMIT 1
     """,
-    "last_seq": "SELECT COALESCE(MAX(seq), 0) FROM facts WHERE workflow_id = :id",
     "append_fact": """
         INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
         VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
@@ -67,7 +66,6 @@ SHARED: dict[str, str] = {
         INSERT INTO open_workflows (workflow_id, since) VALUES (:id, :now)
         ON CONFLICT DO NOTHING
     """,
-    "close_workflow": "DELETE FROM open_workflows WHERE workflow_id = :id",
     "close_workflows": f"DELETE FROM open_workflows WHERE workflow_id {IN_IDS}",
     "unwatched_workflows": """
         SELECT o.workflow_id FROM open_workflows o
@@ -122,9 +120,6 @@ SHARED: dict[str, str] = {
         )
         RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
                   lease_expires_at, service
-    """,
-    "renew_lease": """
-        UPDATE tasks SET lease_expires_at = :until WHERE id = :task_id AND lease_owner = :owner
     """,
     "renew_leases": f"""
         UPDATE tasks SET lease_expires_at = :until
