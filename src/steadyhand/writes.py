@@ -3,10 +3,11 @@ statements (one per kind of change), whether it decided for one workflow or for 
 
 Why buffer: a worker that records 16 outcomes at once would otherwise send ~12 statements
 per workflow; gathered, the whole batch takes about five on PostgreSQL (lock, read, one
-statement for the writes, commit; wake-ups and NOTIFY when there are any). Why it is safe: every workflow
-written here is locked by the transaction and its facts were read under that lock, so
-whether a fact's slot is free is known before the insert; facts are inserted without
-`ON CONFLICT`, so if the database disagrees the transaction fails instead of skipping one.
+statement for the writes, commit; wake-ups and NOTIFY when there are any). Why it is safe:
+every workflow written here is locked by the transaction and its facts were read under
+that lock, so whether a fact's slot is free is known before the insert; facts are
+inserted without `ON CONFLICT`, so if the database disagrees the transaction fails
+instead of skipping one.
 
 The order of `flush` is fixed: consumed tasks and idle wake-ups are removed before new
 facts, tasks and wake-ups are added, so a wake-up asked for in this transaction is never
