@@ -29,7 +29,7 @@ from steadyhand import (
     WaitUntil,
     Worker,
     WorkerOptions,
-    WorkflowFacts,
+    WorkflowView,
     call_progress,
     open_store,
 )
@@ -60,7 +60,7 @@ def refund_checkout(ctx: Context) -> dict[str, Any]:
     return {"refunded": customer}
 
 
-def _call(facts: WorkflowFacts, now: float, step: str, agent: str, done: str) -> Decision | None:
+def _call(facts: WorkflowView, now: float, step: str, agent: str, done: str) -> Decision | None:
     """Run `agent` once as `step` (retried under RETRY); None once it has succeeded."""
     progress = call_progress(facts, ACTION, step, RETRY)
     if progress.status == "succeeded":
@@ -78,7 +78,7 @@ def _call(facts: WorkflowFacts, now: float, step: str, agent: str, done: str) ->
 
 
 @app.supervisor()
-def onboarding(facts: WorkflowFacts, now: float) -> Decision:
+def onboarding(facts: WorkflowView, now: float) -> Decision:
     """Both webhooks healthy: activate. One failed: refund, then fail. Deadline: fail."""
     events = {name: facts.event(name) for name in (CHECKOUT, SUBSCRIPTION)}
     failed = [n for n, e in events.items() if e and (e.get("payload") or {}).get("ok") is False]

@@ -4,9 +4,8 @@ Define agents and workflows on an `App`, start workflows through a `Client`, and
 `Worker`s (or `steadyhand worker`) against the same store. See the README for a tour.
 """
 
-from .agents import Context, ProbeAnswer
-from .app import App, Client, Step
-from .decisions import (
+from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
+from steadyhand.core.decisions import (
     CallAgent,
     CancelChild,
     Complete,
@@ -17,8 +16,7 @@ from .decisions import (
     StartChild,
     WaitUntil,
 )
-from .engine import Signalled, Started
-from .errors import (
+from steadyhand.core.errors import (
     DefinitionError,
     IdempotencyConflict,
     InputError,
@@ -31,13 +29,17 @@ from .errors import (
     TransientError,
     UnknownWorkflowError,
 )
-from .facts import ChildState, Fact, WorkflowFacts
-from .model import RetryPolicy
-from .progress import Progress, call_progress
-from .services import CircuitPolicy, ServicePolicy
-from .status import Status
-from .store import open_store
-from .worker import Worker, WorkerOptions
+from steadyhand.core.facts import Fact
+from steadyhand.core.plans import RetryPolicy
+from steadyhand.core.progress import Progress, call_progress
+from steadyhand.core.status import Status
+from steadyhand.core.view import ChildState, WorkflowView
+from steadyhand.define.agents import Context, ProbeAnswer
+from steadyhand.define.app import App, Step
+from steadyhand.define.client import Client
+from steadyhand.engine.engine import Signalled, Started
+from steadyhand.runtime.worker import Worker, WorkerOptions
+from steadyhand.store import open_store
 
 __all__ = [
     "App",
@@ -76,7 +78,7 @@ __all__ = [
     "WaitUntil",
     "Worker",
     "WorkerOptions",
-    "WorkflowFacts",
+    "WorkflowView",
     "call_progress",
     "open_store",
 ]

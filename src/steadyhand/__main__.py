@@ -3,7 +3,7 @@
 The demo starts its workers this way, so they run the same interpreter and copy of steadyhand.
 """
 
-from steadyhand.cli import main
+from steadyhand.cli.main import main
 
 if __name__ == "__main__":
     main(prog_name="steadyhand")

@@ -15,7 +15,7 @@ from steadyhand import (
     RetryPolicy,
     Step,
     WaitUntil,
-    WorkflowFacts,
+    WorkflowView,
 )
 
 app = App()
@@ -24,7 +24,7 @@ LOG: list[tuple[str, str]] = []  # (agent, workflow id): what ran, for assertion
 
 
 @app.supervisor()
-def join(facts: WorkflowFacts, now: float) -> Decision:
+def join(facts: WorkflowView, now: float) -> Decision:
     """Complete when every needed event arrived, in any order; fail on a failure or deadline."""
     needed: list[str] = facts.input["needed"]
     for name in needed:

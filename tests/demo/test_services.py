@@ -19,12 +19,7 @@ import httpx
 import pytest
 
 from steadyhand.demo.faults import PROFILES, is_sold_out, outage_windows
-from steadyhand.demo.service_process import (
-    RunningService,
-    fetch_ledger,
-    set_faults,
-    start_service,
-)
+from steadyhand.demo.service_process import RunningService, fetch_ledger, set_faults, start_service
 
 pytestmark = pytest.mark.timeout(30)
 SEED = 7

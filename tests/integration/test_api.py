@@ -10,7 +10,7 @@ import pytest
 
 import steadyhand
 from steadyhand import App, Client, Context, IdempotencyConflict, InputError, Step
-from steadyhand.errors import NotFoundError, UnknownWorkflowError
+from steadyhand.core.errors import NotFoundError, UnknownWorkflowError
 from steadyhand.store import Store
 from tests.apps.scripted import FAST_RETRY, app, effects
 from tests.conftest import running_worker

@@ -27,14 +27,14 @@ from steadyhand import (
     RetryPolicy,
     StartChild,
     Step,
-    WorkflowFacts,
+    WorkflowView,
 )
-from steadyhand.app import new_workflow_id
-from steadyhand.engine import Engine, Outcome
-from steadyhand.facts import ACTION, OUTCOME_REPORTED_LATE, OUTCOMES, call_slot
+from steadyhand.core.facts import ACTION, OUTCOME_REPORTED_LATE, OUTCOMES, call_slot
+from steadyhand.core.records import SUPERVISE, Task
+from steadyhand.define.client import new_workflow_id
+from steadyhand.engine.engine import Engine, Outcome
+from steadyhand.engine.writes import Claim
 from steadyhand.store import Store
-from steadyhand.store.base import SUPERVISE, Task
-from steadyhand.writes import Claim
 
 # No jitter: a retry's backoff then depends on the facts only, not on the workflow's id, so
 # two runs with different ids decide at the same (fake) moments.
@@ -64,7 +64,7 @@ app.workflow("single", [_step("only")])
 
 
 @app.supervisor()
-def watcher(view: WorkflowFacts, now: float) -> Decision:
+def watcher(view: WorkflowView, now: float) -> Decision:
     """Start a child and ping a service at once; when the ping answers, cancel the child and
     end. Its decision locks the child inside the parent's transaction (`CancelChild`)."""
     if view.terminal is not None:
@@ -82,7 +82,7 @@ app.process("watch", watcher)
 
 
 @app.supervisor()
-def fan(view: WorkflowFacts, now: float) -> Decision:
+def fan(view: WorkflowView, now: float) -> Decision:
     """Call x and y in parallel and complete once both answered. While a call is open it is
     asked for again, as `CallAgent` allows ("only makes sure its task exists")."""
     if view.terminal is not None:
@@ -133,7 +133,7 @@ def start(engine: Engine, name: str, value: Any = None) -> str:
     return engine.start(new_workflow_id(), app.plans[name], value, text, None).workflow_id
 
 
-def facts_of(engine: Engine, workflow_id: str) -> WorkflowFacts:
+def facts_of(engine: Engine, workflow_id: str) -> WorkflowView:
     found = engine.read(workflow_id)
     assert found is not None, f"no workflow {workflow_id}"
     return found[0]
@@ -144,11 +144,11 @@ def tasks_of(store: Store, workflow_id: str) -> list[Task]:
         return tx.workflow_tasks(workflow_id)
 
 
-def kinds(view: WorkflowFacts) -> list[tuple[str, str | None, int | None]]:
+def kinds(view: WorkflowView) -> list[tuple[str, str | None, int | None]]:
     return [(f.kind, f.step, f.attempt) for f in view.facts]
 
 
-def outcome_facts(view: WorkflowFacts) -> list[tuple[str, str | None, int | None]]:
+def outcome_facts(view: WorkflowView) -> list[tuple[str, str | None, int | None]]:
     suffixes = tuple(f"_{o}" for o in OUTCOMES)
     return [k for k in kinds(view) if k[0].endswith(suffixes)]
 
@@ -179,7 +179,7 @@ SCRIPTS: dict[str, tuple[str, dict[tuple[str, str, int], Outcome]]] = {
 
 def drive(
     store: Store, engine: Engine, clock: FakeClock, *, batch: bool
-) -> tuple[dict[str, WorkflowFacts], list[list[tuple[str, list[str]]]]]:
+) -> tuple[dict[str, WorkflowView], list[list[tuple[str, list[str]]]]]:
     """Start every scripted workflow, then round after round lease what is due, run the
     supervise tasks and report every call (as one batch, or one report at a time) until
     no task is left. Returns each workflow's facts and what was decided, round by round."""

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from steadyhand import App, Client, Context, SteadyhandError, Step, open_store
-from steadyhand.ingress import create_ingress, sign
 from steadyhand.store import Store
+from steadyhand.web.ingress import create_ingress, sign
 from tests.apps.events import app
 from tests.conftest import running_worker
 

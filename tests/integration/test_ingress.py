@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from steadyhand import Client
-from steadyhand.ingress import create_ingress, sign
 from steadyhand.store import Store
+from steadyhand.web.ingress import create_ingress, sign
 from tests.apps.events import app
 
 SECRET = "whsec_test_8c1f"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from steadyhand import Client, open_store
-from steadyhand.errors import StoreError
+from steadyhand.core.errors import StoreError
 from steadyhand.store import Store
 from tests.apps.scripted import app, effects
 from tests.conftest import pg_base, running_worker

@@ -10,9 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from steadyhand import App, Client, Context, PermanentError, Step
-from steadyhand.ingress import create_ingress, sign
-from steadyhand.logs import JsonFormatter
+from steadyhand.runtime.logs import JsonFormatter
 from steadyhand.store import Store
+from steadyhand.web.ingress import create_ingress, sign
 from tests.apps.events import app as events_app
 from tests.conftest import running_worker
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from prometheus_client import generate_latest
 
 from steadyhand import Client
-from steadyhand.metrics import store_registry
-from steadyhand.stats import collect
+from steadyhand.core.stuck import StuckRule
+from steadyhand.ops.metrics import store_registry
+from steadyhand.ops.stats import collect
 from steadyhand.store import Store
-from steadyhand.stuck import StuckRule
 from tests.apps.services_app import app, calls, set_outage
 from tests.conftest import running_worker
 from tests.integration.test_crashes import worker_process

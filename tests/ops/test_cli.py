@@ -13,8 +13,8 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from steadyhand import Client, open_store
-from steadyhand.cli import main
-from steadyhand.reports import STATES
+from steadyhand.cli.main import main
+from steadyhand.ops.reports import STATES
 from tests.apps.scripted import app
 from tests.ops.conftest import Scenario
 

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from steadyhand import Client, open_store
-from steadyhand.cli import main
-from steadyhand.ops_cli import check_access
+from steadyhand.cli.main import main
+from steadyhand.cli.ops import check_access
+from steadyhand.core.stuck import StuckRule
 from steadyhand.store import Store
-from steadyhand.stuck import StuckRule
 from steadyhand.web import DashboardOptions, create_app
 from tests.apps.scripted import app
 from tests.ops.conftest import FAIL_SCRIPT, Scenario, run_trips, serve

@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from steadyhand import Client, Worker, open_store
-from steadyhand.metrics import WorkerMetrics
+from steadyhand.ops.metrics import WorkerMetrics
 from steadyhand.web import DashboardOptions, create_app
 from tests.apps.scripted import app
 from tests.conftest import FAST

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from steadyhand.errors import InputError
-from steadyhand.facts import Fact
-from steadyhand.ops_cli import parse_duration, parse_since
-from steadyhand.reports import decode_cursor, encode_cursor, named_params
-from steadyhand.story import sentence
-from steadyhand.stuck import StuckRule, ago, why_stuck
+from steadyhand.core.errors import InputError
+from steadyhand.core.facts import Fact
+from steadyhand.core.stuck import StuckRule, ago, why_stuck
+from steadyhand.ops.reports import decode_cursor, encode_cursor, named_params
+from steadyhand.ops.story import sentence
+from steadyhand.ops.timetext import parse_duration, parse_since
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from steadyhand import Client, open_store
-from steadyhand.engine import Engine
-from steadyhand.errors import StoreError
+from steadyhand.core.errors import StoreError
+from steadyhand.core.records import NewFact, Task
+from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
-from steadyhand.store.base import NewFact, Task
 from steadyhand.store.migrations import latest_version, migrations
 from tests.apps.scripted import app
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from steadyhand.calls import AgentThreads
+from steadyhand.runtime.calls import AgentThreads
 
 WAIT = 10.0  # seconds: generous bound for anything that should happen "at once"
 _names = itertools.count()

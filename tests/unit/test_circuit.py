@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steadyhand.services import (
+from steadyhand.core.circuit import (
     CIRCUIT_CLOSED,
     CIRCUIT_HALF_OPENED,
     CIRCUIT_OPENED,

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from steadyhand.decisions import CallAgent, Complete, Decision, EndCompensated, Fail, WaitUntil
-from steadyhand.facts import Fact, WorkflowFacts
-from steadyhand.model import Plan, RetryPolicy, StepSpec
-from steadyhand.supervise import guarded, saga
+from steadyhand.core.decisions import CallAgent, Complete, Decision, EndCompensated, Fail, WaitUntil
+from steadyhand.core.facts import Fact
+from steadyhand.core.guard import guarded
+from steadyhand.core.plans import Plan, RetryPolicy, StepSpec
+from steadyhand.core.saga import saga
+from steadyhand.core.view import WorkflowView
 
 RETRY = RetryPolicy(max_attempts=3, initial_backoff=1.0, multiplier=2.0, jitter=0.0)
 PLAN = Plan(
@@ -30,7 +32,7 @@ PLAN = Plan(
 NOW = 1000.0
 
 
-def history(*events: tuple[Any, ...]) -> WorkflowFacts:
+def history(*events: tuple[Any, ...]) -> WorkflowView:
     """Build facts from (kind, step, attempt, data) tuples, with slots as the engine sets them."""
     facts = [Fact(1, "workflow_started", 0.0, slot="started")]
     for seq, event in enumerate(events, start=2):
@@ -47,7 +49,7 @@ def history(*events: tuple[Any, ...]) -> WorkflowFacts:
             ]
             slot = f"{phase}:{step}:{attempt}:outcome"
         facts.append(Fact(seq, kind, float(seq), step, attempt, slot, data or {}))
-    return WorkflowFacts("wf", "trip", {}, PLAN, 0.0, tuple(facts))
+    return WorkflowView("wf", "trip", {}, PLAN, 0.0, tuple(facts))
 
 
 def ok(step: str, attempt: int = 1) -> list[tuple[Any, ...]]:
@@ -237,7 +239,7 @@ def test_a_late_success_counts_as_done() -> None:
 def test_an_ended_workflow_decides_nothing() -> None:
     events = [*ok("flight"), *ok("hotel"), *ok("car"), ("workflow_completed", None, None, {})]
     view = history(*events)
-    view = WorkflowFacts(
+    view = WorkflowView(
         view.workflow_id,
         view.name,
         view.input,
@@ -273,7 +275,7 @@ def test_a_step_that_fails_when_it_gives_up_stops_without_rolling_back() -> None
             ("attempt_failed", "send", attempt, {"permanent": False, "error": "503"}),
         ]
     view = history(*events)
-    view = WorkflowFacts("wf", "mail", {}, plan, 0.0, view.facts)
+    view = WorkflowView("wf", "mail", {}, plan, 0.0, view.facts)
     decision = saga(view, NOW)
     assert isinstance(decision.terminal, Fail)
     assert "stopped without rolling back" in decision.terminal.reason

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from steadyhand.decisions import (
+from steadyhand.core.decisions import (
     CallAgent,
     Complete,
     Decision,
@@ -23,7 +23,7 @@ from steadyhand.decisions import (
     RecordFact,
     WaitUntil,
 )
-from steadyhand.facts import (
+from steadyhand.core.facts import (
     CANCEL_REQUESTED,
     COMPENSATION_BEGAN,
     OUTCOME_REPORTED_LATE,
@@ -32,13 +32,14 @@ from steadyhand.facts import (
     WORKFLOW_COMPENSATED,
     WORKFLOW_FAILED,
     Fact,
-    WorkflowFacts,
     call_kind,
     call_slot,
     terminal_slot,
 )
-from steadyhand.model import Plan, RetryPolicy, StepSpec
-from steadyhand.supervise import guarded, saga
+from steadyhand.core.guard import guarded
+from steadyhand.core.plans import Plan, RetryPolicy, StepSpec
+from steadyhand.core.saga import saga
+from steadyhand.core.view import WorkflowView
 
 PHASES = ("action", "compensation", "probe")
 OUTCOME_WORDS = ("succeeded", "transient", "permanent", "timed_out", "lost", "uncertain")
@@ -87,8 +88,8 @@ class Sim:
     def __post_init__(self) -> None:
         self.append("workflow_started", slot="started")
 
-    def view(self) -> WorkflowFacts:
-        return WorkflowFacts("wf-prop", "prop", {}, self.plan, 0.0, tuple(self.facts))
+    def view(self) -> WorkflowView:
+        return WorkflowView("wf-prop", "prop", {}, self.plan, 0.0, tuple(self.facts))
 
     def taken(self, slot: str | None) -> bool:
         return slot is not None and any(f.slot == slot for f in self.facts)
@@ -224,7 +225,7 @@ def check_invariants(sim: Sim) -> None:
         assert len(open_phases) == 1, f"compensation overlaps other calls: {open_phases}"
 
 
-def known_not_done(view: WorkflowFacts, step: str) -> bool:
+def known_not_done(view: WorkflowView, step: str) -> bool:
     """The action never succeeded and every attempt failed definitively."""
     if view.has("attempt_succeeded", step):
         return False
@@ -244,14 +245,14 @@ def known_not_done(view: WorkflowFacts, step: str) -> bool:
     return True
 
 
-def late_success(view: WorkflowFacts, phase: str, step: str) -> bool:
+def late_success(view: WorkflowView, phase: str, step: str) -> bool:
     return any(
         f.get("phase") == phase and f.get("outcome") == "succeeded"
         for f in view.of(OUTCOME_REPORTED_LATE, step)
     )
 
 
-def took_effect(view: WorkflowFacts, step: str) -> bool:
+def took_effect(view: WorkflowView, step: str) -> bool:
     """The action certainly took effect (a success was seen, or a probe said done)."""
     if view.has("attempt_succeeded", step):
         return True

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from steadyhand import StoreUnavailable, cli
+from steadyhand import StoreUnavailable
+from steadyhand.cli import options as cli
 
 
 def test_opening_the_store_is_retried_until_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:

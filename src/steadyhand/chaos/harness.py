@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from steadyhand.app import Client
 from steadyhand.chaos.disruptions import (
     APP_NAME_PREFIX,
     Disruption,
@@ -31,6 +30,8 @@ from steadyhand.chaos.disruptions import (
 )
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
 from steadyhand.chaos.options import ChaosOptions
+from steadyhand.core.errors import StoreUnavailable
+from steadyhand.define.client import Client
 from steadyhand.demo.audit import audit
 from steadyhand.demo.report import Tally, Tracker, Trip, TripRecord, tally
 from steadyhand.demo.run import (
@@ -45,7 +46,6 @@ from steadyhand.demo.run import (
 from steadyhand.demo.service_process import fetch_ledger
 from steadyhand.demo.trip import SERVICES_ENV
 from steadyhand.demo.trip import app as trip_app
-from steadyhand.errors import StoreUnavailable
 from steadyhand.store import Store, open_store
 from steadyhand.store.postgres import split_url
 from steadyhand.store.sqlite import sqlite_path

@@ -10,10 +10,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from steadyhand.demo.audit import FAILED, Audit, Check, Ledger, Problem
-from steadyhand.demo.report import Trip
-from steadyhand.demo.trip import STEPS
-from steadyhand.facts import (
+from steadyhand.core.facts import (
     OUTCOME_REPORTED_LATE,
     RETRY_REQUESTED,
     SUPERVISOR_RAN,
@@ -21,6 +18,9 @@ from steadyhand.facts import (
     UNKNOWN_OUTCOMES,
     Fact,
 )
+from steadyhand.demo.audit import FAILED, Audit, Check, Ledger, Problem
+from steadyhand.demo.report import Trip
+from steadyhand.demo.trip import STEPS
 from steadyhand.store import Store
 
 ONE_TERMINAL = "every workflow has exactly one terminal fact in its current round"

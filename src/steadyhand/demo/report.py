@@ -11,11 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from steadyhand.facts import (
-    COMPENSATION_BEGAN,
-    TERMINAL_STATES,
-    Fact,
-)
+from steadyhand.core.facts import COMPENSATION_BEGAN, TERMINAL_STATES, Fact
 from steadyhand.store import Store
 
 STATES = ("completed", "compensated", "failed", "compensating", "running")

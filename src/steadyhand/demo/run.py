@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from steadyhand.app import Client
+from steadyhand.define.client import Client
 from steadyhand.demo.audit import Audit, audit
 from steadyhand.demo.faults import KINDS
 from steadyhand.demo.options import DB_FILE, DemoError, DemoOptions

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..errors import InputError
-from .base import NewFact, Store, Task, Tx, WorkflowRow
+from steadyhand.core.errors import InputError
+from steadyhand.core.records import NewFact, Task, WorkflowRow
+from steadyhand.store.base import Store, Tx
 
 DEFAULT_URL = "sqlite:///steadyhand.db"
 
@@ -30,11 +31,11 @@ def open_store(url: str | None = None, **options: object) -> Store:
     """Open (and, where needed, create or upgrade) the store at `url`."""
     resolved = resolve_url(url)
     if resolved.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
+        from steadyhand.store.postgres import PostgresStore
 
         return PostgresStore(resolved, **options)  # type: ignore[arg-type]
     if resolved.startswith("sqlite:") or "://" not in resolved:
-        from .sqlite import SqliteStore
+        from steadyhand.store.sqlite import SqliteStore
 
         return SqliteStore(resolved, **options)  # type: ignore[arg-type]
     raise InputError(

@@ -21,11 +21,12 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .. import jsoncodec
-from ..errors import InputError, StoreError, StoreUnavailable
-from .base import BatchWrite, Cursor, Store, Task, Tx, task_from_row
-from .migrations import latest_version, migrations
-from .queries import IN_IDS, SHARED
+from steadyhand.core import jsoncodec
+from steadyhand.core.errors import InputError, StoreError, StoreUnavailable
+from steadyhand.core.records import Task
+from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, task_from_row
+from steadyhand.store.migrations import latest_version, migrations
+from steadyhand.store.queries import IN_IDS, SHARED
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time

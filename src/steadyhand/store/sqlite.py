@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import InputError, StoreError, StoreUnavailable
-from .base import Cursor, Store, Task, Tx, encode_json_params, task_from_row
-from .migrations import latest_version, migrations
-from .queries import SHARED
+from steadyhand.core.errors import InputError, StoreError, StoreUnavailable
+from steadyhand.core.records import Task
+from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
+from steadyhand.store.migrations import latest_version, migrations
+from steadyhand.store.queries import SHARED
 
 
 class SqliteTx(Tx):

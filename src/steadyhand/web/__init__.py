@@ -2,6 +2,6 @@
 actions and Prometheus metrics. `create_app(store, options)` builds the Starlette app.
 """
 
-from .app import DashboardOptions, create_app
+from steadyhand.web.app import DashboardOptions, create_app
 
 __all__ = ["DashboardOptions", "create_app"]

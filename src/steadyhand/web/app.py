@@ -23,17 +23,18 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..app import App, Client
-from ..errors import InputError, NotFoundError, StoreUnavailable
-from ..metrics import store_registry
-from ..render import STATE_STYLE, when
-from ..reports import FILTERS, Listing, inspect_workflow, list_workflows
-from ..stats import collect
-from ..status import derive_status
-from ..store.base import Store
-from ..story import short, tell
-from ..stuck import StuckRule, ago
-from .security import SESSION_COOKIE, SESSION_SECONDS, Guard
+from steadyhand.core.errors import InputError, NotFoundError, StoreUnavailable
+from steadyhand.core.status import derive_status
+from steadyhand.core.stuck import StuckRule, ago
+from steadyhand.define.app import App
+from steadyhand.define.client import Client
+from steadyhand.ops.metrics import store_registry
+from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows
+from steadyhand.ops.stats import collect
+from steadyhand.ops.story import short, tell
+from steadyhand.ops.timetext import STATE_STYLE, when
+from steadyhand.store.base import Store
+from steadyhand.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_FORM_BYTES = 16_384
@@ -212,7 +213,7 @@ class Dashboard:
         error = None
         since_text = q.get("since", "")
         try:
-            from ..ops_cli import parse_since
+            from steadyhand.ops.timetext import parse_since
 
             limit = int(q.get("limit") or self.options.page_size)
             listing = Listing(

@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .facts import (
-    COMPENSATION_BEGAN,
-    PHASE_PREFIX,
-    SCHEDULED,
-    WORKFLOW_COMPLETED,
-    WorkflowFacts,
-)
-from .store.base import SUPERVISE, Task
+from steadyhand.core.facts import COMPENSATION_BEGAN, PHASE_PREFIX, SCHEDULED, WORKFLOW_COMPLETED
+from steadyhand.core.records import SUPERVISE, Task
+from steadyhand.core.view import WorkflowView
 
 TERMINAL = ("completed", "compensated", "failed")
 
@@ -42,7 +37,7 @@ class Status:
         return asdict(self)
 
 
-def derive_status(view: WorkflowFacts, tasks: list[Task]) -> Status:
+def derive_status(view: WorkflowView, tasks: list[Task]) -> Status:
     """Build a `Status` from one consistent read of facts and pending tasks."""
     state = view.state
     end = view.terminal

@@ -22,14 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .app import Client
-from .errors import (
+from steadyhand.core.errors import (
     DefinitionError,
     IdempotencyConflict,
     InputError,
     NotFoundError,
     StoreUnavailable,
 )
+from steadyhand.define.client import Client
 
 SIGNATURE_HEADER = "steadyhand-signature"
 DEFAULT_TOLERANCE = 300.0  # seconds a signature stays valid: bounds replays of captured requests

@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .app import App
-from .calls import missing_agent, perform
-from .engine import Engine, Outcome
-from .errors import StoreUnavailable
-from .services import allowance, trial_window_start
-from .store.base import SUPERVISE, Store, Task
-from .writes import Claim
+from steadyhand.core.circuit import allowance, trial_window_start
+from steadyhand.core.errors import StoreUnavailable
+from steadyhand.core.records import SUPERVISE, Task
+from steadyhand.define.app import App
+from steadyhand.engine.engine import Engine, Outcome
+from steadyhand.engine.writes import Claim
+from steadyhand.runtime.calls import missing_agent, perform
+from steadyhand.store.base import Store
 
 log = logging.getLogger("steadyhand.worker")
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class WorkerOptions:
 
 
 class WorkerObserver(Protocol):
-    """Optional hook told what the worker did (e.g. `steadyhand.metrics.WorkerMetrics`)."""
+    """Optional hook told what the worker did (e.g. `steadyhand.ops.metrics.WorkerMetrics`)."""
 
     def task_done(
         self, task: Task, outcome: Outcome | None, call_seconds: float, decide_seconds: float

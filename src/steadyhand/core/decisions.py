@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .facts import ACTION, COMPENSATION, PROBE
+from steadyhand.core.facts import ACTION, COMPENSATION, PROBE
 
 
 @dataclass(frozen=True)

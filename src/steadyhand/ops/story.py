@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .facts import (
+from steadyhand.core.facts import (
     ACTION,
     CANCEL_REQUESTED,
     COMPENSATION,
@@ -26,10 +26,10 @@ from .facts import (
     WORKFLOW_FAILED,
     WORKFLOW_STARTED,
     Fact,
-    WorkflowFacts,
 )
-from .progress import DONE, NOT_STARTED, call_progress
-from .status import Status
+from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
+from steadyhand.core.status import Status
+from steadyhand.core.view import WorkflowView
 
 PHASE_OF_PREFIX = {prefix: phase for phase, prefix in PHASE_PREFIX.items()}
 PHASE_NOUN = {ACTION: "attempt", COMPENSATION: "compensation", "probe": "probe of attempt"}
@@ -93,14 +93,14 @@ class Story:
     rounds: int
 
 
-def tell(view: WorkflowFacts, status: Status, stuck: str | None = None) -> Story:
+def tell(view: WorkflowView, status: Status, stuck: str | None = None) -> Story:
     """Build the story of `view` (see the module docstring)."""
     entries = [_entry(view, fact) for fact in view.facts]
     verdict = _verdict(view, status, stuck)
     return Story(status, plan_lines(view), entries, verdict, stuck, view.round)
 
 
-def plan_lines(view: WorkflowFacts) -> list[StepLine]:
+def plan_lines(view: WorkflowView) -> list[StepLine]:
     """Each step of the frozen plan with the state of its action and its compensation."""
     lines = []
     for spec in view.plan.steps:
@@ -132,7 +132,7 @@ def _label(status: str) -> str:
     return status.replace("_", " ")
 
 
-def _entry(view: WorkflowFacts, fact: Fact) -> Entry:
+def _entry(view: WorkflowView, fact: Fact) -> Entry:
     prefix, _, rest = fact.kind.partition("_")
     suffix = rest if prefix in PHASE_OF_PREFIX else ""
     entry = Entry(
@@ -225,7 +225,7 @@ def _call_sentence(fact: Fact, phase: str, suffix: str) -> str:
     return f"{what} {suffix.replace('_', ' ')}"
 
 
-def _verdict(view: WorkflowFacts, status: Status, stuck: str | None) -> str:
+def _verdict(view: WorkflowView, status: Status, stuck: str | None) -> str:
     """What happened in the end, or what is happening now, and what a person can do."""
     if status.state == "completed":
         return "Completed: every step succeeded. Nothing to do."

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .agents import Agent, Context, ProbeAnswer
-from .engine import Outcome
-from .errors import InputError, OutcomeUnknown, PermanentError, TransientError
-from .facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
-from .model import RetryPolicy, encode_json
-from .store.base import Task
+from steadyhand.core.errors import InputError, OutcomeUnknown, PermanentError, TransientError
+from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
+from steadyhand.core.plans import RetryPolicy, encode_json
+from steadyhand.core.records import Task
+from steadyhand.define.agents import Agent, Context, ProbeAnswer
+from steadyhand.engine.engine import Outcome
 
 MAX_ERROR_CHARS = 2000
 

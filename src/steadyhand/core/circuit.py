@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import DefinitionError
-from .store.base import GateRow, refill_tokens
+from steadyhand.core.errors import DefinitionError
+from steadyhand.core.records import GateRow
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 CIRCUIT_OPENED = "circuit_opened"  # recent attempts failed too often: new calls wait
@@ -199,3 +199,19 @@ def allowance(gate: GateRow | None, in_flight: int, trials: int, now: float) -> 
 
 def gate_of(row: GateRow) -> Gate:
     return Gate(row.service, row.circuit, row.circuit_since, row.open_until, row.opens, row.reason)
+
+
+def refill_tokens(gate: GateRow, rate: float | None, bucket: float, now: float) -> float:
+    """Tokens in a service's bucket at `now` (a rate limit shared through the store)."""
+    if rate is None:
+        return float("inf")
+    return min(bucket, gate.tokens + max(0.0, now - gate.tokens_at) * rate)
+
+
+def spend_tokens(gate: GateRow, count: int, now: float) -> float:
+    from steadyhand.core.circuit import ServicePolicy
+
+    policy = ServicePolicy.from_json(gate.policy)
+    if policy.rate is None:
+        return gate.tokens
+    return refill_tokens(gate, policy.rate, policy.bucket, now) - count

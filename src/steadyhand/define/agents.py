@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DefinitionError
-from .model import check_name
+from steadyhand.core.errors import DefinitionError
+from steadyhand.core.plans import check_name
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .decisions import (
+from steadyhand.core.circuit import (
+    OUTCOME_KINDS,
+    ServicePolicy,
+    Transition,
+    decide_circuit,
+    gate_of,
+)
+from steadyhand.core.decisions import (
     CallAgent,
     CancelChild,
     Complete,
@@ -27,8 +34,8 @@ from .decisions import (
     StartChild,
     WaitUntil,
 )
-from .errors import IdempotencyConflict, NotFoundError, StoreError
-from .facts import (
+from steadyhand.core.errors import IdempotencyConflict, NotFoundError, StoreError
+from steadyhand.core.facts import (
     ACTION,
     CANCEL_REQUESTED,
     CHILD_CANCEL_REQUESTED,
@@ -46,24 +53,17 @@ from .facts import (
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
     WORKFLOW_STARTED,
-    ChildState,
     Fact,
-    WorkflowFacts,
     call_kind,
     call_slot,
     terminal_slot,
 )
-from .model import Plan
-from .services import (
-    OUTCOME_KINDS,
-    ServicePolicy,
-    Transition,
-    decide_circuit,
-    gate_of,
-)
-from .store.base import SUPERVISE, NewFact, Store, Task, Tx, WorkflowRow
-from .supervise import Supervisor, guarded
-from .writes import Claim, Writes
+from steadyhand.core.guard import Supervisor, guarded
+from steadyhand.core.plans import Plan
+from steadyhand.core.records import SUPERVISE, NewFact, Task, WorkflowRow
+from steadyhand.core.view import ChildState, WorkflowView
+from steadyhand.engine.writes import Claim, Writes
+from steadyhand.store.base import Store, Tx
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -141,7 +141,7 @@ class Engine:
                 return Started(existing.id, created=False)
             tx.open_workflow(workflow_id, now)
             tx.append_fact(workflow_id, 1, NewFact(WORKFLOW_STARTED, slot="started"), now)
-            view = WorkflowFacts(
+            view = WorkflowView(
                 workflow_id=workflow_id,
                 name=plan.workflow,
                 input=input_value,
@@ -303,7 +303,7 @@ class Engine:
 
     def append_event(
         self, workflow_id: str, fact: NewFact, *, wake: bool = True
-    ) -> tuple[WorkflowFacts, bool]:
+    ) -> tuple[WorkflowView, bool]:
         """Append an outside fact (cancel, retry, a signal) and wake the supervisor, atomically.
 
         Returns the workflow's facts after the append and whether the fact was new (False when
@@ -459,7 +459,7 @@ class Engine:
                 tx.execute("publish_plan", {"name": name, "plan": plan_json, "now": now})
 
     # -- reading ----------------------------------------------------------------------------
-    def read(self, workflow_id: str) -> tuple[WorkflowFacts, list[Task]] | None:
+    def read(self, workflow_id: str) -> tuple[WorkflowView, list[Task]] | None:
         with self.store.snapshot() as tx:
             row = tx.get_workflow(workflow_id)
             if row is None:
@@ -467,7 +467,7 @@ class Engine:
             return _view(row, tx.read_facts(workflow_id)), tx.workflow_tasks(workflow_id)
 
     # -- internals --------------------------------------------------------------------------
-    def _load_many(self, tx: Tx, workflow_ids: Sequence[str]) -> dict[str, WorkflowFacts]:
+    def _load_many(self, tx: Tx, workflow_ids: Sequence[str]) -> dict[str, WorkflowView]:
         """`_load` for a batch: lock the root rows in id order and read all their facts in
         one statement; circuits are read once for the batch."""
         rows, facts = tx.lock_and_read(sorted(set(workflow_ids)))
@@ -477,7 +477,7 @@ class Engine:
             for wid, row in rows.items()
         }
 
-    def _load(self, tx: Tx, workflow_id: str, *, deciding: bool = True) -> WorkflowFacts | None:
+    def _load(self, tx: Tx, workflow_id: str, *, deciding: bool = True) -> WorkflowView | None:
         """Lock the root row and read everything the supervisor may know, consistently.
 
         When `deciding`, pending wake-ups nobody holds are dropped *before* reading: this
@@ -493,9 +493,9 @@ class Engine:
         view = _view(row, facts, _children(tx, facts))
         return _with_services(tx, view)
 
-    def _reload(self, tx: Tx, view: WorkflowFacts) -> WorkflowFacts:
+    def _reload(self, tx: Tx, view: WorkflowView) -> WorkflowView:
         facts = tx.read_facts(view.workflow_id)
-        fresh = WorkflowFacts(
+        fresh = WorkflowView(
             workflow_id=view.workflow_id,
             name=view.name,
             input=view.input,
@@ -507,7 +507,7 @@ class Engine:
         )
         return _with_services(tx, fresh)
 
-    def _decide_alone(self, tx: Tx, view: WorkflowFacts, now: float, *, notify: bool) -> Decision:
+    def _decide_alone(self, tx: Tx, view: WorkflowView, now: float, *, notify: bool) -> Decision:
         """Decide for one workflow and write the decision at once (single-workflow paths)."""
         writes = Writes(notify_others=notify)
         decision = self._decide_and_apply(tx, view, now, writes)
@@ -517,7 +517,7 @@ class Engine:
     def _decide_and_apply(
         self,
         tx: Tx,
-        view: WorkflowFacts,
+        view: WorkflowView,
         now: float,
         writes: Writes,
         *,
@@ -544,7 +544,7 @@ class Engine:
     def _apply(
         self,
         tx: Tx,
-        view: WorkflowFacts,
+        view: WorkflowView,
         decision: Decision,
         now: float,
         elapsed: float,
@@ -639,7 +639,7 @@ class Engine:
                     append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
 
     def _start_child(
-        self, tx: Tx, parent: WorkflowFacts, command: StartChild, now: float, writes: Writes
+        self, tx: Tx, parent: WorkflowView, command: StartChild, now: float, writes: Writes
     ) -> dict[str, Any]:
         """Create the child in the parent's transaction (one atomic step) and wake it."""
         cid = child_id(parent.workflow_id, command.step)
@@ -671,7 +671,7 @@ class Engine:
             writes.wake(cid, now, now)
 
 
-def _outcome_fact(view: WorkflowFacts, task: Task, outcome: Outcome, worker: str) -> NewFact | None:
+def _outcome_fact(view: WorkflowView, task: Task, outcome: Outcome, worker: str) -> NewFact | None:
     """The fact an agent call's outcome becomes: in its slot, or, when the slot already
     holds another outcome, a late report; None when it is our own earlier record."""
     assert task.step is not None and task.attempt is not None
@@ -697,7 +697,7 @@ def _outcome_fact(view: WorkflowFacts, task: Task, outcome: Outcome, worker: str
     return NewFact(kind, task.step, task.attempt, slot, data, service)
 
 
-def _extended(view: WorkflowFacts, facts: Sequence[Fact]) -> WorkflowFacts:
+def _extended(view: WorkflowView, facts: Sequence[Fact]) -> WorkflowView:
     """The view plus facts this transaction appended, without reading them back (the row
     lock is held: nothing else can have been appended)."""
     if not facts:
@@ -716,8 +716,8 @@ def _terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> Ne
 
 def _view(
     row: WorkflowRow, facts: tuple[Fact, ...], children: Mapping[str, ChildState] | None = None
-) -> WorkflowFacts:
-    return WorkflowFacts(
+) -> WorkflowView:
+    return WorkflowView(
         workflow_id=row.id,
         name=row.name,
         input=row.input,
@@ -729,9 +729,7 @@ def _view(
     )
 
 
-def _with_services(
-    tx: Tx, view: WorkflowFacts, read: dict[str, Any] | None = None
-) -> WorkflowFacts:
+def _with_services(tx: Tx, view: WorkflowView, read: dict[str, Any] | None = None) -> WorkflowView:
     """Add the circuits of the services this plan calls (what a supervisor may defer on);
     `read` caches the gates already read in this transaction."""
     names = set((view.plan.options.get("services") or {}).values())

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import jsoncodec
-from .facts import Fact
-from .store.base import BatchWrite, NewFact, Task, Tx, call_task_row, task_from_row
+from steadyhand.core import jsoncodec
+from steadyhand.core.facts import Fact
+from steadyhand.core.records import NewFact, Task
+from steadyhand.store.base import BatchWrite, Tx, call_task_row, task_from_row
 
 
 @dataclass

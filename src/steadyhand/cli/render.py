@@ -15,22 +15,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .facts import WorkflowFacts
-from .reports import Row
-from .stats import Stats
-from .status import Status
-from .story import Story, short
-from .stuck import ago
+from steadyhand.core.status import Status
+from steadyhand.core.stuck import ago
+from steadyhand.core.view import WorkflowView
+from steadyhand.ops.reports import Row
+from steadyhand.ops.stats import Stats
+from steadyhand.ops.story import Story, short
+from steadyhand.ops.timetext import STATE_STYLE, when
 
-STATE_STYLE = {
-    "completed": "green",
-    "compensated": "yellow",
-    "failed": "bold red",
-    "compensating": "magenta",
-    "running": "cyan",
-    "waiting": "blue",
-    "stuck": "bold red",
-}
 TONE_STYLE = {
     "good": "green",
     "bad": "bold red",
@@ -38,12 +30,6 @@ TONE_STYLE = {
     "decision": "bold",
     "operator": "magenta",
 }
-
-
-def when(at: float | None) -> str:
-    if at is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
 
 
 def state_text(state: str, stuck: str | None = None) -> str:
@@ -110,7 +96,7 @@ def print_explain(story: Story, console: Console | None = None) -> None:
     console.print(Text(story.verdict, style=verdict_style))
 
 
-def story_json(story: Story, view: WorkflowFacts) -> dict[str, Any]:
+def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
     """The story for scripts: status, plan, every fact with its sentence, and the verdict."""
     by_seq = {f.seq: f for f in view.facts}
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .facts import (
+from steadyhand.core.facts import (
     ACTION,
     FAILED,
     OUTCOME_REPORTED_LATE,
@@ -20,11 +20,11 @@ from .facts import (
     SUCCEEDED,
     UNKNOWN_OUTCOMES,
     Fact,
-    WorkflowFacts,
     call_kind,
     call_slot,
 )
-from .model import RetryPolicy
+from steadyhand.core.plans import RetryPolicy
+from steadyhand.core.view import WorkflowView
 
 NOT_STARTED = "not_started"  # no call scheduled yet
 IN_FLIGHT = "in_flight"  # the latest call has no outcome yet
@@ -68,7 +68,7 @@ def describe_failure(fact: Fact) -> str:
 
 
 def call_progress(
-    view: WorkflowFacts,
+    view: WorkflowView,
     phase: str,
     step: str,
     policy: RetryPolicy,
@@ -146,7 +146,7 @@ def call_progress(
 
 
 def _any_unknown_unresolved(
-    view: WorkflowFacts, phase: str, step: str, up_to: int, has_probe: bool
+    view: WorkflowView, phase: str, step: str, up_to: int, has_probe: bool
 ) -> bool:
     """Whether any attempt up to `up_to` may have taken effect unseen.
 
@@ -166,7 +166,7 @@ def _any_unknown_unresolved(
     return False
 
 
-def _late_success(view: WorkflowFacts, phase: str, step: str) -> Fact | None:
+def _late_success(view: WorkflowView, phase: str, step: str) -> Fact | None:
     for fact in view.of(OUTCOME_REPORTED_LATE, step):
         if fact.get("phase") == phase and fact.get("outcome") == SUCCEEDED:
             return fact

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .services import FAILURE_KINDS, OUTCOME_KINDS, ServicePolicy
-from .store.base import Tx
+from steadyhand.core.circuit import FAILURE_KINDS, OUTCOME_KINDS, ServicePolicy
+from steadyhand.store.base import Tx
 
 _KINDS = "(" + ", ".join(f"'{k}'" for k in OUTCOME_KINDS) + ")"
 IN_FLIGHT_SQL = """

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DefinitionError, InputError
+from steadyhand.core.errors import DefinitionError, InputError
 
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""

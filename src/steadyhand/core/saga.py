@@ -8,11 +8,9 @@ permanent failure or a cancel undo what took effect, in reverse order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from .decisions import (
+from steadyhand.core.decisions import (
     CallAgent,
     CancelChild,
     Command,
@@ -24,20 +22,17 @@ from .decisions import (
     StartChild,
     WaitUntil,
 )
-from .facts import (
+from steadyhand.core.facts import (
     ACTION,
-    ATTEMPT_DEFERRED,
     CANCEL_REQUESTED,
     COMPENSATION,
     COMPENSATION_BEGAN,
     PROBE,
     WAIT_BEGAN,
     WAIT_TIMED_OUT,
-    ChildState,
-    WorkflowFacts,
 )
-from .model import StepSpec
-from .progress import (
+from steadyhand.core.plans import StepSpec
+from steadyhand.core.progress import (
     AGENT_MISSING,
     DONE,
     GAVE_UP,
@@ -49,71 +44,7 @@ from .progress import (
     Progress,
     call_progress,
 )
-
-Supervisor = Callable[[WorkflowFacts, float], Decision]
-"""The signature of every supervisor: facts and the current time in, a decision out."""
-
-
-def deferral(view: WorkflowFacts, call: CallAgent, now: float) -> Decision | None:
-    """Hold a new call back while its service's circuit is open (it costs no attempt).
-
-    Recorded once per opening as `attempt_deferred`, with the circuit's reason, so explain
-    can say: waited: flights circuit open since 02:13:07 (41 of the last 50 attempts...).
-    """
-    service = view.service_of(call.agent)
-    gate = view.services.get(service) if service else None
-    if gate is None or not gate.blocks(now):
-        return None
-    since = datetime.fromtimestamp(gate.since or now, tz=UTC).strftime("%H:%M:%S")
-    why = f"waited: {service} circuit open since {since} ({gate.reason})"
-    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
-    data = {
-        "service": service,
-        "phase": call.phase,
-        "attempt": call.attempt,
-        "until": gate.open_until,
-        "reason": why,
-    }
-    record = RecordFact(ATTEMPT_DEFERRED, data, call.step, slot)
-    return Decision((record, WaitUntil(float(gate.open_until or now))), why)
-
-
-def guarded(supervisor: Supervisor, view: WorkflowFacts, now: float) -> Decision:
-    """Apply the rules every supervisor obeys, then ask `supervisor` what to do."""
-    if view.terminal is not None:
-        return Decision(why=f"the workflow already ended {view.state}; nothing to do")
-    runs = view.supervisor_runs_this_round()
-    budget = view.plan.max_supervisor_runs
-    if runs >= budget:
-        reason = (
-            f"the supervisor ran {runs} times (the budget is {budget}) without ending the "
-            "workflow; stopped to avoid a runaway loop. Inspect `steadyhand explain`, fix the "
-            "cause, then `steadyhand retry` it."
-        )
-        return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
-    decision = supervisor(view, now)
-    return _defer_new_calls(view, decision, now)
-
-
-def _defer_new_calls(view: WorkflowFacts, decision: Decision, now: float) -> Decision:
-    """Replace calls not yet scheduled to a service whose circuit is open by a wait."""
-    if not view.services:
-        return decision
-    kept: list[Command] = []
-    waits: list[Decision] = []
-    for command in decision.commands:
-        if isinstance(command, CallAgent):
-            slot = f"{command.phase}:{command.step}:{command.attempt}:scheduled"
-            held = None if view.slot(slot) is not None else deferral(view, command, now)
-            if held is not None:
-                waits.append(held)
-                continue
-        kept.append(command)
-    if not waits:
-        return decision
-    extra = tuple(c for w in waits for c in w.commands)
-    return Decision((*kept, *extra), waits[0].why, decision.saw)
-
+from steadyhand.core.view import ChildState, WorkflowView
 
 RECHECK_SECONDS = 3600.0
 """A safety-net check while waiting on a child or an event without deadline; the child's end
@@ -121,7 +52,7 @@ or the event itself wakes the workflow at once, so this only bounds how long a l
 could go unnoticed."""
 
 
-def saga(view: WorkflowFacts, now: float) -> Decision:
+def saga(view: WorkflowView, now: float) -> Decision:
     """The built-in saga supervisor (see the module docstring)."""
     progress = {spec.name: _action_progress(view, spec) for spec in view.plan.steps}
     saw = _summarise(view, progress)
@@ -135,13 +66,13 @@ def saga(view: WorkflowFacts, now: float) -> Decision:
     return _forward(view, now, progress, saw)
 
 
-def _action_progress(view: WorkflowFacts, spec: StepSpec) -> Progress:
+def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     if spec.action is None:
         return Progress(DONE)  # nothing to call: the step's wait or child decides
     return call_progress(view, ACTION, spec.name, spec.retry, has_probe=spec.probe is not None)
 
 
-def _child(view: WorkflowFacts, spec: StepSpec) -> ChildState | None:
+def _child(view: WorkflowView, spec: StepSpec) -> ChildState | None:
     started = view.slot(f"child:{spec.name}")
     if started is None:
         return None
@@ -149,14 +80,14 @@ def _child(view: WorkflowFacts, spec: StepSpec) -> ChildState | None:
     return view.children.get(cid, ChildState(cid, "running"))
 
 
-def _took_effect(view: WorkflowFacts, spec: StepSpec, progress: Progress) -> bool:
+def _took_effect(view: WorkflowView, spec: StepSpec, progress: Progress) -> bool:
     if spec.child is not None:
         child = _child(view, spec)
         return child is not None and child.state == "completed"
     return spec.action is not None and progress.took_effect
 
 
-def _results(view: WorkflowFacts, progress: dict[str, Progress]) -> dict[str, Any]:
+def _results(view: WorkflowView, progress: dict[str, Progress]) -> dict[str, Any]:
     results = {}
     for spec in view.plan.steps:
         if spec.child is not None:
@@ -191,7 +122,7 @@ def _probe_call(spec: StepSpec, attempt: int) -> CallAgent:
     return CallAgent(PROBE, spec.name, attempt, spec.probe, spec.timeout, {})
 
 
-def _forward(view: WorkflowFacts, now: float, progress: dict[str, Progress], saw: str) -> Decision:
+def _forward(view: WorkflowView, now: float, progress: dict[str, Progress], saw: str) -> Decision:
     results: dict[str, Any] = {}
     for spec in view.plan.steps:
         name = spec.name
@@ -224,7 +155,7 @@ def _forward(view: WorkflowFacts, now: float, progress: dict[str, Progress], saw
 
 
 def _await_event(
-    view: WorkflowFacts, now: float, progress: dict[str, Progress], saw: str, spec: StepSpec
+    view: WorkflowView, now: float, progress: dict[str, Progress], saw: str, spec: StepSpec
 ) -> Decision:
     """Wait for the step's event; the wait starts when first reached and has a deadline."""
     name, event = spec.name, spec.wait_for
@@ -246,7 +177,7 @@ def _await_event(
 
 
 def _advance_action(
-    view: WorkflowFacts,
+    view: WorkflowView,
     now: float,
     progress: dict[str, Progress],
     saw: str,
@@ -300,7 +231,7 @@ def _advance_action(
 
 
 def _begin_compensation(
-    view: WorkflowFacts,
+    view: WorkflowView,
     now: float,
     progress: dict[str, Progress],
     reason: str,
@@ -313,7 +244,7 @@ def _begin_compensation(
 
 
 def _compensate(
-    view: WorkflowFacts,
+    view: WorkflowView,
     now: float,
     progress: dict[str, Progress],
     reason: str,
@@ -384,11 +315,11 @@ def _compensate(
     return Decision((*prefix, EndCompensated(ending)), ending, saw)
 
 
-def _undone(view: WorkflowFacts, spec: StepSpec) -> bool:
+def _undone(view: WorkflowView, spec: StepSpec) -> bool:
     return call_progress(view, COMPENSATION, spec.name, spec.compensation_retry).status == DONE
 
 
-def _summarise(view: WorkflowFacts, progress: dict[str, Progress]) -> str:
+def _summarise(view: WorkflowView, progress: dict[str, Progress]) -> str:
     parts = []
     for spec in view.plan.steps:
         name, step = spec.name, progress[spec.name]

@@ -14,11 +14,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .engine import Outcome
-from .facts import PROBE
-from .stats import collect
-from .store.base import SUPERVISE, Store, Task
-from .stuck import StuckRule
+from steadyhand.core.facts import PROBE
+from steadyhand.core.records import SUPERVISE, Task
+from steadyhand.core.stuck import StuckRule
+from steadyhand.engine.engine import Outcome
+from steadyhand.ops.stats import collect
+from steadyhand.store.base import Store
 
 DEFAULT_WINDOW = 300.0  # seconds of recent activity a scrape counts
 
@@ -52,7 +53,7 @@ class StoreCollector(Collector):
         yield ended
         yield _gauge(
             "steadyhand_workflows_stuck",
-            f"Workflows not progressing for over {self.rule.after:g}s (see steadyhand.stuck)",
+            f"Workflows not progressing for over {self.rule.after:g}s (see steadyhand.core.stuck)",
             s.stuck,
         )
         yield _gauge(

@@ -13,18 +13,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .facts import (
+from steadyhand.core.facts import (
     COMPENSATION_BEGAN,
     RETRY_REQUESTED,
     TERMINAL_KINDS,
     TERMINAL_STATES,
     Fact,
-    WorkflowFacts,
 )
-from .model import Plan
-from .status import derive_status
-from .store.base import Store, Task, Tx, task_from_row
-from .stuck import STUCK_EVIDENCE_SQL, StuckRule, stuck_predicate, why_stuck
+from steadyhand.core.plans import Plan
+from steadyhand.core.records import Task
+from steadyhand.core.status import derive_status
+from steadyhand.core.stuck import STUCK_EVIDENCE_SQL, StuckRule, stuck_predicate, why_stuck
+from steadyhand.core.view import WorkflowView
+from steadyhand.store.base import Store, Tx, task_from_row
 
 OPEN_STATES = ("running", "waiting", "compensating")
 ENDED_STATES = ("completed", "compensated", "failed")
@@ -159,7 +160,7 @@ def encode_cursor(at: float, workflow_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    from .errors import InputError
+    from steadyhand.core.errors import InputError
 
     at, sep, workflow_id = cursor.partition("~")
     try:
@@ -180,7 +181,7 @@ def reporting(store: Store, tx: Tx) -> Tx:
 
 def list_workflows(store: Store, listing: Listing, now: float, rule: StuckRule) -> Page:
     """One page of workflows matching `listing`, newest first, and the cursor of the next."""
-    from .errors import InputError
+    from steadyhand.core.errors import InputError
 
     if listing.state is not None and listing.state not in FILTERS:
         raise InputError(f"unknown state {listing.state!r}; choose one of {', '.join(FILTERS)}")
@@ -256,7 +257,7 @@ def page_rows(tx: Tx, ids: Sequence[str], now: float, rule: StuckRule) -> list[R
         if workflow_id not in workflows:
             continue
         name, created_at = workflows[workflow_id]
-        view = WorkflowFacts(
+        view = WorkflowView(
             workflow_id, name, None, Plan(name), created_at, tuple(facts[workflow_id])
         )
         status = derive_status(view, tasks[workflow_id])
@@ -302,15 +303,15 @@ def rows_json(rows: Iterable[Row]) -> list[Mapping[str, Any]]:
 
 def inspect_workflow(
     store: Store, workflow_id: str, now: float, rule: StuckRule
-) -> tuple[WorkflowFacts, list[Task], str | None]:
+) -> tuple[WorkflowView, list[Task], str | None]:
     """One workflow's facts, tasks and (if it is stuck) why, read in one snapshot."""
-    from .errors import NotFoundError
+    from steadyhand.core.errors import NotFoundError
 
     with store.snapshot() as tx:
         row = tx.get_workflow(workflow_id)
         if row is None:
             raise NotFoundError(f"no workflow {workflow_id!r} in {store.url}")
-        view = WorkflowFacts(
+        view = WorkflowView(
             workflow_id=row.id,
             name=row.name,
             input=row.input,

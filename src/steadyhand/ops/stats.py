@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .facts import (
+from steadyhand.core.facts import (
     COMPENSATION_BEGAN,
     OUTCOMES,
     PHASE_PREFIX,
@@ -19,7 +19,8 @@ from .facts import (
     TERMINAL_KINDS,
     TERMINAL_STATES,
 )
-from .reports import (
+from steadyhand.core.stuck import StuckRule, stuck_predicate
+from steadyhand.ops.reports import (
     ENDED_SQL,
     ENDED_STATES,
     LATEST_RETRY_SQL,
@@ -27,9 +28,8 @@ from .reports import (
     OPEN_STATES,
     reporting,
 )
-from .service_health import ServiceHealth, service_health
-from .store.base import Store
-from .stuck import StuckRule, stuck_predicate
+from steadyhand.ops.service_health import ServiceHealth, service_health
+from steadyhand.store.base import Store
 
 OUTCOME_KINDS = tuple(f"{p}_{suffix}" for p in PHASE_PREFIX.values() for suffix in OUTCOMES)
 # The kinds of the partial index `facts_activity` (migration 002), in its order: SQLite uses

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import InputError
+from steadyhand.core.errors import InputError
 
 DEFAULT_STUCK_AFTER = 300.0  # seconds; longer than any default backoff (60 s) or timeout (30 s)
 STUCK_AFTER_ENV = "STEADYHAND_STUCK_AFTER"

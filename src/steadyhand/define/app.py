@@ -6,32 +6,25 @@ Definitions are code; what a workflow will do is frozen into its plan when it st
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .agents import AgentFn, AgentRegistry
-from .engine import Engine, Signalled, Started
-from .errors import DefinitionError, InputError, NotFoundError, UnknownWorkflowError
-from .facts import CANCEL_REQUESTED, RETRY_REQUESTED, WorkflowFacts
-from .model import (
+from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
+from steadyhand.core.errors import DefinitionError, UnknownWorkflowError
+from steadyhand.core.guard import Supervisor
+from steadyhand.core.plans import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_RETRY,
     Plan,
     RetryPolicy,
     StepSpec,
     check_name,
-    encode_json,
 )
-from .services import CircuitPolicy, ServicePolicy
-from .status import Status, derive_status
-from .store import Store, open_store
-from .store.base import NewFact
-from .supervise import Supervisor, saga
+from steadyhand.core.saga import saga
+from steadyhand.define.agents import AgentFn, AgentRegistry
+from steadyhand.define.client import Client
+from steadyhand.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,123 +191,3 @@ class App:
     def connect(self, db: str | None = None, **options: Any) -> Client:
         """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
         return Client(self, open_store(db, **options))
-
-
-def new_workflow_id() -> str:
-    """Time-ordered ids (ms timestamp + randomness) keep the primary-key index append-mostly."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
-
-
-class Client:
-    """Starts and inspects workflows in one store. Thread-safe."""
-
-    def __init__(self, app: App, store: Store) -> None:
-        self.app = app
-        self.store = store
-        self.engine = Engine(store, app.supervisors, plans=app.plans)
-
-    def start(self, name: str, input: Any = None, *, key: str | None = None) -> Started:
-        """Start workflow `name` with `input`; with `key`, starting twice returns the first."""
-        plan = self.app.plan(name)
-        text = encode_json(input, "workflow input")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
-            raise InputError("idempotency key must be a non-empty string of at most 500 characters")
-        return self.engine.start(new_workflow_id(), plan, json.loads(text), text, key)
-
-    def signal(
-        self,
-        event: str,
-        payload: Any = None,
-        *,
-        workflow_id: str | None = None,
-        key: str | None = None,
-        dedupe_key: str | None = None,
-        start: str | None = None,
-        start_input: Any = None,
-        source: str | None = None,
-        raw: str | None = None,
-    ) -> Signalled:
-        """Record event `event` on a workflow (by id or idempotency key) and wake it.
-
-        `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
-        `start_input`, under `key`) when none exists yet, so events may arrive in any order.
-        """
-        try:
-            check_name(event, "event name")
-        except DefinitionError as exc:
-            raise InputError(str(exc)) from None
-        if (workflow_id is None) == (key is None):
-            raise InputError("name the workflow by exactly one of workflow_id or key")
-        if dedupe_key is not None and (not isinstance(dedupe_key, str) or len(dedupe_key) > 500):
-            raise InputError("dedupe_key must be a string of at most 500 characters")
-        data: dict[str, Any] = {"payload": json.loads(encode_json(payload, "event payload"))}
-        if source:
-            data["source"] = source
-        if dedupe_key:
-            data["dedupe_key"] = dedupe_key
-        if raw is not None:
-            data["raw"] = raw
-        begin = None
-        if start is not None:
-            plan = self.app.plan(start)
-            text = encode_json(start_input, "workflow input")
-            begin = (new_workflow_id(), plan, json.loads(text), text)
-        return self.engine.signal(
-            event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
-        )
-
-    def view(self, workflow_id: str) -> WorkflowFacts:
-        found = self.engine.read(workflow_id)
-        if found is None:
-            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
-        return found[0]
-
-    def status(self, workflow_id: str) -> Status:
-        found = self.engine.read(workflow_id)
-        if found is None:
-            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
-        return derive_status(*found)
-
-    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
-        """Block until the workflow ends (or `timeout`), returning its last status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(workflow_id)
-            if status.done or time.monotonic() >= deadline:
-                return status
-            time.sleep(poll)
-
-    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Ask a running workflow to stop and roll back what it did."""
-        status = self.status(workflow_id)
-        if status.done:
-            return status
-        data = {"reason": reason or "cancel requested", "by": by or _who()}
-        self.engine.append_event(workflow_id, NewFact(CANCEL_REQUESTED, data=data))
-        return self.status(workflow_id)
-
-    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Resume a `failed` workflow: a new round of attempts where it stopped."""
-        status = self.status(workflow_id)
-        if status.state != "failed":
-            raise InputError(
-                f"workflow {workflow_id} is {status.state}; only a failed workflow can be retried"
-            )
-        view = self.view(workflow_id)
-        data = {"reason": reason or "operator retry", "by": by or _who()}
-        fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
-        self.engine.append_event(workflow_id, fact)
-        return self.status(workflow_id)
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _who() -> str:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"

@@ -6,9 +6,7 @@ themselves on the `steadyhand` group, which imports this module.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -16,51 +14,19 @@ from typing import Any, TypeVar
 
 import click
 
-from .cli import EXIT_USAGE, db_option, guarded, main
-from .errors import InputError
-from .reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
-from .stats import collect
-from .status import derive_status
-from .store import open_store
-from .story import tell
-from .stuck import STUCK_AFTER_ENV, StuckRule
+from steadyhand.cli.options import EXIT_USAGE, db_option, guarded
+from steadyhand.core.errors import InputError
+from steadyhand.core.status import derive_status
+from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
+from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
+from steadyhand.ops.stats import collect
+from steadyhand.ops.story import tell
+from steadyhand.ops.timetext import parse_duration, parse_since
+from steadyhand.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_ENV = "STEADYHAND_DASHBOARD_TOKEN"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `2h`, `1d`, `1w` -> seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise InputError(f"{text!r} is not a duration; write e.g. 90s, 15m, 2h or 1d")
-    return float(match.group(1)) * _UNIT[match.group(2)]
-
-
-def parse_since(text: str, now: float) -> float:
-    """A duration ago (`2h`), an ISO date or time (`2024-05-01T02:00`), or epoch seconds
-    (a bare number above 10^9; smaller bare numbers are seconds ago)."""
-    try:
-        value = float(text)
-        if value > 1e9:
-            return value
-    except ValueError:
-        pass
-    try:
-        return now - parse_duration(text)
-    except InputError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputError(
-            f"--since {text!r}: write a duration ago (30m, 2h, 1d), an ISO time "
-            "(2024-05-01T02:00, local unless it has an offset) or epoch seconds"
-        ) from None
-    return parsed.timestamp()
 
 
 def stuck_option(fn: F) -> F:
@@ -101,7 +67,7 @@ def list_command(
     db: str | None,
 ) -> None:
     """List workflows, newest first (ended ones by when they ended), a page at a time."""
-    from .render import dumps, print_list
+    from steadyhand.cli.render import dumps, print_list
 
     now = time.time()
     rule = _rule(stuck_after)
@@ -131,7 +97,7 @@ def list_command(
 @guarded
 def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
     """Show a workflow's state, current step and attempt, next check, and result or reason."""
-    from .render import dumps, print_status
+    from steadyhand.cli.render import dumps, print_status
 
     store = open_store(db)
     try:
@@ -153,7 +119,7 @@ def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | N
 @guarded
 def explain(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
     """Tell the whole story: the plan, every fact, every supervisor decision and why."""
-    from .render import dumps, print_explain, story_json
+    from steadyhand.cli.render import dumps, print_explain, story_json
 
     store = open_store(db)
     try:
@@ -175,7 +141,7 @@ def explain(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | 
 @guarded
 def stats(window: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
     """Counts by state, throughput, queue depth and lag, calls by step and outcome."""
-    from .render import dumps, print_stats
+    from steadyhand.cli.render import dumps, print_stats
 
     seconds = parse_duration(window)
     if seconds <= 0:
@@ -214,7 +180,7 @@ def dashboard(
     """Serve the web dashboard (overview, workflows, explain, retry/cancel) and /metrics."""
     import uvicorn
 
-    from .web import DashboardOptions, create_app
+    from steadyhand.web import DashboardOptions, create_app
 
     token = token or os.environ.get(TOKEN_ENV) or None
     problem = check_access(host, token, no_auth)
@@ -247,7 +213,3 @@ def check_access(host: str, token: str | None, no_auth: bool) -> str | None:
     if host not in LOCAL_HOSTS:
         return f"--no-auth is only allowed on 127.0.0.1, not {host}; set a token instead"
     return None
-
-
-for _command in (list_command, status, explain, stats, dashboard):
-    main.add_command(_command)

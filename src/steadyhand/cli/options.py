@@ -1,0 +1,107 @@
+"""What every command shares: exit codes, the --db and --app options, loading the user's
+App, opening the store, and turning steadyhand errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from steadyhand.core.errors import InputError, NotFoundError, StoreError, StoreUnavailable
+from steadyhand.define.app import App
+from steadyhand.define.client import Client
+from steadyhand.store import Store, open_store
+
+EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_APPLICABLE = 1, 2, 4, 5
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+log = logging.getLogger("steadyhand.cli")
+
+
+def load_app(ref: str) -> App:
+    """Import `module:attribute` (the current directory is importable) and check it is an App."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name:
+        raise click.UsageError(
+            f"--app {ref!r}: expected module:attribute, e.g. myproject.flows:app"
+        )
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"--app {ref!r}: cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, App):
+        raise click.UsageError(f"--app {ref!r}: {attr or 'app'} is not a steadyhand App")
+    return app
+
+
+def db_option(fn: F) -> F:
+    return click.option(
+        "--db",
+        envvar="STEADYHAND_DB",
+        default=None,
+        help="Store URL: sqlite:///file.db or postgresql://… (default: $STEADYHAND_DB, "
+        "else sqlite:///steadyhand.db).",
+    )(fn)
+
+
+def app_option(required: bool) -> Callable[[F], F]:
+    return click.option(
+        "--app",
+        "app_ref",
+        envvar="STEADYHAND_APP",
+        required=required,
+        default=None,
+        help="Where your App lives, as module:attribute ($STEADYHAND_APP).",
+    )
+
+
+def open_store_patiently(db: str | None, max_delay: float = 10.0) -> Store:
+    """Open the store, waiting with backoff while it is unreachable (a worker that starts
+    during a database restart waits for it instead of exiting)."""
+    delay = 0.5
+    while True:
+        try:
+            return open_store(db)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable at start (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+def client_for(db: str | None, app_ref: str | None = None) -> Client:
+    app = load_app(app_ref) if app_ref else App()
+    return Client(app, open_store(db))
+
+
+def guarded(fn: F) -> F:
+    """Turn steadyhand errors into one clear line and a meaningful exit code."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StoreUnavailable as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        except NotFoundError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NOT_FOUND)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except StoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]

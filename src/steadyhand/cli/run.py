@@ -1,0 +1,154 @@
+"""Commands that run things or act on one workflow: worker, serve, migrate, start, cancel,
+retry."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from steadyhand.cli.options import (
+    EXIT_NOT_APPLICABLE,
+    app_option,
+    client_for,
+    db_option,
+    guarded,
+    load_app,
+    open_store_patiently,
+)
+from steadyhand.core.errors import InputError
+from steadyhand.define.client import Client
+from steadyhand.runtime.worker import Worker, WorkerOptions
+from steadyhand.store import open_store, resolve_url
+
+
+@click.command()
+@app_option(required=True)
+@db_option
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    help="Tasks in progress at once; calls that finish together share one commit.",
+)
+@click.option("--lease", "lease_seconds", default=15.0, show_default=True, help="Lease seconds.")
+@click.option("--poll", "poll_interval", type=float, default=None, help="Poll interval (s).")
+@click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics here.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Bind /metrics to.")
+@guarded
+def worker(
+    app_ref: str,
+    db: str | None,
+    concurrency: int,
+    lease_seconds: float,
+    poll_interval: float | None,
+    watchdog_interval: float,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
+    """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
+    app = load_app(app_ref)
+    store = open_store_patiently(db)
+    options = WorkerOptions(
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        poll_interval=poll_interval,
+        watchdog_interval=watchdog_interval,
+    )
+    metrics = None
+    if metrics_port is not None:
+        from steadyhand.ops.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+        metrics.serve(metrics_port, metrics_host)
+    try:
+        Worker(app, store, options, metrics).run()
+    finally:
+        store.close()
+
+
+@click.command()
+@app_option(required=True)
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="source=secret for one sender (repeatable; also $STEADYHAND_INGRESS_SECRETS).",
+)
+@guarded
+def serve(app_ref: str, db: str | None, host: str, port: int, secrets: tuple[str, ...]) -> None:
+    """Accept signed events over HTTP (POST /events/<source>)."""
+    import uvicorn
+
+    from steadyhand.web.ingress import create_ingress, secrets_from_env
+
+    keys = secrets_from_env()
+    keys.update(secrets_from_env(",".join(secrets)))
+    client = Client(load_app(app_ref), open_store(db))
+    uvicorn.run(create_ingress(client, keys), host=host, port=port, log_level="warning")
+
+
+@click.command()
+@db_option
+@guarded
+def migrate(db: str | None) -> None:
+    """Create or upgrade the store's schema (also done automatically on first use)."""
+    store = open_store(db, migrate=False)
+    try:
+        version = store.migrate()
+    finally:
+        store.close()
+    click.echo(f"{resolve_url(db)}: schema version {version}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--input", "input_text", default="null", help="Workflow input as JSON.")
+@click.option("--key", default=None, help="Idempotency key: starting twice returns the first.")
+@app_option(required=True)
+@db_option
+@guarded
+def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | None) -> None:
+    """Start workflow NAME and print its id."""
+    try:
+        value = json.loads(input_text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"--input is not valid JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'"
+        ) from None
+    with client_for(db, app_ref) as client:
+        started = client.start(name, value, key=key)
+    click.echo(started.workflow_id)
+
+
+@click.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why (kept with the cancel fact).")
+@db_option
+@guarded
+def cancel(workflow_id: str, reason: str, db: str | None) -> None:
+    """Cancel a running workflow: it compensates what was done and ends compensated."""
+    with client_for(db) as client:
+        current = client.cancel(workflow_id, reason)
+    click.echo(f"{workflow_id}: {current.state}")
+
+
+@click.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Why (kept with the retry fact).")
+@db_option
+@guarded
+def retry(workflow_id: str, reason: str, db: str | None) -> None:
+    """Resume a failed workflow with a new round of attempts."""
+    with client_for(db) as client:
+        try:
+            current = client.retry(workflow_id, reason)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NOT_APPLICABLE)
+    click.echo(f"{workflow_id}: {current.state}")

@@ -1,0 +1,85 @@
+"""The rules every supervisor obeys, whatever its kind: a workflow that ended decides
+nothing, a runaway loop is stopped by the run budget, and a call to a service whose circuit
+is open waits instead of spending an attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from steadyhand.core.decisions import (
+    CallAgent,
+    Command,
+    Decision,
+    Fail,
+    RecordFact,
+    WaitUntil,
+)
+from steadyhand.core.facts import (
+    ATTEMPT_DEFERRED,
+)
+from steadyhand.core.view import WorkflowView
+
+Supervisor = Callable[[WorkflowView, float], Decision]
+"""The signature of every supervisor: facts and the current time in, a decision out."""
+
+
+def deferral(view: WorkflowView, call: CallAgent, now: float) -> Decision | None:
+    """Hold a new call back while its service's circuit is open (it costs no attempt).
+
+    Recorded once per opening as `attempt_deferred`, with the circuit's reason, so explain
+    can say: waited: flights circuit open since 02:13:07 (41 of the last 50 attempts...).
+    """
+    service = view.service_of(call.agent)
+    gate = view.services.get(service) if service else None
+    if gate is None or not gate.blocks(now):
+        return None
+    since = datetime.fromtimestamp(gate.since or now, tz=UTC).strftime("%H:%M:%S")
+    why = f"waited: {service} circuit open since {since} ({gate.reason})"
+    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
+    data = {
+        "service": service,
+        "phase": call.phase,
+        "attempt": call.attempt,
+        "until": gate.open_until,
+        "reason": why,
+    }
+    record = RecordFact(ATTEMPT_DEFERRED, data, call.step, slot)
+    return Decision((record, WaitUntil(float(gate.open_until or now))), why)
+
+
+def guarded(supervisor: Supervisor, view: WorkflowView, now: float) -> Decision:
+    """Apply the rules every supervisor obeys, then ask `supervisor` what to do."""
+    if view.terminal is not None:
+        return Decision(why=f"the workflow already ended {view.state}; nothing to do")
+    runs = view.supervisor_runs_this_round()
+    budget = view.plan.max_supervisor_runs
+    if runs >= budget:
+        reason = (
+            f"the supervisor ran {runs} times (the budget is {budget}) without ending the "
+            "workflow; stopped to avoid a runaway loop. Inspect `steadyhand explain`, fix the "
+            "cause, then `steadyhand retry` it."
+        )
+        return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
+    decision = supervisor(view, now)
+    return _defer_new_calls(view, decision, now)
+
+
+def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Decision:
+    """Replace calls not yet scheduled to a service whose circuit is open by a wait."""
+    if not view.services:
+        return decision
+    kept: list[Command] = []
+    waits: list[Decision] = []
+    for command in decision.commands:
+        if isinstance(command, CallAgent):
+            slot = f"{command.phase}:{command.step}:{command.attempt}:scheduled"
+            held = None if view.slot(slot) is not None else deferral(view, command, now)
+            if held is not None:
+                waits.append(held)
+                continue
+        kept.append(command)
+    if not waits:
+        return decision
+    extra = tuple(c for w in waits for c in w.commands)
+    return Decision((*kept, *extra), waits[0].why, decision.saw)
