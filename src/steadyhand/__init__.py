@@ -37,7 +37,7 @@ from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.define.agents import Context, ProbeAnswer
 from steadyhand.define.app import App, Step
 from steadyhand.define.client import Client
-from steadyhand.engine.engine import Signalled, Started
+from steadyhand.engine.answers import Signalled, Started
 from steadyhand.runtime.worker import Worker, WorkerOptions
 from steadyhand.store import open_store
 

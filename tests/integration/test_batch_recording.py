@@ -32,7 +32,8 @@ from steadyhand import (
 from steadyhand.core.facts import ACTION, OUTCOME_REPORTED_LATE, OUTCOMES, call_slot
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.client import new_workflow_id
-from steadyhand.engine.engine import Engine, Outcome
+from steadyhand.engine.answers import Outcome
+from steadyhand.engine.engine import Engine
 from steadyhand.engine.writes import Claim
 from steadyhand.store import Store
 

@@ -18,7 +18,8 @@ from steadyhand.core.plans import (
 from steadyhand.core.records import NewFact
 from steadyhand.core.status import Status, derive_status
 from steadyhand.core.view import WorkflowView
-from steadyhand.engine.engine import Engine, Signalled, Started
+from steadyhand.engine.answers import Signalled, Started
+from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
 """What one engine transaction will write, gathered first and written at the end in a few
 statements (one per kind of change), whether it decided for one workflow or for a batch.
+It is the engine's only way to change the store.
 
 Why buffer: a worker that records 16 outcomes at once would otherwise send ~12 statements
 per workflow; gathered, the whole batch takes about five on PostgreSQL (lock, read, one
@@ -22,7 +23,7 @@ from typing import Any
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.facts import Fact
-from steadyhand.core.records import NewFact, Task
+from steadyhand.core.records import NewFact, Task, WorkflowRow
 from steadyhand.store.base import BatchWrite, Tx, call_task_row, task_from_row
 
 
@@ -47,11 +48,26 @@ class Writes:
     leased_calls: list[tuple[dict[str, Any], Claim]] = field(default_factory=list)
     wakeups: list[dict[str, Any]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    opened: list[dict[str, Any]] = field(default_factory=list)
+    released: list[dict[str, Any]] = field(default_factory=list)
     notify_others: bool = True  # False: the deciding worker picks the new work up itself
     wants_notify: bool = False  # something was queued that an idle worker could start
     _slots: set[tuple[str, str]] = field(default_factory=set)
     _consumed: set[tuple[str, str, str, int]] = field(default_factory=set)
     _leased: list[Any] = field(default_factory=list)
+
+    def insert_workflow(self, tx: Tx, row: WorkflowRow, input_json: str, plan_json: str) -> bool:
+        """Insert a workflow's root row now, the one write whose answer the rest depends on:
+        it claims the id and the idempotency key (False: taken, nothing was written)."""
+        return tx.insert_workflow(row, input_json, plan_json)
+
+    def open(self, workflow_id: str, now: float) -> None:
+        """Put the workflow among those the watchdog watches (see `wake_unwatched`)."""
+        self.opened.append({"id": workflow_id, "now": now})
+
+    def release_lease(self, task_id: int, owner: str) -> None:
+        """Give a task whose holder is gone back to the queue."""
+        self.released.append({"task_id": task_id, "owner": owner})
 
     def consume(self, task: Task) -> None:
         """The task is done with: delete it, and never queue its call again in this
@@ -134,6 +150,10 @@ class Writes:
     def flush(self, tx: Tx) -> None:
         """Write everything in the fixed order; hand leased calls to their claims only after
         the caller's transaction commits (see `committed`)."""
+        if self.opened:  # before the batch, which closes what ended in this transaction
+            tx.execute_many("open_workflow", self.opened)
+        if self.released:
+            tx.execute_many("release_lease", self.released)
         batch = BatchWrite(
             finished_tasks=self.deleted_tasks,
             idle_wakeups_of=self.dropped_wakeups,

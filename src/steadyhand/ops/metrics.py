@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from steadyhand.core.facts import PROBE
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.core.stuck import StuckRule
-from steadyhand.engine.engine import Outcome
+from steadyhand.engine.answers import Outcome
 from steadyhand.ops.stats import collect
 from steadyhand.store.base import Store
 

@@ -19,7 +19,7 @@ from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from steadyhand.core.plans import RetryPolicy, encode_json
 from steadyhand.core.records import Task
 from steadyhand.define.agents import Agent, Context, ProbeAnswer
-from steadyhand.engine.engine import Outcome
+from steadyhand.engine.answers import Outcome
 
 MAX_ERROR_CHARS = 2000
 

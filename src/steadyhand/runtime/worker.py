@@ -28,7 +28,8 @@ from steadyhand.core.circuit import allowance, trial_window_start
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.app import App
-from steadyhand.engine.engine import Engine, Outcome
+from steadyhand.engine.answers import Outcome
+from steadyhand.engine.engine import Engine
 from steadyhand.engine.writes import Claim
 from steadyhand.runtime.calls import missing_agent, perform
 from steadyhand.store.base import Store

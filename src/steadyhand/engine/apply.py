@@ -1,0 +1,235 @@
+"""Turning one decision into writes: the breadcrumb of the run, the calls it schedules,
+its waits, its own facts, the terminal fact, and the children it starts or cancels.
+
+Everything is queued in the transaction's `Writes`; nothing here commits. Creating a
+workflow (by a client, by an event, or as a child) is `create_workflow_txn`, the one place
+that sequence is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from steadyhand.core.decisions import (
+    CallAgent,
+    CancelChild,
+    Complete,
+    Decision,
+    EndCompensated,
+    Fail,
+    RecordFact,
+    StartChild,
+    WaitUntil,
+)
+from steadyhand.core.facts import (
+    ACTION,
+    CANCEL_REQUESTED,
+    CHILD_CANCEL_REQUESTED,
+    CHILD_STARTED,
+    COMPENSATION,
+    SCHEDULED,
+    SUPERVISOR_RAN,
+    WORKFLOW_COMPENSATED,
+    WORKFLOW_COMPLETED,
+    WORKFLOW_FAILED,
+    WORKFLOW_STARTED,
+    call_kind,
+    call_slot,
+    terminal_slot,
+)
+from steadyhand.core.plans import Plan
+from steadyhand.core.records import NewFact, WorkflowRow
+from steadyhand.core.view import WorkflowView
+from steadyhand.engine.writes import Claim, Writes
+from steadyhand.store.base import Tx
+
+
+def idempotency_key(workflow_id: str, step: str, phase: str) -> str:
+    """The key an agent passes to its remote service: stable across attempts and workers."""
+    return f"{workflow_id}:{step}:undo" if phase == COMPENSATION else f"{workflow_id}:{step}"
+
+
+def child_id(parent_id: str, step: str) -> str:
+    """A child's id derives from its parent's, so a re-run never starts a second child."""
+    return f"{parent_id}.{step}"
+
+
+def create_workflow_txn(
+    tx: Tx, writes: Writes, row: WorkflowRow, input_json: str, *, wake: bool
+) -> bool:
+    """Create a workflow: its root row, its place among the watched workflows, its
+    `workflow_started` fact and (with `wake`) a first supervisor run. False when the id or
+    the idempotency key is taken, and then nothing else is written."""
+    if not writes.insert_workflow(tx, row, input_json, dumps(row.plan.to_json())):
+        return False
+    writes.open(row.id, row.created_at)
+    writes.append_fact(row.id, 1, NewFact(WORKFLOW_STARTED, slot="started"), row.created_at)
+    if wake:
+        writes.wake(row.id, row.created_at, row.created_at)
+    return True
+
+
+class DecisionApplier:
+    """Queues the writes of one decision for one workflow (see the module docstring).
+
+    `plans` are the definitions children are started from; `clock` stamps a handed-off
+    call's lease after the lock was taken (its lease must be fresh, not the decision's).
+    """
+
+    def __init__(self, plans: Mapping[str, Plan], clock: Callable[[], float]) -> None:
+        self.plans = plans
+        self.clock = clock
+
+    def apply_txn(
+        self,
+        tx: Tx,
+        view: WorkflowView,
+        decision: Decision,
+        now: float,
+        elapsed: float,
+        writes: Writes,
+        claim: Claim | None,
+    ) -> None:
+        workflow_id = view.workflow_id
+        seq = view.last_seq
+
+        def append(fact: NewFact) -> None:
+            nonlocal seq
+            if writes.append_fact(workflow_id, seq + 1, fact, now):
+                seq += 1
+
+        append(breadcrumb(view, decision, elapsed))
+        handed_off = False
+        for command in decision.commands:
+            if isinstance(command, CallAgent):
+                handed_off |= self._call(view, command, now, writes, claim, handed_off, append)
+            elif isinstance(command, WaitUntil):
+                writes.wake(workflow_id, command.at, now, notify=False)
+            elif isinstance(command, RecordFact):
+                if command.slot is None or view.slot(command.slot) is None:
+                    append(NewFact(command.kind, command.step, None, command.slot, command.data))
+            elif isinstance(command, Complete | EndCompensated | Fail):
+                append(terminal_fact(command, view.round))
+                writes.closed.append(workflow_id)
+                if view.parent_id is not None:
+                    writes.wake(view.parent_id, now, now)  # the parent learns at once
+            elif isinstance(command, StartChild):
+                slot = f"child:{command.step}"
+                if view.slot(slot) is None:
+                    data = self._start_child_txn(tx, view, command, now, writes)
+                    append(NewFact(CHILD_STARTED, command.step, None, slot, data))
+            elif isinstance(command, CancelChild):
+                started = view.slot(f"child:{command.step}")
+                slot = f"child_cancel:{command.step}"
+                if started is not None and view.slot(slot) is None:
+                    cid = str(started.get("child_id"))
+                    cancel_child_txn(tx, cid, command.reason, now, writes)
+                    append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
+
+    def _call(
+        self,
+        view: WorkflowView,
+        command: CallAgent,
+        now: float,
+        writes: Writes,
+        claim: Claim | None,
+        handed_off: bool,
+        append: Callable[[NewFact], None],
+    ) -> bool:
+        """Schedule one call (its fact once, its task always); True when it was handed off
+        to the deciding worker already leased."""
+        workflow_id = view.workflow_id
+        slot = call_slot(command.phase, command.step, command.attempt, SCHEDULED)
+        if view.slot(slot) is None:
+            data = {"agent": command.agent, "timeout": command.timeout}
+            kind = call_kind(command.phase, SCHEDULED)
+            append(NewFact(kind, command.step, command.attempt, slot, data))
+        payload = {
+            "agent": command.agent,
+            "timeout": command.timeout,
+            "workflow": view.name,
+            "input": view.input,
+            "args": dict(command.args),
+            "key": idempotency_key(workflow_id, command.step, command.phase),
+            "action_key": idempotency_key(workflow_id, command.step, ACTION),
+            "permanent": list(command.permanent),
+            "transient": list(command.transient),
+        }
+        service = view.service_of(command.agent)
+        if claim is not None and not handed_off and service is None:
+            # Hand-off: the worker that decided runs the call next, no lease commit.
+            return writes.leased_call(
+                workflow_id,
+                command.phase,
+                command.step,
+                command.attempt,
+                payload,
+                now,
+                claim,
+                self.clock() + claim.lease_seconds,
+            )
+        writes.call_task(
+            workflow_id, command.phase, command.step, command.attempt, payload, now, now, service
+        )
+        return False
+
+    def _start_child_txn(
+        self, tx: Tx, parent: WorkflowView, command: StartChild, now: float, writes: Writes
+    ) -> dict[str, Any]:
+        """Create the child in the parent's transaction (one atomic step) and wake it."""
+        cid = child_id(parent.workflow_id, command.step)
+        data: dict[str, Any] = {"child_id": cid, "workflow": command.workflow}
+        plan = self.plans.get(command.workflow)
+        if plan is None:
+            data["error"] = f"no workflow named {command.workflow!r} is registered in this deploy"
+            return data
+        row = WorkflowRow(cid, plan.workflow, None, command.input, plan, parent.workflow_id, now)
+        create_workflow_txn(tx, writes, row, dumps(command.input), wake=True)
+        return data
+
+
+def cancel_child_txn(tx: Tx, cid: str, reason: str, now: float, writes: Writes) -> None:
+    """Ask a child to roll back. Lock order is always parent, then child; a child never
+    locks its parent. (A child decided for in the same batch makes this append collide
+    with the batch's own; the batch is then refused and its outcomes recorded one by one.)"""
+    child = tx.lock_workflow(cid)
+    if child is None:
+        return
+    facts = tx.read_facts(cid)
+    if any(fact.slot == "cancel:parent" for fact in facts):
+        return
+    data = {"reason": reason or "the parent was cancelled", "by": "parent"}
+    fact = NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data)
+    if writes.append_fact(cid, facts[-1].seq + 1, fact, now):
+        writes.wake(cid, now, now)
+
+
+def breadcrumb(view: WorkflowView, decision: Decision, elapsed: float) -> NewFact:
+    """The `supervisor_ran` fact: what this run saw, decided and why, and how long it took."""
+    return NewFact(
+        SUPERVISOR_RAN,
+        data={
+            "run": view.supervisor_runs_this_round() + 1,
+            "saw": decision.saw or f"{len(view)} facts up to #{view.last_seq}",
+            "decided": decision.describe(),
+            "why": decision.why,
+            "decide_ms": round(elapsed * 1000, 3),
+        },
+    )
+
+
+def terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> NewFact:
+    slot = terminal_slot(round_)
+    if isinstance(command, Complete):
+        return NewFact(WORKFLOW_COMPLETED, slot=slot, data={"result": command.result})
+    if isinstance(command, EndCompensated):
+        return NewFact(WORKFLOW_COMPENSATED, slot=slot, data={"reason": command.reason})
+    return NewFact(WORKFLOW_FAILED, slot=slot, data={"reason": command.reason})
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of a plan or an input, as the root row keeps it (the standard
+    library's, which keeps an infinite backoff cap as `Infinity`)."""
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,75 @@
+"""The heart of every engine transaction: run a workflow's supervisor on its view, under
+its lock, and queue the decision's writes. The entry points (`engine`, `outcomes`,
+`events`) build on it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from steadyhand.core.decisions import Decision, Fail
+from steadyhand.core.guard import Supervisor, guarded
+from steadyhand.core.plans import Plan
+from steadyhand.core.records import Task
+from steadyhand.core.view import WorkflowView
+from steadyhand.engine.apply import DecisionApplier
+from steadyhand.engine.views import view_of
+from steadyhand.engine.writes import Claim, Writes
+from steadyhand.store.base import Store, Tx
+
+log = logging.getLogger("steadyhand.engine")
+
+
+class Decider:
+    """Holds what deciding needs: the store, the supervisors and plans of this deploy, and
+    the clock (one `now` per transaction, read once at its start)."""
+
+    def __init__(
+        self,
+        store: Store,
+        supervisors: Mapping[str, Supervisor],
+        clock: Callable[[], float] = time.time,
+        plans: Mapping[str, Plan] | None = None,
+    ) -> None:
+        self.store = store
+        self.supervisors = supervisors
+        self.clock = clock
+        self.plans: Mapping[str, Plan] = plans if plans is not None else {}
+        self.applier = DecisionApplier(self.plans, clock)
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self, workflow_id: str) -> tuple[WorkflowView, list[Task]] | None:
+        with self.store.snapshot() as tx:
+            row = tx.get_workflow(workflow_id)
+            if row is None:
+                return None
+            return view_of(row, tx.read_facts(workflow_id)), tx.workflow_tasks(workflow_id)
+
+    # -- deciding ---------------------------------------------------------------------------
+    def decide_and_apply_txn(
+        self,
+        tx: Tx,
+        view: WorkflowView,
+        now: float,
+        writes: Writes,
+        *,
+        claim: Claim | None = None,
+    ) -> Decision:
+        """Run the workflow's supervisor and queue its decision in `writes`."""
+        if view.terminal is not None:
+            writes.closed.append(view.workflow_id)  # heal a stale watch entry; never reopen
+        supervisor = self.supervisors.get(view.plan.supervisor)
+        started = time.perf_counter()
+        if supervisor is None:
+            reason = (
+                f"no supervisor {view.plan.supervisor!r} is registered in this deploy; deploy "
+                "code that registers it, then `steadyhand retry` this workflow"
+            )
+            log.error("%s", reason, extra={"workflow_id": view.workflow_id})
+            decision = guarded(lambda v, n: Decision((Fail(reason),), reason), view, now)
+        else:
+            decision = guarded(supervisor, view, now)
+        elapsed = time.perf_counter() - started
+        self.applier.apply_txn(tx, view, decision, now, elapsed, writes, claim)
+        return decision
