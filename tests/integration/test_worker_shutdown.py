@@ -28,11 +28,11 @@ def test_run_returns_only_after_the_store_calls_it_started(store: Store) -> None
         ended.append(time.monotonic())
 
     async def stop_while_a_call_runs() -> float:
-        call = asyncio.ensure_future(worker._db(renew_leases_slowly))
+        call = asyncio.ensure_future(worker.store_calls.call(renew_leases_slowly))
         assert await asyncio.to_thread(entered.wait, 10)
         call.cancel()  # what shutdown does to the heartbeat coroutine
         threading.Timer(0.3, release.set).start()
-        await worker._finish_store_calls()
+        await worker.store_calls.finish()
         return time.monotonic()
 
     returned = asyncio.run(stop_while_a_call_runs())

@@ -1,12 +1,11 @@
-"""The worker: lease due tasks, run supervisors and agents, heartbeat leases, and sweep.
+"""The worker: lease due tasks, run supervisors and agents, and shut down gracefully.
 
 One asyncio loop per process schedules the work; store calls run in a small thread pool
-(the store is synchronous), sync agents on agent threads, async agents on the loop. The
-outcomes of calls that finish close together are recorded in one transaction (the
-recorder), and the next call each decision schedules comes back already leased to this
-worker. Nothing waits in memory: every wait is a task row, so killing a worker at any line
-loses nothing that another worker will not pick up after its lease expires (an outcome
-waiting for its batch belongs to a leased task, renewed by the heartbeat).
+(`storecalls`), sync agents on agent threads, async agents on the loop. Outcomes are
+recorded in batches (`recorder`), and the heartbeat, sweep, circuits and listener run
+beside the fetch loop (`duties`). Nothing waits in memory: every wait is a task row, so
+killing a worker at any line loses nothing that another worker will not pick up after its
+lease expires.
 """
 
 from __future__ import annotations
@@ -15,14 +14,9 @@ import asyncio
 import functools
 import logging
 import os
-import random
 import signal
-import socket
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from steadyhand.core.circuit import allowance, trial_window_start
 from steadyhand.core.errors import StoreUnavailable
@@ -30,43 +24,16 @@ from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.app import App
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
-from steadyhand.engine.writes import Claim
 from steadyhand.runtime.calls import missing_agent, perform
+from steadyhand.runtime.duties import Duties
+from steadyhand.runtime.options import WorkerObserver, WorkerOptions, worker_id
+from steadyhand.runtime.recorder import GroupCommit
+from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
 
+__all__ = ["Worker", "WorkerObserver", "WorkerOptions", "worker_id"]
+
 log = logging.getLogger("steadyhand.worker")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Tuning knobs; the defaults suit a few workers against a nearby database."""
-
-    # Tasks in progress at once in this process. Calls that finish together share one
-    # transaction, so more in flight means fewer commits per step (bench/RESULTS.md).
-    concurrency: int = 32
-    lease_seconds: float = 15.0  # how long a claim lasts without a heartbeat
-    poll_interval: float | None = None  # None: 0.05 s on SQLite, 1 s on PostgreSQL (NOTIFY)
-    watchdog_interval: float = 2.0  # how often expired leases and unwatched workflows are swept
-    unwatched_grace: float = 5.0  # an open workflow with no task this long gets a wake-up
-    shutdown_grace: float | None = None  # None: wait for in-flight calls' own timeouts
-    lease_batch: int = 32  # most tasks claimed per lease transaction
-    record_batch: int = 64  # most call outcomes recorded (and decided on) per transaction
-    circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
-
-
-class WorkerObserver(Protocol):
-    """Optional hook told what the worker did (e.g. `steadyhand.ops.metrics.WorkerMetrics`)."""
-
-    def task_done(
-        self, task: Task, outcome: Outcome | None, call_seconds: float, decide_seconds: float
-    ) -> None: ...
-
-    def lease_expired(self, task: Task) -> None: ...
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**4):04x}"
 
 
 class Worker:
@@ -87,14 +54,11 @@ class Worker:
         self.engine = Engine(store, app.supervisors, plans=app.plans)
         self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
         self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
-        self._db_pool = ThreadPoolExecutor(
-            max_workers=min(self.options.concurrency, 8) + 2, thread_name_prefix="steadyhand-db"
-        )
+        self.store_calls = StoreCalls(self.options.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._kick: asyncio.Event | None = None
-        self._outcomes: list[tuple[Task, Outcome, asyncio.Future[None]]] = []
-        self._outcomes_ready: asyncio.Event | None = None
+        self._recorder: GroupCommit | None = None
         self._stopping = False
         self.completed_tasks = 0
 
@@ -114,21 +78,27 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._kick = asyncio.Event()
-        self._outcomes_ready = asyncio.Event()
+        self._recorder = GroupCommit(
+            self.engine,
+            self.store_calls,
+            self.id,
+            batch_size=self.options.record_batch,
+            lease_seconds=self.options.lease_seconds,
+            busy=self._busy,
+            stopping=lambda: self._stopping,
+            handed_over=self._start_task,
+        )
         if self._stopping:
             self._stop.set()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
-        await self._db_retry(self.engine.publish_plans)
-        await self._db_retry(self.engine.publish_services, self.app.services)
+        await self.store_calls.call_until_answered(self.engine.publish_plans)
+        await self.store_calls.call_until_answered(self.engine.publish_services, self.app.services)
         log.info("worker %s started on %s", self.id, self.store.url)
         background = [
-            asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(self._watchdog(), name="watchdog"),
-            asyncio.create_task(self._listen(), name="listen"),
-            asyncio.create_task(self._circuits(), name="circuits"),
-            asyncio.create_task(self._recorder(), name="recorder"),
+            *self._duties().start(),
+            asyncio.create_task(self._recorder.run(), name="recorder"),
         ]
         try:
             await self._fetch_loop()
@@ -137,22 +107,30 @@ class Worker:
             for job in background:
                 job.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._finish_store_calls()
+            await self.store_calls.finish()
             log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)
 
-    async def _finish_store_calls(self, timeout: float = 10.0) -> None:
-        """Let store calls already running in the pool end before `run` returns.
+    def _duties(self) -> Duties:
+        return Duties(
+            app=self.app,
+            store=self.store,
+            engine=self.engine,
+            calls=self.store_calls,
+            options=self.options,
+            worker_id=self.id,
+            poll=self.poll,
+            leased_ids=lambda: list(self._inflight),
+            kick=self._kick_fetch,
+            metrics=self.metrics,
+        )
 
-        A cancelled coroutine does not stop its call in the pool (a heartbeat, say), and
-        a caller that closes the store as soon as `run` returns would pull the connection
-        from under it; on SQLite that crashes the process. Queued calls are dropped.
-        """
-        self._db_pool.shutdown(wait=False, cancel_futures=True)
-        waiting = asyncio.to_thread(self._db_pool.shutdown, wait=True)
-        try:
-            await asyncio.wait_for(waiting, timeout)
-        except TimeoutError:
-            log.warning("store calls still running after %.0fs; stopping anyway", timeout)
+    def _kick_fetch(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
+
+    def _start_task(self, task: Task) -> None:
+        job = asyncio.create_task(self._handle(task), name=f"task-{task.id}")
+        self._inflight[task.id] = (task, job)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping:
@@ -170,7 +148,7 @@ class Worker:
             if free > 0:
                 now = time.time()
                 try:
-                    leased = await self._db(
+                    leased = await self.store_calls.call(
                         self.store.lease_tasks,
                         self.id,
                         min(free, self.options.lease_batch),
@@ -184,8 +162,7 @@ class Worker:
                 if len(leased) < free and self.app.services:
                     leased += await self._lease_gated(free - len(leased))
                 for task in leased:
-                    job = asyncio.create_task(self._handle(task), name=f"task-{task.id}")
-                    self._inflight[task.id] = (task, job)
+                    self._start_task(task)
             if leased and len(leased) == free:
                 continue
             if leased:
@@ -210,7 +187,7 @@ class Worker:
         """Claim calls to remote services, within their limits and circuits."""
         now = time.time()
         try:
-            return await self._db(
+            return await self.store_calls.call(
                 self.store.lease_gated,
                 self.id,
                 min(room, self.options.lease_batch),
@@ -233,7 +210,9 @@ class Worker:
         started = called = time.perf_counter()
         try:
             if task.kind == SUPERVISE:
-                await self._db_retry(self.engine.supervise, task, notify=self._busy())
+                await self.store_calls.call_until_answered(
+                    self.engine.supervise, task, notify=self._busy()
+                )
             else:
                 outcome = await self._call(task)
                 called = time.perf_counter()
@@ -253,8 +232,7 @@ class Worker:
             )
         finally:
             self._inflight.pop(task.id, None)
-            if self._kick is not None:
-                self._kick.set()
+            self._kick_fetch()
 
     async def _call(self, task: Task) -> Outcome:
         name = str(task.payload.get("agent"))
@@ -267,52 +245,9 @@ class Worker:
         log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
         return outcome
 
-    # -- recording outcomes (group commit) ----------------------------------------------------
     async def _record(self, task: Task, outcome: Outcome) -> None:
-        """Hand an outcome to the recorders and wait until it is committed."""
-        assert self._outcomes_ready is not None
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outcomes.append((task, outcome, done))
-        self._outcomes_ready.set()
-        await done
-
-    async def _recorder(self) -> None:
-        """Record every outcome waiting, up to `record_batch` per transaction: an idle
-        worker records each one at once, a busy one shares each commit among many.
-
-        One recorder per worker: a second one, measured, split the batches in two and made
-        the whole slower (the Python half of two batches cannot overlap; the database half
-        is too short to gain from it)."""
-        assert self._outcomes_ready is not None
-        while True:
-            await self._outcomes_ready.wait()
-            if not self._outcomes:
-                self._outcomes_ready.clear()
-                continue
-            batch = self._outcomes[: self.options.record_batch]
-            del self._outcomes[: len(batch)]
-            if not self._outcomes:
-                self._outcomes_ready.clear()
-            claim = None if self._stopping else Claim(self.id, self.options.lease_seconds)
-            try:
-                await self._db_retry(
-                    self.engine.record_outcomes,
-                    [(task, outcome) for task, outcome, _ in batch],
-                    self.id,
-                    notify=self._busy(),
-                    claim=claim,
-                )
-            except Exception as exc:  # each waiting task logs it; their leases will expire
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for next_task in claim.tasks if claim else ():  # handed to us: no lease commit
-                job = asyncio.create_task(self._handle(next_task), name=f"task-{next_task.id}")
-                self._inflight[next_task.id] = (next_task, job)
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+        assert self._recorder is not None
+        await self._recorder.record(task, outcome)
 
     def _report_late(self, task: Task, outcome: Outcome) -> None:
         """A sync agent answered after its timeout: record it (from the agent's own thread)."""
@@ -320,98 +255,6 @@ class Worker:
             self.engine.record_outcome(task, outcome, self.id)
         except Exception as exc:
             log.warning("could not record a late answer for task %s: %s", task.id, exc)
-
-    # -- store access -----------------------------------------------------------------------
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db_pool, functools.partial(fn, *args, **kwargs))
-
-    async def _db_retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call the store until it answers: losing the database only pauses the work."""
-        delay = 0.05
-        while True:
-            try:
-                return await self._db(fn, *args, **kwargs)
-            except StoreUnavailable as exc:
-                log.warning("store unavailable (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
-
-    # -- background duties ------------------------------------------------------------------
-    async def _heartbeat(self) -> None:
-        interval = self.options.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            ids = list(self._inflight)
-            if not ids:
-                continue
-            try:
-                until = time.time() + self.options.lease_seconds
-                await self._db(self.store.renew_leases, self.id, ids, until)
-            except StoreUnavailable as exc:
-                log.warning("could not renew leases (%s)", exc)
-
-    async def _watchdog(self) -> None:
-        interval = self.options.watchdog_interval
-        while True:
-            await asyncio.sleep(interval * (0.75 + random.random() / 2))
-            try:
-                await self._sweep_once()
-            except StoreUnavailable as exc:
-                log.warning("watchdog skipped a sweep (%s)", exc)
-            except Exception:
-                log.exception("watchdog sweep failed")
-
-    async def _sweep_once(self) -> None:
-        expired = await self._db(self._expired)
-        for task in expired:
-            if await self._db(self.engine.expire_lease, task):
-                if self.metrics is not None:
-                    self.metrics.lease_expired(task)
-                log.warning(
-                    "lease of %s expired (worker %s); recorded and woke the supervisor",
-                    task.kind,
-                    task.lease_owner,
-                    extra={
-                        "workflow_id": task.workflow_id,
-                        "step": task.step,
-                        "attempt": task.attempt,
-                    },
-                )
-        woken = await self._db(self.engine.wake_unwatched, 100, self.options.unwatched_grace)
-        if woken:
-            log.info("woke %d workflows that had nothing scheduled", woken)
-
-    async def _circuits(self) -> None:
-        """Re-judge each service's circuit often: a retry storm builds up in seconds."""
-        if not self.app.services:
-            return
-        while True:
-            await asyncio.sleep(self.options.circuit_interval * (0.75 + random.random() / 2))
-            try:
-                changes = await self._db(self.engine.evaluate_circuits)
-            except StoreUnavailable as exc:
-                log.warning("circuits not evaluated (%s)", exc)
-                continue
-            for change in changes:
-                gate = change.gate
-                log.warning(
-                    "%s circuit %s: %s",
-                    gate.service,
-                    gate.circuit.replace("_", "-"),
-                    change.data.get("reason") or f"{change.kind.replace('_', ' ')}",
-                )
-
-    def _expired(self) -> list[Task]:
-        with self.store.snapshot() as tx:
-            return tx.expired_leases(time.time(), 100)
-
-    async def _listen(self) -> None:
-        """Turn store notifications (NOTIFY, or this process's own commits) into kicks."""
-        while True:
-            await self._db(self.store.wait_for_work, self.poll)
-            if self._kick is not None:
-                self._kick.set()
 
     async def _drain(self) -> None:
         """Let in-flight tasks finish (each call has its own timeout), then release the rest."""
@@ -429,6 +272,6 @@ class Worker:
             for job in pending:
                 job.cancel()
             try:
-                await self._db(self.store.release_leases, self.id, ids)
+                await self.store_calls.call(self.store.release_leases, self.id, ids)
             except StoreUnavailable:
                 log.warning("could not release %d leases; they will expire", len(ids))

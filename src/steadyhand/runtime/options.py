@@ -1,0 +1,44 @@
+"""What a worker can be tuned with, and the hook that is told what it did."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+
+from steadyhand.core.records import Task
+from steadyhand.engine.answers import Outcome
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Tuning knobs; the defaults suit a few workers against a nearby database."""
+
+    # Tasks in progress at once in this process. Calls that finish together share one
+    # transaction, so more in flight means fewer commits per step (bench/RESULTS.md).
+    concurrency: int = 32
+    lease_seconds: float = 15.0  # how long a claim lasts without a heartbeat
+    poll_interval: float | None = None  # None: 0.05 s on SQLite, 1 s on PostgreSQL (NOTIFY)
+    watchdog_interval: float = 2.0  # how often expired leases and unwatched workflows are swept
+    unwatched_grace: float = 5.0  # an open workflow with no task this long gets a wake-up
+    shutdown_grace: float | None = None  # None: wait for in-flight calls' own timeouts
+    lease_batch: int = 32  # most tasks claimed per lease transaction
+    record_batch: int = 64  # most call outcomes recorded (and decided on) per transaction
+    circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
+
+
+class WorkerObserver(Protocol):
+    """Optional hook told what the worker did (e.g. `steadyhand.ops.metrics.WorkerMetrics`)."""
+
+    def task_done(
+        self, task: Task, outcome: Outcome | None, call_seconds: float, decide_seconds: float
+    ) -> None: ...
+
+    def lease_expired(self, task: Task) -> None: ...
+
+
+def worker_id() -> str:
+    """A name for this worker process that is unique across machines and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**4):04x}"
