@@ -35,6 +35,12 @@ bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# Every system end to end, starts included (issue 16): steadyhand, DBOS, Absurd, Temporal.
+.PHONY: bench-e2e
+bench-e2e: venv
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.endtoend $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
 
