@@ -106,6 +106,7 @@ class Worker:
             await self._drain()
             for job in background:
                 job.cancel()
+            self.store.interrupt_wait()  # the listener's wait runs in the pool
             await asyncio.gather(*background, return_exceptions=True)
             await self.store_calls.finish()
             log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)

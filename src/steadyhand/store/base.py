@@ -330,6 +330,10 @@ class Store(ABC):
         """Block until new work may be due, or `timeout` seconds pass."""
 
     @abstractmethod
+    def interrupt_wait(self) -> None:
+        """End this process's `wait_for_work` early (a stopping worker)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release every connection."""
 

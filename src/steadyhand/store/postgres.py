@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -349,6 +349,11 @@ class PostgresStore(Store):
                     self._listener.close()
                 self._listener = None
                 time.sleep(min(timeout, 0.5))
+
+    def interrupt_wait(self) -> None:
+        """Wake this process's listener with a NOTIFY (other workers take it as a hint)."""
+        with suppress(psycopg.Error), self._pool.connection(timeout=2) as conn:
+            conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
 
     def drop_schema(self) -> None:
         """Remove every steadyhand table of this schema (tests and `steadyhand reset`)."""

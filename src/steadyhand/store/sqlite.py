@@ -21,11 +21,13 @@ from steadyhand.core.records import Task
 from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.queries import SHARED
+from steadyhand.store.wakeup import WakeChannel
 
 
 class SqliteTx(Tx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.wants_broadcast = False
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
         return self._conn.execute(SHARED[name], params or {})
@@ -34,7 +36,9 @@ class SqliteTx(Tx):
         return self._conn.execute(sql, params or {})
 
     def notify(self) -> None:
-        """SQLite has no NOTIFY; workers poll, and an in-process worker is woken directly."""
+        """SQLite has no NOTIFY: other processes are woken through the store's wake-up
+        channel once this transaction commits (`steadyhand.store.wakeup`)."""
+        self.wants_broadcast = True
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -69,7 +73,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._channel = WakeChannel(self.path)
         if not self.path.parent.exists():
             raise InputError(
                 f"the directory {self.path.parent} for the SQLite store does not exist; create "
@@ -96,7 +100,7 @@ class SqliteStore(Store):
         return conn
 
     @contextmanager
-    def _begin(self, mode: str) -> Iterator[Tx]:
+    def _begin(self, mode: str) -> Iterator[SqliteTx]:
         try:
             conn = self._connection()
             conn.execute(f"BEGIN {mode}")
@@ -122,7 +126,10 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"SQLite refused the change: {exc}") from exc
-        self._wake.set()
+        if tx.wants_broadcast:
+            self._channel.broadcast()
+        else:
+            self._channel.wake_self()
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:
@@ -172,9 +179,11 @@ class SqliteStore(Store):
         return [task_from_row(r) for r in rows]
 
     def wait_for_work(self, timeout: float) -> None:
-        """Sleep until this process commits something or `timeout` passes (polling)."""
-        self._wake.wait(timeout)
-        self._wake.clear()
+        """Sleep until a commit here or a wake-up from another process, or `timeout`."""
+        self._channel.wait(timeout)
+
+    def interrupt_wait(self) -> None:
+        self._channel.wake_self()
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +192,7 @@ class SqliteStore(Store):
                     conn.close()
             self._all.clear()
         self._local = threading.local()
+        self._channel.close()
 
 
 def _statements(script: str) -> list[str]:

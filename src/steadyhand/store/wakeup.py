@@ -1,0 +1,126 @@
+"""Waking processes that share one SQLite store, without a poll.
+
+PostgreSQL has LISTEN/NOTIFY; SQLite has nothing of the kind, so a worker in another
+process than the client that started a workflow used to find it only at its next poll
+(50 ms). Every process that waits on a store binds a Unix datagram socket in a directory
+named after the database file; a commit that has work for others sends one byte to each
+socket there. A datagram carries no data that matters: it only says "look again", so a
+lost one costs at most a poll interval (the poll stays as the safety net), and a full
+receive buffer means the waiter is already awake.
+
+The directory lives under the temporary directory, keyed by the database's real path and
+the user id (socket paths are limited to about 100 bytes, and a database path can be
+longer); it is private to the user (mode 0700). Sockets left by a process that died are
+removed by the next sender that finds nobody listening on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import select
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+SUFFIX = ".sock"
+
+
+def channel_dir(db_path: Path) -> Path:
+    """The directory of wake-up sockets for the database at `db_path`."""
+    real = os.path.realpath(db_path)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"steadyhand-{os.getuid()}-{digest}"
+
+
+class WakeChannel:
+    """One process's end of a store's wake-up channel (see the module docstring)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.dir = channel_dir(db_path)
+        self._lock = threading.Lock()
+        self._receiver: socket.socket | None = None
+        self._address: str | None = None
+        self._sender: socket.socket | None = None
+        self._fallback = threading.Event()  # used only if no socket could be bound
+
+    def _listening(self) -> socket.socket | None:
+        """This process's receiving socket, bound on first use (None if that failed)."""
+        with self._lock:
+            if self._receiver is None and self._address is None:
+                try:
+                    self.dir.mkdir(mode=0o700, exist_ok=True)
+                    address = str(self.dir / f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}")
+                    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    receiver.bind(address)
+                    receiver.setblocking(False)
+                except OSError:
+                    self._address = ""  # do not try again; wait falls back to the event
+                    return None
+                self._receiver, self._address = receiver, address
+            return self._receiver
+
+    def wait(self, timeout: float) -> None:
+        """Block until a wake-up arrives or `timeout` seconds pass; take every one waiting."""
+        receiver = self._listening()
+        if receiver is None:
+            self._fallback.wait(timeout)
+            self._fallback.clear()
+            return
+        readable, _, _ = select.select([receiver], [], [], timeout)
+        while readable:
+            try:
+                receiver.recv(64)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+
+    def wake_self(self) -> None:
+        """Wake this process's own waiter (after a commit made here)."""
+        self._fallback.set()
+        if self._address:
+            self._send(self._address)
+
+    def broadcast(self) -> None:
+        """Wake every process waiting on this store, this one included."""
+        self._fallback.set()
+        try:
+            entries = list(os.scandir(self.dir))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.endswith(SUFFIX):
+                self._send(entry.path, stale_ok=True)
+
+    def _send(self, address: str, *, stale_ok: bool = False) -> None:
+        with self._lock:
+            if self._sender is None:
+                self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sender.setblocking(False)
+            sender = self._sender
+        try:
+            sender.sendto(b"!", address)
+        except (BlockingIOError, InterruptedError):
+            pass  # its buffer is full: it has wake-ups waiting already
+        except (ConnectionRefusedError, FileNotFoundError):
+            if stale_ok:  # nobody listens there any more: its process ended
+                with contextlib.suppress(OSError):
+                    os.unlink(address)
+        except OSError:
+            pass  # a wake-up is a hint; the poll covers a lost one
+
+    def close(self) -> None:
+        """Stop listening and remove this process's socket (a later wait binds a new one)."""
+        with self._lock:
+            receiver, address, sender = self._receiver, self._address, self._sender
+            self._receiver, self._address, self._sender = None, None, None
+        for sock in (receiver, sender):
+            if sock is not None:
+                sock.close()
+        if address:
+            with contextlib.suppress(OSError):
+                os.unlink(address)
