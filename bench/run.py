@@ -237,7 +237,7 @@ def section_latency(ctx: Context) -> None:
             one = latency.measure(ctx.store_url(backend, db, "lat1"), "one", runs)
             three = latency.measure(ctx.store_url(backend, db, "lat3"), "three", max(50, runs // 2))
         per_step = (statistics.median(three.ms) - statistics.median(one.ms)) / 2
-        wake = "LISTEN/NOTIFY" if backend == "postgres" else "polling 50 ms"
+        wake = "LISTEN/NOTIFY" if backend == "postgres" else "wake-up channel"
         ctx.results.add(
             Row(
                 "latency",
