@@ -11,6 +11,7 @@ import click
 
 from steadyhand.chaos.command import chaos
 from steadyhand.cli import ops, run
+from steadyhand.cli.archive import archive
 from steadyhand.demo.command import demo
 from steadyhand.runtime import logs
 
@@ -36,6 +37,7 @@ for _command in (
     ops.explain,
     ops.stats,
     ops.dashboard,
+    archive,
     demo,  # the demo builds on the rest
     chaos,  # after the demo, whose parts it reuses
 ):

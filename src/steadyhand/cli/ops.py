@@ -10,12 +10,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from steadyhand.cli.options import EXIT_USAGE, db_option, guarded
 from steadyhand.core.errors import InputError
+from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
@@ -114,18 +116,39 @@ def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | N
 @click.command()
 @click.argument("workflow_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the story and every fact as JSON.")
+@click.option(
+    "--archive",
+    "archive_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Read the workflow from this archive (`steadyhand archive`) instead of the store.",
+)
 @stuck_option
 @db_option
 @guarded
-def explain(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+def explain(
+    workflow_id: str,
+    as_json: bool,
+    archive_dir: Path | None,
+    stuck_after: str | None,
+    db: str | None,
+) -> None:
     """Tell the whole story: the plan, every fact, every supervisor decision and why."""
     from steadyhand.cli.render import dumps, print_explain, story_json
 
-    store = open_store(db)
-    try:
-        view, tasks, stuck = inspect_workflow(store, workflow_id, time.time(), _rule(stuck_after))
-    finally:
-        store.close()
+    if archive_dir is not None:
+        from steadyhand.ops.archive import find, view_of
+
+        view = view_of(find(archive_dir, workflow_id))
+        tasks: list[Task] = []  # an archived workflow has ended: nothing is queued
+        stuck: str | None = None
+    else:
+        store = open_store(db)
+        try:
+            view, tasks, stuck = inspect_workflow(
+                store, workflow_id, time.time(), _rule(stuck_after)
+            )
+        finally:
+            store.close()
     story = tell(view, derive_status(view, tasks), stuck)
     if as_json:
         click.echo(dumps(story_json(story, view)))
