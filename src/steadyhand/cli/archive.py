@@ -28,7 +28,10 @@ from steadyhand.store import archiving, open_store
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), help="Directory.")
 @click.option("--name", default=None, help="Name of this archive (default: archive-<UTC time>).")
 @click.option("--dry-run", is_flag=True, help="Say what would be archived; change nothing.")
-@click.option("--batch", default=500, show_default=True, help="Workflows removed per transaction.")
+@click.option("--batch", default=200, show_default=True, help="Workflows removed per transaction.")
+@click.option(
+    "--limit", default=1_000_000, show_default=True, help="Most workflows per run (run again)."
+)
 @db_option
 @click.pass_context
 @guarded
@@ -39,6 +42,7 @@ def archive(
     name: str | None,
     dry_run: bool,
     batch: int,
+    limit: int,
     db: str | None,
 ) -> None:
     """Write ended workflows to sealed files, then remove them from the store."""
@@ -57,6 +61,7 @@ def archive(
             dry_run=dry_run,
             by=getpass.getuser(),
             batch=batch,
+            limit=limit,
             progress=lambda line: click.echo(line, err=True),
         )
     finally:

@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,19 +75,21 @@ def archive(
     name: str | None = None,
     dry_run: bool = False,
     by: str = "",
-    batch: int = 500,
+    batch: int = 200,
     per_file: int = 10_000,
+    limit: int = 1_000_000,
     progress: Callable[[str], None] | None = None,
 ) -> ArchiveReport:
-    """Archive every workflow that ended before `ended_before` into `to/<name>` and remove
-    it from the store (see the module docstring for the order of work)."""
+    """Archive the workflows that ended before `ended_before` (at most `limit`; run again
+    for the rest) into `to/<name>` and remove them from the store (see the module
+    docstring for the order of work)."""
     started = time.monotonic()
     name = name or time.strftime("archive-%Y%m%dT%H%M%SZ", time.gmtime())
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InputError(f"--name {name!r}: use letters, digits, '-', '_' and '.' only")
     directory = to / name
     report = ArchiveReport(name, directory, dry_run=dry_run)
-    chosen = list(_all_candidates(store, ended_before, batch))
+    chosen = archiving.candidates(store, ended_before, limit)
     report.workflows = len(chosen)
     if chosen:
         ended = [c.ended_at for c in chosen]
@@ -144,16 +146,6 @@ def archive(
     report.files = [f["name"] for f in files]
     report.seconds = time.monotonic() - started
     return report
-
-
-def _all_candidates(store: Store, ended_before: float, page: int) -> Iterator[archiving.Candidate]:
-    after = ""
-    while True:
-        found = archiving.candidates(store, ended_before, page, after)
-        yield from found
-        if len(found) < page:
-            return
-        after = found[-1].workflow_id
 
 
 def _write_part(

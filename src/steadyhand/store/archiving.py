@@ -22,7 +22,7 @@ TERMINAL = "('workflow_completed', 'workflow_compensated', 'workflow_failed')"
 _CANDIDATES = f"""
 SELECT w.id, e.at FROM workflows w
 JOIN facts e ON e.workflow_id = w.id AND e.kind IN {TERMINAL}
-WHERE e.at < :ended_before AND w.id > :after
+WHERE e.at < :ended_before
   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.workflow_id = w.id)
   AND NOT EXISTS (SELECT 1 FROM open_workflows o WHERE o.workflow_id = w.id)
   AND (w.parent_id IS NULL OR NOT EXISTS (
@@ -31,13 +31,14 @@ ORDER BY w.id
 LIMIT :limit
 """
 
-_WORKFLOW = """
+# `{ids}` is the dialect's "one of these ids" (see `_in_ids`).
+_WORKFLOWS = """
 SELECT id, name, idempotency_key, input, plan, parent_id, created_at
-FROM workflows WHERE id = :id
+FROM workflows WHERE id {ids} ORDER BY id
 """
 _FACTS = """
-SELECT seq, kind, step, attempt, slot, data, at, service
-FROM facts WHERE workflow_id = :id ORDER BY seq
+SELECT workflow_id, seq, kind, step, attempt, slot, data, at, service
+FROM facts WHERE workflow_id {ids} ORDER BY workflow_id, seq
 """
 _SERVICE_FACTS = """
 SELECT service, seq, kind, data, at FROM service_facts
@@ -48,9 +49,11 @@ INSERT INTO archive_runs (id, name, directory, ended_before, workflows, facts,
                           manifest_sha256, by, at)
 VALUES (:id, :name, :directory, :ended_before, :workflows, :facts, :manifest_hash, :by, :at)
 """
-_NAME_FOR_REMOVAL = "INSERT INTO archive_removals (workflow_id, run_id) VALUES (:id, :run)"
-_DELETE_FACTS = "DELETE FROM facts WHERE workflow_id = :id"
-_DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = :id"
+_NAME_FOR_REMOVAL = """
+INSERT INTO archive_removals (workflow_id, run_id) SELECT id, :run FROM workflows WHERE id {ids}
+"""
+_DELETE_FACTS = "DELETE FROM facts WHERE workflow_id {ids}"
+_DELETE_WORKFLOWS = "DELETE FROM workflows WHERE id {ids}"
 _RUNS = "SELECT id, name, directory, workflows, facts, at FROM archive_runs ORDER BY at"
 
 WORKFLOW_COLUMNS = ("id", "name", "idempotency_key", "input", "plan", "parent_id", "created_at")
@@ -64,32 +67,39 @@ class Candidate:
     ended_at: float
 
 
-def candidates(store: Store, ended_before: float, limit: int, after: str = "") -> list[Candidate]:
-    """Up to `limit` archivable workflows with ids after `after`, in id order."""
+def candidates(store: Store, ended_before: float, limit: int) -> list[Candidate]:
+    """Up to `limit` archivable workflows, in id order: one statement (the terminal-fact
+    index finds them; paging by id would rescan it for every page)."""
     with store.snapshot() as tx:
-        rows = tx.query(
-            _CANDIDATES, {"ended_before": ended_before, "after": after, "limit": limit}
-        ).fetchall()
+        rows = tx.query(_CANDIDATES, {"ended_before": ended_before, "limit": limit}).fetchall()
     return [Candidate(str(r[0]), float(r[1])) for r in rows]
 
 
+def _in_ids(store: Store, ids: Sequence[str]) -> tuple[str, Any]:
+    """The SQL for "is one of `ids`" in this store's dialect, and the parameter it takes."""
+    if store.dialect == "postgresql":
+        return "= ANY(:ids)", list(ids)
+    return "IN (SELECT value FROM json_each(:ids))", jsoncodec.dumps(list(ids))
+
+
 def read_whole(store: Store, workflow_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Each workflow's row and every fact, as JSON-ready records (stored JSON decoded)."""
-    records = []
+    """Each workflow's row and every fact, as JSON-ready records (stored JSON decoded), in
+    id order; two statements for the whole batch."""
+    match, ids = _in_ids(store, workflow_ids)
     with store.snapshot() as tx:
-        for workflow_id in workflow_ids:
-            row = tx.query(_WORKFLOW, {"id": workflow_id}).fetchone()
-            if row is None:
-                continue
-            workflow = dict(zip(WORKFLOW_COLUMNS, row, strict=True))
-            workflow["input"] = jsoncodec.loads(workflow["input"])
-            workflow["plan"] = jsoncodec.loads(workflow["plan"])
-            facts = []
-            for fact_row in tx.query(_FACTS, {"id": workflow_id}).fetchall():
-                fact = dict(zip(FACT_COLUMNS, fact_row, strict=True))
-                fact["data"] = jsoncodec.loads(fact["data"])
-                facts.append(fact)
-            records.append({"workflow": workflow, "facts": facts})
+        rows = tx.query(_WORKFLOWS.format(ids=match), {"ids": ids}).fetchall()
+        fact_rows = tx.query(_FACTS.format(ids=match), {"ids": ids}).fetchall()
+    facts: dict[str, list[dict[str, Any]]] = {}
+    for fact_row in fact_rows:
+        fact = dict(zip(FACT_COLUMNS, fact_row[1:], strict=True))
+        fact["data"] = jsoncodec.loads(fact["data"])
+        facts.setdefault(fact_row[0], []).append(fact)
+    records = []
+    for row in rows:
+        workflow = dict(zip(WORKFLOW_COLUMNS, row, strict=True))
+        workflow["input"] = jsoncodec.loads(workflow["input"])
+        workflow["plan"] = jsoncodec.loads(workflow["plan"])
+        records.append({"workflow": workflow, "facts": facts.get(workflow["id"], [])})
     return records
 
 
@@ -117,13 +127,13 @@ def record_run(store: Store, run: dict[str, Any]) -> None:
 
 
 def remove(store: Store, run_id: str, workflow_ids: Sequence[str]) -> int:
-    """Remove archived workflows in one transaction; returns how many facts went."""
-    removed = 0
+    """Remove archived workflows in one short transaction; returns how many facts went.
+    The store refuses the whole batch if any of them has not ended (migration 013)."""
+    match, ids = _in_ids(store, workflow_ids)
     with store.transaction() as tx:
-        for workflow_id in workflow_ids:
-            tx.query(_NAME_FOR_REMOVAL, {"id": workflow_id, "run": run_id})
-            removed += tx.query(_DELETE_FACTS, {"id": workflow_id}).rowcount
-            tx.query(_DELETE_WORKFLOW, {"id": workflow_id})
+        tx.query(_NAME_FOR_REMOVAL.format(ids=match), {"ids": ids, "run": run_id})
+        removed = int(tx.query(_DELETE_FACTS.format(ids=match), {"ids": ids}).rowcount)
+        tx.query(_DELETE_WORKFLOWS.format(ids=match), {"ids": ids})
     return removed
 
 
