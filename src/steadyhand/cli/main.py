@@ -12,6 +12,7 @@ import click
 from steadyhand.chaos.command import chaos
 from steadyhand.cli import ops, run
 from steadyhand.cli.archive import archive
+from steadyhand.cli.services import service
 from steadyhand.demo.command import demo
 from steadyhand.runtime import logs
 
@@ -38,6 +39,7 @@ for _command in (
     ops.stats,
     ops.dashboard,
     archive,
+    service,
     demo,  # the demo builds on the rest
     chaos,  # after the demo, whose parts it reuses
 ):

@@ -192,7 +192,7 @@ def print_stats(stats: Stats, console: Console | None = None) -> None:
         print_services(stats, console)
 
 
-CIRCUIT_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+CIRCUIT_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red", "held": "bold red"}
 
 
 def print_services(stats: Stats, console: Console) -> None:

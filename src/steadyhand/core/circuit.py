@@ -17,10 +17,12 @@ from typing import Any
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.records import GateRow
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CLOSED, OPEN, HALF_OPEN, HELD = "closed", "open", "half_open", "held"
 CIRCUIT_OPENED = "circuit_opened"  # recent attempts failed too often: new calls wait
 CIRCUIT_HALF_OPENED = "circuit_half_opened"  # the cool-down passed: a few trial calls may go
 CIRCUIT_CLOSED = "circuit_closed"  # trial calls succeeded: traffic flows again
+SERVICE_HELD = "service_held"  # an operator held the service: calls wait as if it were open
+SERVICE_RELEASED = "service_released"  # the operator let calls flow again (circuit closed)
 
 # A lost call (its worker died) says nothing about the service, and is not counted; nor is a
 # permanent refusal (the engine does not tag those with the service).
@@ -103,7 +105,9 @@ class Gate:
     reason: str | None = None
 
     def blocks(self, now: float) -> bool:
-        """Whether new calls must wait (open, and the cool-down has not passed)."""
+        """Whether new calls must wait: held by an operator, or open within its cool-down."""
+        if self.circuit == HELD:
+            return True
         return self.circuit == OPEN and self.open_until is not None and now < self.open_until
 
 
@@ -120,7 +124,7 @@ def decide_circuit(
     gate: Gate, outcomes: Sequence[tuple[str, float]], now: float, policy: CircuitPolicy
 ) -> Transition | None:
     """Pure: from the gate and recent outcomes (kind, at), newest first, the next state."""
-    if not policy.enabled:
+    if not policy.enabled or gate.circuit == HELD:  # a hold ends only by an operator
         return None
     if gate.circuit == CLOSED:
         recent = [(k, at) for k, at in outcomes if at >= now - policy.window][: policy.sample]
@@ -185,6 +189,8 @@ def allowance(gate: GateRow | None, in_flight: int, trials: int, now: float) -> 
     if gate is None:
         return UNLIMITED
     policy = ServicePolicy.from_json(gate.policy)
+    if gate.circuit == HELD:
+        return 0
     if gate.circuit == OPEN and gate.open_until is not None and now < gate.open_until:
         return 0
     room = UNLIMITED
@@ -195,6 +201,25 @@ def allowance(gate: GateRow | None, in_flight: int, trials: int, now: float) -> 
     if policy.rate is not None:
         room = min(room, math.floor(refill_tokens(gate, policy.rate, policy.bucket, now)))
     return max(0, room)
+
+
+def hold(gate: Gate, now: float, reason: str, by: str) -> Transition | None:
+    """Pure: hold a service by hand (None if it is held already)."""
+    if gate.circuit == HELD:
+        return None
+    after = Gate(gate.service, HELD, now, None, gate.opens, reason)
+    data = {"reason": reason, "by": by, "was": gate.circuit}
+    return Transition(SERVICE_HELD, after, data)
+
+
+def release(gate: Gate, now: float, reason: str, by: str) -> Transition | None:
+    """Pure: let calls flow again after a hold (None if it is not held). The circuit starts
+    closed with its backoff reset: the breaker judges the service afresh from here."""
+    if gate.circuit != HELD:
+        return None
+    after = Gate(gate.service, CLOSED, now, None, 0, None)
+    data = {"reason": reason, "by": by, "held_since": gate.since}
+    return Transition(SERVICE_RELEASED, after, data)
 
 
 def gate_of(row: GateRow) -> Gate:

@@ -64,6 +64,7 @@ class RecordFact:
     data: Mapping[str, Any] = field(default_factory=dict)
     step: str | None = None
     slot: str | None = None
+    service: str | None = None  # tags the fact with a remote service (found by service)
 
     def describe(self) -> str:
         return f"record {self.kind}" + (f" for {self.step}" if self.step else "")

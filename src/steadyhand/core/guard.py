@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from steadyhand.core.circuit import HELD
 from steadyhand.core.decisions import (
     CallAgent,
     Command,
@@ -19,6 +20,10 @@ from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
 )
 from steadyhand.core.view import WorkflowView
+
+HOLD_RECHECK = 3600.0
+"""How long a call held back by an operator's hold waits before its supervisor looks again;
+releasing the service wakes it at once."""
 
 Supervisor = Callable[[WorkflowView, float], Decision]
 """The signature of every supervisor: facts and the current time in, a decision out."""
@@ -35,17 +40,22 @@ def deferral(view: WorkflowView, call: CallAgent, now: float) -> Decision | None
     if gate is None or not gate.blocks(now):
         return None
     since = datetime.fromtimestamp(gate.since or now, tz=UTC).strftime("%H:%M:%S")
-    why = f"waited: {service} circuit open since {since} ({gate.reason})"
+    if gate.circuit == HELD:
+        why = f"waited: {service} held by an operator since {since} ({gate.reason})"
+        until = now + HOLD_RECHECK  # the release wakes it; this is the safety net
+    else:
+        why = f"waited: {service} circuit open since {since} ({gate.reason})"
+        until = float(gate.open_until or now)
     slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
     data = {
         "service": service,
         "phase": call.phase,
         "attempt": call.attempt,
-        "until": gate.open_until,
+        "until": until,
         "reason": why,
     }
-    record = RecordFact(ATTEMPT_DEFERRED, data, call.step, slot)
-    return Decision((record, WaitUntil(float(gate.open_until or now))), why)
+    record = RecordFact(ATTEMPT_DEFERRED, data, call.step, slot, service=service)
+    return Decision((record, WaitUntil(until)), why)
 
 
 def guarded(supervisor: Supervisor, view: WorkflowView, now: float) -> Decision:

@@ -132,6 +132,22 @@ class Client:
         self.engine.append_event(workflow_id, fact)
         return self.status(workflow_id)
 
+    def hold_service(self, service: str, reason: str = "", by: str | None = None) -> bool:
+        """Hold every new call to `service` (as an open circuit would: no attempt is spent)
+        until `release_service`; recorded as a service fact. False if it was held already."""
+        change = self.engine.set_hold(
+            service, held=True, reason=reason or "held by an operator", by=by or _who()
+        )
+        return change is not None
+
+    def release_service(self, service: str, reason: str = "", by: str | None = None) -> bool:
+        """End a hold: calls flow again and workflows that waited are woken at once.
+        False if the service was not held."""
+        change = self.engine.set_hold(
+            service, held=False, reason=reason or "released by an operator", by=by or _who()
+        )
+        return change is not None
+
     def close(self) -> None:
         self.store.close()
 

@@ -109,7 +109,16 @@ class DecisionApplier:
                 writes.wake(workflow_id, command.at, now, notify=False)
             elif isinstance(command, RecordFact):
                 if command.slot is None or view.slot(command.slot) is None:
-                    append(NewFact(command.kind, command.step, None, command.slot, command.data))
+                    append(
+                        NewFact(
+                            command.kind,
+                            command.step,
+                            None,
+                            command.slot,
+                            command.data,
+                            service=command.service,
+                        )
+                    )
             elif isinstance(command, Complete | EndCompensated | Fail):
                 append(terminal_fact(command, view.round))
                 writes.closed.append(workflow_id)

@@ -9,12 +9,16 @@ from collections.abc import Callable, Mapping
 
 from steadyhand.core.circuit import (
     OUTCOME_KINDS,
+    SERVICE_RELEASED,
     ServicePolicy,
     Transition,
     decide_circuit,
     gate_of,
+    hold,
+    release,
 )
-from steadyhand.store.base import Store
+from steadyhand.core.errors import NotFoundError
+from steadyhand.store.base import Store, Tx
 
 
 def publish_services(
@@ -60,23 +64,55 @@ def evaluate_circuits(store: Store, clock: Callable[[], float]) -> list[Transiti
             change = decide_circuit(gate_of(row), outcomes, now, policy)
             if change is None:
                 continue
-            after = change.gate
-            tx.execute(
-                "save_circuit",
-                {
-                    "service": name,
-                    "circuit": after.circuit,
-                    "since": after.since,
-                    "open_until": after.open_until,
-                    "opens": after.opens,
-                    "reason": after.reason,
-                },
-            )
-            seq = int(tx.execute("last_service_seq", {"service": name}).fetchone()[0]) + 1
-            fact = {"service": name, "seq": seq, "kind": change.kind, "at": now}
-            data = json.dumps(dict(change.data), separators=(",", ":"))
-            tx.execute("append_service_fact", {**fact, "data": data})
-            if after.circuit == "half_open":
+            _record(tx, name, change, now)
+            if change.gate.circuit == "half_open":
                 tx.notify()
             changes.append(change)
     return changes
+
+
+def _record(tx: Tx, name: str, change: Transition, now: float) -> None:
+    """Save a circuit change in the gate leasing reads, and as a service fact."""
+    after = change.gate
+    tx.execute(
+        "save_circuit",
+        {
+            "service": name,
+            "circuit": after.circuit,
+            "since": after.since,
+            "open_until": after.open_until,
+            "opens": after.opens,
+            "reason": after.reason,
+        },
+    )
+    seq = int(tx.execute("last_service_seq", {"service": name}).fetchone()[0]) + 1
+    fact = {"service": name, "seq": seq, "kind": change.kind, "at": now}
+    data = json.dumps(dict(change.data), separators=(",", ":"))
+    tx.execute("append_service_fact", {**fact, "data": data})
+
+
+def set_hold(
+    store: Store, name: str, *, held: bool, reason: str, by: str, clock: Callable[[], float]
+) -> Transition | None:
+    """Hold a service by hand, or release it: calls to a held service wait exactly as with
+    an open circuit (no attempt spent). Releasing wakes every workflow that deferred a call
+    during the hold. None when there was nothing to change (held twice, released twice)."""
+    with store.transaction() as tx:
+        row = tx.gate(name, lock=True)
+        if row is None:
+            known = ", ".join(g.service for g in tx.gates()) or "none"
+            raise NotFoundError(
+                f"no service {name!r} in this store (known: {known}); services are "
+                "published by workers of an App that declares them with app.service()"
+            )
+        now = clock()
+        gate = gate_of(row)
+        change = (hold if held else release)(gate, now, reason, by)
+        if change is None:
+            return None
+        _record(tx, name, change, now)
+        if change.kind == SERVICE_RELEASED:
+            since = float(change.data.get("held_since") or 0.0)
+            tx.execute("wake_deferred_by_service", {"service": name, "since": since, "now": now})
+            tx.notify()
+    return change

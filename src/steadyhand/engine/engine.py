@@ -106,6 +106,12 @@ class Engine(OutcomeRecorder, EventIntake):
         """Open, half-open or close each service's circuit (see `circuits`)."""
         return circuits.evaluate_circuits(self.store, self.clock)
 
+    def set_hold(self, service: str, *, held: bool, reason: str, by: str) -> Transition | None:
+        """Hold a service by hand, or release it (see `circuits.set_hold`)."""
+        return circuits.set_hold(
+            self.store, service, held=held, reason=reason, by=by, clock=self.clock
+        )
+
     def publish_plans(self) -> None:
         """Write the current definitions to the store, so SQL callers can start them by name."""
         if not self.plans:

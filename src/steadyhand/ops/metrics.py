@@ -120,14 +120,14 @@ class StoreCollector(Collector):
         )
         circuit = GaugeMetricFamily(
             "steadyhand_service_circuit_open",
-            "1 when the circuit is open, 0.5 half-open",
+            "1 when the circuit is open or held by an operator, 0.5 half-open",
             labels=["service"],
         )
         for svc in s.services:
             in_flight.add_metric([svc.service], svc.in_flight)
             rate.add_metric([svc.service], svc.rate)
             failing.add_metric([svc.service], svc.failure_ratio)
-            level = {"open": 1.0, "half_open": 0.5}.get(svc.circuit, 0.0)
+            level = {"open": 1.0, "held": 1.0, "half_open": 0.5}.get(svc.circuit, 0.0)
             circuit.add_metric([svc.service], level)
         yield in_flight
         yield rate

@@ -202,6 +202,14 @@ SHARED: dict[str, str] = {
         INSERT INTO service_facts (service, seq, kind, data, at)
         VALUES (:service, :seq, :kind, :data, :at)
     """,
+    "wake_deferred_by_service": """
+        UPDATE tasks SET due_at = :now
+        WHERE kind = 'supervise' AND lease_owner IS NULL AND due_at > :now
+          AND workflow_id IN (
+            SELECT workflow_id FROM facts
+            WHERE service = :service AND kind = 'attempt_deferred' AND at >= :since
+          )
+    """,
     "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
     "record_schema_version": """
         INSERT INTO steadyhand_schema (version, applied_at) VALUES (:version, :now)
