@@ -12,6 +12,7 @@ import click
 from steadyhand.chaos.command import chaos
 from steadyhand.cli import ops, run
 from steadyhand.cli.archive import archive
+from steadyhand.cli.schedules import schedules
 from steadyhand.cli.services import service
 from steadyhand.demo.command import demo
 from steadyhand.runtime import logs
@@ -40,6 +41,7 @@ for _command in (
     ops.dashboard,
     archive,
     service,
+    schedules,
     demo,  # the demo builds on the rest
     chaos,  # after the demo, whose parts it reuses
 ):

@@ -22,6 +22,7 @@ from steadyhand.core.plans import (
     check_name,
 )
 from steadyhand.core.saga import saga
+from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.define.agents import AgentFn, AgentRegistry
 from steadyhand.define.client import Client
 from steadyhand.store import open_store
@@ -55,6 +56,7 @@ class App:
         self.plans: dict[str, Plan] = {}
         self.supervisors: dict[str, Supervisor] = {"saga": saga}
         self.services: dict[str, ServicePolicy] = {}
+        self.schedules: dict[str, ScheduleSpec] = {}
         self.max_supervisor_runs = max_supervisor_runs
 
     def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
@@ -92,6 +94,29 @@ class App:
         )
         self.services[name] = policy
         return policy
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        workflow: str,
+        cron: str | None = None,
+        every: float | None = None,
+        input: Any = None,
+        timezone: str = "UTC",
+        overlap: str = "skip",
+        catch_up: str = "latest",
+    ) -> ScheduleSpec:
+        """Start `workflow` on a schedule: `cron` (five fields, in `timezone`) or `every`
+        seconds. Durable and shared by every worker: one workflow per tick, however many
+        workers run. `overlap` says what a tick does while the previous run is still going
+        ("skip" it, "allow" both, or "cancel_previous"); `catch_up` what happens to ticks
+        missed while no worker ran ("latest" one, "all", or "none")."""
+        if name in self.schedules:
+            raise DefinitionError(f"schedule {name!r} is declared twice")
+        spec = ScheduleSpec(name, workflow, cron, every, input, timezone, overlap, catch_up)
+        self.schedules[name] = spec
+        return spec
 
     def _service_map(self, agents: Sequence[str | None]) -> dict[str, str]:
         mapping = {}

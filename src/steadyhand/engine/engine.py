@@ -18,7 +18,8 @@ from steadyhand.core.decisions import Decision
 from steadyhand.core.errors import IdempotencyConflict
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task, WorkflowRow
-from steadyhand.engine import circuits
+from steadyhand.core.schedules import ScheduleSpec
+from steadyhand.engine import circuits, schedules
 from steadyhand.engine.answers import Started
 from steadyhand.engine.apply import create_workflow_txn, dumps
 from steadyhand.engine.events import EventIntake
@@ -111,6 +112,15 @@ class Engine(OutcomeRecorder, EventIntake):
         return circuits.set_hold(
             self.store, service, held=held, reason=reason, by=by, clock=self.clock
         )
+
+    def publish_schedules(self, specs: Mapping[str, ScheduleSpec]) -> None:
+        """Write each schedule to the store (see `schedules.publish_schedules`)."""
+        schedules.publish_schedules(self.store, specs, self.plans, self.clock)
+
+    @property
+    def schedules(self) -> schedules.ScheduleFiring:
+        """Fires due schedules and triggers them by hand (see `schedules`)."""
+        return schedules.ScheduleFiring(self.store, self.plans, self, self.clock)
 
     def publish_plans(self) -> None:
         """Write the current definitions to the store, so SQL callers can start them by name."""

@@ -58,6 +58,7 @@ class Duties:
             asyncio.create_task(self.watchdog(), name="watchdog"),
             asyncio.create_task(self.listen(), name="listen"),
             asyncio.create_task(self.circuits(), name="circuits"),
+            asyncio.create_task(self.schedules(), name="schedules"),
         ]
 
     async def heartbeat(self) -> None:
@@ -132,6 +133,32 @@ class Duties:
                     gate.circuit.replace("_", "-"),
                     change.data.get("reason") or f"{change.kind.replace('_', ' ')}",
                 )
+
+    async def schedules(self) -> None:
+        """Start the workflows of due schedule ticks, about once a second (every worker
+        tries; a tick's idempotency key and the schedule's row lock make it one start)."""
+        if not self._app.schedules:
+            return
+        firing = self._engine.schedules
+        while True:
+            await asyncio.sleep(self._options.schedule_interval * (0.75 + random.random() / 2))
+            try:
+                fired = await self._calls.call(firing.fire_due)
+            except StoreUnavailable as exc:
+                log.warning("schedules not fired (%s)", exc)
+                continue
+            except Exception:
+                log.exception("firing schedules failed; trying again at the next pass")
+                continue
+            for result in fired:
+                if result.started:
+                    log.info("schedule %s started %s", result.schedule, ", ".join(result.started))
+                if result.skipped:
+                    log.info(
+                        "schedule %s skipped %d tick(s): the previous run is still going",
+                        result.schedule,
+                        result.skipped,
+                    )
 
     async def listen(self) -> None:
         """Turn store notifications (NOTIFY, or this process's own commits) into kicks."""

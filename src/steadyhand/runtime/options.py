@@ -27,6 +27,7 @@ class WorkerOptions:
     lease_batch: int = 32  # most tasks claimed per lease transaction
     record_batch: int = 64  # most call outcomes recorded (and decided on) per transaction
     circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
+    schedule_interval: float = 1.0  # how often due schedule ticks are looked for
 
 
 class WorkerObserver(Protocol):

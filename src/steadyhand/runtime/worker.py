@@ -95,6 +95,12 @@ class Worker:
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
         await self.store_calls.call_until_answered(self.engine.publish_plans)
         await self.store_calls.call_until_answered(self.engine.publish_services, self.app.services)
+        await self.store_calls.call_until_answered(
+            self.engine.publish_schedules, self.app.schedules
+        )
+        await self.store_calls.call_until_answered(
+            self.engine.publish_schedules, self.app.schedules
+        )
         log.info("worker %s started on %s", self.id, self.store.url)
         background = [
             *self._duties().start(),
