@@ -17,6 +17,7 @@ from steadyhand.cli.options import (
     load_app,
     open_store_patiently,
 )
+from steadyhand.core.actions import ENDED
 from steadyhand.core.errors import InputError
 from steadyhand.define.client import Client
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -132,10 +133,14 @@ def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | N
 @db_option
 @guarded
 def cancel(workflow_id: str, reason: str, db: str | None) -> None:
-    """Cancel a running workflow: it compensates what was done and ends compensated."""
+    """Cancel a running or failed workflow: it compensates what took effect and ends
+    compensated. A workflow that already ended completed or compensated: exit 5."""
     with client_for(db) as client:
-        current = client.cancel(workflow_id, reason)
-    click.echo(f"{workflow_id}: {current.state}")
+        answer = client.cancel(workflow_id, reason)
+    if answer.result == ENDED:
+        click.echo(f"error: {workflow_id}: {answer.message}", err=True)
+        sys.exit(EXIT_NOT_APPLICABLE)
+    click.echo(f"{workflow_id}: {answer.state} ({answer.message})")
 
 
 @click.command()
@@ -147,8 +152,8 @@ def retry(workflow_id: str, reason: str, db: str | None) -> None:
     """Resume a failed workflow with a new round of attempts."""
     with client_for(db) as client:
         try:
-            current = client.retry(workflow_id, reason)
+            answer = client.retry(workflow_id, reason)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_APPLICABLE)
-    click.echo(f"{workflow_id}: {current.state}")
+    click.echo(f"{workflow_id}: {answer.state} ({answer.message})")

@@ -87,7 +87,7 @@ def guarded(
     label = name or view.plan.supervisor
     try:
         decision = supervisor(view, now)
-    except Exception as exc:  # noqa: BLE001 - a supervisor's bug ends its workflow, not us
+    except Exception as exc:
         return raised(exc, label)
     found = problems(decision)
     if found:

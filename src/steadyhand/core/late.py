@@ -33,9 +33,9 @@ def late_success(view: WorkflowView, step: str, after: int) -> Any:
             continue
         if fact.kind == succeeded:
             return {"result": fact.get("result")}
-        if fact.kind == OUTCOME_REPORTED_LATE and fact.get("phase") == ACTION:
-            if fact.get("outcome") == SUCCEEDED:
-                return {"result": fact.get("result")}
+        late = fact.kind == OUTCOME_REPORTED_LATE and fact.get("phase") == ACTION
+        if late and fact.get("outcome") == SUCCEEDED:
+            return {"result": fact.get("result")}
     return None
 
 

@@ -69,7 +69,7 @@ def problems(decision: object) -> list[str]:
     return found
 
 
-def _command_problem(command: object) -> str | None:  # noqa: PLR0911 - one check per kind
+def _command_problem(command: object) -> str | None:
     if isinstance(command, CallAgent):
         for name in ("step", "agent"):
             if not _name(getattr(command, name)):
@@ -175,6 +175,6 @@ def _described(decision: object) -> list[str]:
     for command in decision.commands:
         try:
             lines.append(str(command.describe())[:200])
-        except Exception:  # noqa: BLE001 - e.g. WaitUntil(nan) cannot print its time
+        except Exception:
             lines.append(_shown(command))
     return lines
