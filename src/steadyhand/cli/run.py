@@ -38,6 +38,13 @@ from steadyhand.store import open_store, resolve_url
 @click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics here.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Bind /metrics to.")
+@click.option(
+    "--slow-decision",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Warn (and count) when a supervisor takes longer than this many seconds to decide.",
+)
 @guarded
 def worker(
     app_ref: str,
@@ -48,6 +55,7 @@ def worker(
     watchdog_interval: float,
     metrics_port: int | None,
     metrics_host: str,
+    slow_decision: float,
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
@@ -57,6 +65,7 @@ def worker(
         lease_seconds=lease_seconds,
         poll_interval=poll_interval,
         watchdog_interval=watchdog_interval,
+        slow_decision=slow_decision,
     )
     metrics = None
     if metrics_port is not None:

@@ -69,10 +69,7 @@ def retry(view: WorkflowView, reason: str, by: str) -> Plan:
         return Plan(ActionStatus(wid, "retry", DONE, "running", message), (fact,), wake=True)
     opened = view.latest(RETRY_REQUESTED)
     if opened is not None and view.terminal is None:
-        message = (
-            f"already retried{_who(opened)}: round {view.round} is {state}; nothing was "
-            "added"
-        )
+        message = f"already retried{_who(opened)}: round {view.round} is {state}; nothing was added"
         return Plan(ActionStatus(wid, "retry", ALREADY, state, message))
     message = f"workflow {wid} is {state}; only a failed workflow can be retried"
     return Plan(ActionStatus(wid, "retry", NOT_APPLICABLE, state, message))
