@@ -62,8 +62,8 @@ def test_two_retries_at_once_open_one_round_and_both_are_told(store: Store) -> N
         wid = client.start("fails_once", {}).workflow_id
         assert client.status(wid).state == "failed"
         answers: list[ActionStatus] = _together(
-            lambda: client.retry(wid, "alice", by="alice"),
-            lambda: client.retry(wid, "bob", by="bob"),
+            lambda wid=wid: client.retry(wid, "alice", by="alice"),
+            lambda wid=wid: client.retry(wid, "bob", by="bob"),
         )
         assert sorted(a.result for a in answers) == ["already", "done"]
         already = next(a for a in answers if a.result == "already")
@@ -103,8 +103,8 @@ def test_a_cancel_racing_the_last_success_rolls_back_or_is_told_it_ended(store: 
         wid = client.start("one", {}).workflow_id
         task = _lease_call(store, wid, "action")
         _, answer = _together(
-            lambda: engine.record_outcome(task, Outcome("succeeded", {"result": 1}), "w"),
-            lambda: client.cancel(wid, "race", by="carol"),
+            lambda t=task: engine.record_outcome(t, Outcome("succeeded", {"result": 1}), "w"),
+            lambda wid=wid: client.cancel(wid, "race", by="carol"),
         )
         seen.add(answer.result)
         view = client.view(wid)
@@ -125,8 +125,8 @@ def test_two_cancels_at_once_record_one(store: Store) -> None:
     for _ in range(ROUNDS // 2):
         wid = client.start("one", {}).workflow_id
         answers = _together(
-            lambda: client.cancel(wid, "one", by="dave"),
-            lambda: client.cancel(wid, "two", by="erin"),
+            lambda wid=wid: client.cancel(wid, "one", by="dave"),
+            lambda wid=wid: client.cancel(wid, "two", by="erin"),
         )
         assert sorted(a.result for a in answers) == ["already", "done"]
         assert client.view(wid).count(CANCEL_REQUESTED) == 1
