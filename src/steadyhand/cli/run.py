@@ -17,7 +17,7 @@ from steadyhand.cli.options import (
     load_app,
     open_store_patiently,
 )
-from steadyhand.core.actions import ENDED
+from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
 from steadyhand.define.client import Client
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -149,7 +149,7 @@ def cancel(workflow_id: str, reason: str, db: str | None) -> None:
     if answer.result == ENDED:
         click.echo(f"error: {workflow_id}: {answer.message}", err=True)
         sys.exit(EXIT_NOT_APPLICABLE)
-    click.echo(f"{workflow_id}: {answer.state} ({answer.message})")
+    click.echo(_answered(workflow_id, answer))
 
 
 @click.command()
@@ -165,4 +165,9 @@ def retry(workflow_id: str, reason: str, db: str | None) -> None:
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_APPLICABLE)
-    click.echo(f"{workflow_id}: {answer.state} ({answer.message})")
+    click.echo(_answered(workflow_id, answer))
+
+
+def _answered(workflow_id: str, answer: ActionStatus) -> str:
+    """`<id>: <state>`, and what happened when this call changed nothing."""
+    return f"{workflow_id}: {answer.state}" + ("" if answer.applied else f" ({answer.message})")

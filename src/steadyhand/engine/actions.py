@@ -4,6 +4,7 @@ between them and both are told what happened (`core.actions`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from steadyhand.core import actions
@@ -11,7 +12,7 @@ from steadyhand.core.actions import ActionStatus
 from steadyhand.core.errors import NotFoundError
 from steadyhand.core.view import WorkflowView
 from steadyhand.engine.deciding import Decider
-from steadyhand.engine.views import load_txn
+from steadyhand.engine.views import extended, load_txn
 from steadyhand.engine.writes import Writes
 
 
@@ -44,4 +45,5 @@ class OperatorActions(Decider):
                 writes.open(workflow_id, now)
                 writes.wake(workflow_id, now, now)
             writes.flush(tx)
-        return plan.status
+        after = extended(view, writes.as_read(0)).state
+        return dataclasses.replace(plan.status, state=after)
