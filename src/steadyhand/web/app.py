@@ -278,7 +278,8 @@ class Dashboard:
         do = self.client.retry if action == "retry" else self.client.cancel
         try:
             answer = await run_in_threadpool(do, workflow_id, reason, by)
-            notice = f"{action}: {answer.message}; the workflow is now {answer.state}"
+            done = "recorded" if answer.applied else "not applied"
+            notice = f"{action} {done}: {answer.message}; the workflow is now {answer.state}"
         except InputError as exc:
             notice = f"{action} refused: {exc}"
         target = f"/workflows/{workflow_id}?{urlencode({'notice': notice})}"
