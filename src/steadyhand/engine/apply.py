@@ -226,10 +226,11 @@ def withdrawn_facts(tx: Tx, view: WorkflowView, writes: Writes, state: str) -> l
     """Withdraw the calls still queued for a workflow that ends in this transaction (in the
     store and in `writes`): one `<phase>_withdrawn` fact each, in its outcome slot, so the
     call reads as never run. Calls a worker holds are in flight and will be recorded late."""
-    calls = sorted(set(tx.withdraw_calls(view.workflow_id)) | set(writes.withdraw_calls(
-        view.workflow_id)))  # fmt: skip
+    queued = tx.execute("withdraw_calls", {"id": view.workflow_id}).fetchall()
+    calls = {(str(r[0]), str(r[1]), int(r[2])) for r in queued}
+    calls |= set(writes.withdraw_calls(view.workflow_id))
     facts = []
-    for phase, step, attempt in calls:
+    for phase, step, attempt in sorted(calls):
         slot = call_slot(phase, step, attempt, "outcome")
         if view.slot(slot) is None:
             data = {"reason": f"the workflow ended {state} before the call ran"}

@@ -144,7 +144,7 @@ class Writes:
 
     def withdraw_calls(self, workflow_id: str) -> list[tuple[str, str, int]]:
         """Drop the calls this transaction queued for a workflow that is ending; returns
-        each one's (phase, step, attempt). (Those already in the store: `Tx.withdraw_calls`.)"""
+        each one's (phase, step, attempt). (The store's: the `withdraw_calls` statement.)"""
         dropped = [r for r in self.call_tasks if r["id"] == workflow_id]
         dropped += [r for r, _ in self.leased_calls if r["id"] == workflow_id]
         self.call_tasks = [r for r in self.call_tasks if r["id"] != workflow_id]

@@ -283,12 +283,6 @@ class Tx(ABC):
         row = self.execute("lock_task", {"task_id": task_id}).fetchone()
         return None if row is None else task_from_row(row)
 
-    def withdraw_calls(self, workflow_id: str) -> list[tuple[str, str, int]]:
-        """Delete the calls queued for a workflow that no worker holds (it is ending);
-        returns each one's (phase, step, attempt)."""
-        rows = self.execute("withdraw_calls", {"id": workflow_id}).fetchall()
-        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-
     def workflow_tasks(self, workflow_id: str) -> list[Task]:
         rows = self.execute("workflow_tasks", {"id": workflow_id}).fetchall()
         return [task_from_row(r) for r in rows]
