@@ -373,3 +373,44 @@ def test_a_step_that_succeeds_after_the_rollback_is_compensated(
     view = client.view(wid)
     assert client.status(wid).state == "compensated", "the end stays final"
     assert view.count("compensation_succeeded") == 1
+
+
+def test_an_engine_error_in_one_workflow_costs_only_its_own_report(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = App()
+
+    @app.agent()
+    def ping(ctx: Context) -> None:
+        """Never runs: the test reports outcomes itself."""
+
+    @app.supervisor()
+    def caller(view: WorkflowView, now: float) -> Decision:
+        if view.slot("action:p:1:outcome") is None:
+            return Decision((CallAgent(ACTION, "p", 1, "ping", 5.0),), "ping")
+        return Decision((Complete("pong"),), "done")
+
+    app.process("caller", caller)
+    engine = Engine(store, app.supervisors, plans=app.plans)
+    ids = []
+    for i in range(3):
+        value = {"bad": i == 1}
+        started = engine.start(
+            new_workflow_id(), app.plans["caller"], value, json.dumps(value), None
+        )
+        ids.append(started.workflow_id)
+    now = time.time()
+    calls = [t for t in store.lease_tasks("w", 20, now, now + 30) if t.kind == ACTION]
+    applier = engine.applier
+    original = applier.apply_txn
+
+    def apply_txn(tx: Any, view: WorkflowView, *args: Any) -> None:
+        if view.input.get("bad"):
+            raise RuntimeError("an engine bug hit by this workflow only")
+        original(tx, view, *args)
+
+    monkeypatch.setattr(applier, "apply_txn", apply_txn)
+    decisions = engine.record_outcomes([(t, Outcome("succeeded", {})) for t in calls], "w")
+    assert [d is None for d in decisions] == [c.workflow_id == ids[1] for c in calls]
+    client = Client(app, store)
+    assert [client.status(wid).state for wid in ids] == ["completed", "running", "completed"]
