@@ -202,5 +202,13 @@ def test_cancel_from_the_cli_rolls_back_a_failed_workflow(scenario: Scenario) ->
     assert any(
         "roll it back" in f["text"] for f in story["facts"] if f["kind"] == "cancel_requested"
     )
+    rollback = [f for f in story["facts"] if f["kind"] == "retry_requested"]
+    assert "roll back: roll it back" in rollback[0]["text"]
+    assert "compensates what took effect" in rollback[0]["text"]
     again = run(scenario.url, "cancel", failed)
     assert again.exit_code == 5 and "already ended compensated" in again.output
+
+
+def test_worker_refuses_a_slow_decision_threshold_that_is_not_positive(scenario: Scenario) -> None:
+    result = run(scenario.url, "worker", "--app", "tests.apps.scripted:app", "--slow-decision", "0")
+    assert result.exit_code == 2 and "--slow-decision" in result.output

@@ -187,6 +187,8 @@ def sentence(fact: Fact) -> str:
         return "started"
     if fact.kind == CANCEL_REQUESTED:
         return f"cancel requested{who}: {fact.get('reason', '')}"
+    if fact.kind == RETRY_REQUESTED and fact.get("rollback"):
+        return f"{fact.get('reason', '')}{who}: a new round that compensates what took effect"
     if fact.kind == RETRY_REQUESTED:
         return f"retry requested{who}: {fact.get('reason', '')}; a new round of attempts begins"
     if fact.kind == COMPENSATION_BEGAN:
