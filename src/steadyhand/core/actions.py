@@ -46,7 +46,7 @@ class ActionStatus:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ActionPlan:
     """What to write: facts (appended in order) and whether the supervisor must run."""
 
     status: ActionStatus
@@ -59,23 +59,23 @@ def _who(fact: Fact) -> str:
     return f" by {by}" if by else ""
 
 
-def retry(view: WorkflowView, reason: str, by: str) -> Plan:
+def retry(view: WorkflowView, reason: str, by: str) -> ActionPlan:
     """Open a new round of a failed workflow; asked twice, the second is told it was done."""
     wid, state = view.workflow_id, view.state
     if state == "failed":
         data = {"reason": reason or "operator retry", "by": by}
         fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
         message = f"retried: round {view.round + 1} began"
-        return Plan(ActionStatus(wid, "retry", DONE, "running", message), (fact,), wake=True)
+        return ActionPlan(ActionStatus(wid, "retry", DONE, "running", message), (fact,), wake=True)
     opened = view.latest(RETRY_REQUESTED)
     if opened is not None and view.terminal is None:
         message = f"already retried{_who(opened)}: round {view.round} is {state}; nothing was added"
-        return Plan(ActionStatus(wid, "retry", ALREADY, state, message))
+        return ActionPlan(ActionStatus(wid, "retry", ALREADY, state, message))
     message = f"workflow {wid} is {state}; only a failed workflow can be retried"
-    return Plan(ActionStatus(wid, "retry", NOT_APPLICABLE, state, message))
+    return ActionPlan(ActionStatus(wid, "retry", NOT_APPLICABLE, state, message))
 
 
-def cancel(view: WorkflowView, reason: str, by: str) -> Plan:
+def cancel(view: WorkflowView, reason: str, by: str) -> ActionPlan:
     """Roll back a workflow that has not ended, or a failed one (a new round that
     compensates what took effect); after any other end, nothing to do."""
     wid, state = view.workflow_id, view.state
@@ -83,7 +83,7 @@ def cancel(view: WorkflowView, reason: str, by: str) -> Plan:
     if state in ("completed", "compensated"):
         message = f"already ended {state}: nothing to cancel"
         ignored = NewFact(CANCEL_IGNORED, data={**data, "state": state})
-        return Plan(ActionStatus(wid, "cancel", ENDED, state, message), (ignored,))
+        return ActionPlan(ActionStatus(wid, "cancel", ENDED, state, message), (ignored,))
     if state == "failed":
         reopen = NewFact(
             RETRY_REQUESTED,
@@ -92,11 +92,12 @@ def cancel(view: WorkflowView, reason: str, by: str) -> Plan:
         )
         both = (reopen, NewFact(CANCEL_REQUESTED, data=data))
         message = f"rolling back what took effect (round {view.round + 1})"
-        return Plan(ActionStatus(wid, "cancel", DONE, "compensating", message), both, wake=True)
+        status = ActionStatus(wid, "cancel", DONE, "compensating", message)
+        return ActionPlan(status, both, wake=True)
     earlier = view.latest(CANCEL_REQUESTED)
     if earlier is not None and earlier.seq > view.round_start:
         message = f"already cancelled{_who(earlier)}: the workflow is {state}"
-        return Plan(ActionStatus(wid, "cancel", ALREADY, state, message))
+        return ActionPlan(ActionStatus(wid, "cancel", ALREADY, state, message))
     message = "cancel recorded: rolling back"
     facts = (NewFact(CANCEL_REQUESTED, data=data),)
-    return Plan(ActionStatus(wid, "cancel", DONE, "compensating", message), facts, wake=True)
+    return ActionPlan(ActionStatus(wid, "cancel", DONE, "compensating", message), facts, wake=True)

@@ -28,7 +28,7 @@ class OperatorActions(Decider):
         return self._act(workflow_id, lambda view: actions.cancel(view, reason, by))
 
     def _act(
-        self, workflow_id: str, choose: Callable[[WorkflowView], actions.Plan]
+        self, workflow_id: str, choose: Callable[[WorkflowView], actions.ActionPlan]
     ) -> ActionStatus:
         now = self.clock()
         with self.store.transaction() as tx:
