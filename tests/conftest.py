@@ -83,9 +83,11 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 @contextmanager
-def running_worker(app: App, store: Store, options: WorkerOptions = FAST) -> Iterator[Worker]:
+def running_worker(
+    app: App, store: Store, options: WorkerOptions = FAST, metrics: object = None
+) -> Iterator[Worker]:
     """A worker on a background thread, stopped (gracefully) on exit."""
-    worker = Worker(app, store, options)
+    worker = Worker(app, store, options, metrics)  # type: ignore[arg-type]
     thread = threading.Thread(
         target=worker.run, kwargs={"install_signal_handlers": False}, daemon=True
     )

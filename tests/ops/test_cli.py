@@ -16,7 +16,8 @@ from steadyhand import Client, open_store
 from steadyhand.cli.main import main
 from steadyhand.ops.reports import STATES
 from tests.apps.scripted import app
-from tests.ops.conftest import Scenario
+from tests.conftest import running_worker
+from tests.ops.conftest import Scenario, run_trips
 
 
 def run(url: str, *args: str) -> Result:
@@ -174,3 +175,40 @@ def test_every_state_filter_agrees_with_status(scenario: Scenario) -> None:
     for state in STATES:
         listed = set(ids(scenario.url, "--state", state))
         assert listed == {w for w, s in truth.items() if s == state}, state
+
+
+def test_cancel_of_a_completed_workflow_exits_5_already_ended(scenario: Scenario) -> None:
+    result = run(scenario.url, "cancel", scenario.completed, "--reason", "too late")
+    assert result.exit_code == 5
+    assert "already ended completed" in result.output
+    assert as_json(scenario.url, "status", scenario.completed)["state"] == "completed"
+
+
+def test_cancel_from_the_cli_rolls_back_a_failed_workflow(scenario: Scenario) -> None:
+    script = {"car": ["permanent"], "undo:hotel": ["transient"] * 4}  # undo gives up once
+    (failed,) = run_trips(scenario.url, scenario.ledger, [script])
+    assert as_json(scenario.url, "status", failed)["state"] == "failed"
+    result = run(scenario.url, "cancel", failed, "--reason", "roll it back")
+    assert result.exit_code == 0, result.output
+    store = open_store(scenario.url)
+    try:
+        client = Client(app, store)
+        with running_worker(app, store):
+            status = client.wait(failed, timeout=20)
+    finally:
+        store.close()
+    assert status.state == "compensated"
+    story = as_json(scenario.url, "explain", failed)
+    assert any(
+        "roll it back" in f["text"] for f in story["facts"] if f["kind"] == "cancel_requested"
+    )
+    rollback = [f for f in story["facts"] if f["kind"] == "retry_requested"]
+    assert "roll back: roll it back" in rollback[0]["text"]
+    assert "compensates what took effect" in rollback[0]["text"]
+    again = run(scenario.url, "cancel", failed)
+    assert again.exit_code == 5 and "already ended compensated" in again.output
+
+
+def test_worker_refuses_a_slow_decision_threshold_that_is_not_positive(scenario: Scenario) -> None:
+    result = run(scenario.url, "worker", "--app", "tests.apps.scripted:app", "--slow-decision", "0")
+    assert result.exit_code == 2 and "--slow-decision" in result.output

@@ -199,3 +199,35 @@ def test_an_operator_retries_a_failed_workflow_in_a_real_browser(tmp_path: Path)
             browser.close()
     finally:
         store.close()
+
+
+def test_the_failed_list_shows_a_supervisors_error_and_the_page_offers_cancel(
+    store: Store, scenario: Scenario
+) -> None:
+    from steadyhand import App, Decision, WorkflowView
+
+    buggy_app = App()
+
+    @buggy_app.supervisor()
+    def buggy(view: WorkflowView, now: float) -> Decision:
+        return {}["missing"]  # type: ignore[no-any-return]
+
+    buggy_app.process("buggy", buggy)
+    failed = Client(buggy_app, store).start("buggy", {}).workflow_id
+    options = DashboardOptions(token=TOKEN)
+    with serve(create_app(store, options)) as base, httpx.Client(base_url=base) as person:
+        person.post("/login", data={"token": TOKEN})
+        for path in ("/", "/workflows?state=failed"):
+            listed = person.get(path).text
+            row = listed[listed.index(f'data-id="{failed}"') :].split("</tr>")[0]
+            assert "raised KeyError" in row, path
+            assert "test_dashboard.py:" in row and "in buggy" in row, "where it was raised"
+        page = person.get(f"/workflows/{failed}").text
+        assert f'action="/workflows/{failed}/cancel"' in page, "a failed page offers cancel"
+        assert "supervisor buggy raised KeyError" in page, "explain tells the bug"
+        done = person.post(
+            f"/workflows/{failed}/cancel", data={"csrf": csrf_of(page), "reason": "undo"}
+        )
+        assert done.status_code == 303 and "cancel+recorded" in done.headers["location"]
+    view = Client(buggy_app, store).view(failed)
+    assert view.round == 1 and view.latest("cancel_requested") is not None

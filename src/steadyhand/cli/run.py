@@ -17,6 +17,7 @@ from steadyhand.cli.options import (
     load_app,
     open_store_patiently,
 )
+from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
 from steadyhand.define.client import Client
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -37,6 +38,13 @@ from steadyhand.store import open_store, resolve_url
 @click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics here.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Bind /metrics to.")
+@click.option(
+    "--slow-decision",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Warn (and count) when a supervisor takes longer than this many seconds to decide.",
+)
 @guarded
 def worker(
     app_ref: str,
@@ -47,6 +55,7 @@ def worker(
     watchdog_interval: float,
     metrics_port: int | None,
     metrics_host: str,
+    slow_decision: float,
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
@@ -56,6 +65,7 @@ def worker(
         lease_seconds=lease_seconds,
         poll_interval=poll_interval,
         watchdog_interval=watchdog_interval,
+        slow_decision=slow_decision,
     )
     metrics = None
     if metrics_port is not None:
@@ -132,10 +142,14 @@ def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | N
 @db_option
 @guarded
 def cancel(workflow_id: str, reason: str, db: str | None) -> None:
-    """Cancel a running workflow: it compensates what was done and ends compensated."""
+    """Cancel a running or failed workflow: it compensates what took effect and ends
+    compensated. A workflow that already ended completed or compensated: exit 5."""
     with client_for(db) as client:
-        current = client.cancel(workflow_id, reason)
-    click.echo(f"{workflow_id}: {current.state}")
+        answer = client.cancel(workflow_id, reason)
+    if answer.result == ENDED:
+        click.echo(f"error: {workflow_id}: {answer.message}", err=True)
+        sys.exit(EXIT_NOT_APPLICABLE)
+    click.echo(_answered(workflow_id, answer))
 
 
 @click.command()
@@ -147,8 +161,13 @@ def retry(workflow_id: str, reason: str, db: str | None) -> None:
     """Resume a failed workflow with a new round of attempts."""
     with client_for(db) as client:
         try:
-            current = client.retry(workflow_id, reason)
+            answer = client.retry(workflow_id, reason)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_APPLICABLE)
-    click.echo(f"{workflow_id}: {current.state}")
+    click.echo(_answered(workflow_id, answer))
+
+
+def _answered(workflow_id: str, answer: ActionStatus) -> str:
+    """`<id>: <state>`, and what happened when this call changed nothing."""
+    return f"{workflow_id}: {answer.state}" + ("" if answer.applied else f" ({answer.message})")

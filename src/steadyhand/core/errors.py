@@ -6,8 +6,8 @@ SteadyhandError
 │   ├── UnknownWorkflowError     no workflow is registered under that name
 │   └── IdempotencyConflict      the key already started a workflow with other input
 ├── NotFoundError            no workflow with that id or key exists in the store
-├── StoreError               the store refused or could not be reached
-│   └── StoreUnavailable         connection lost or database busy: safe to retry
+├── StoreError               the store refused or could not be reached (`cause` names why)
+│   └── StoreUnavailable         connection lost, database busy or disk full: safe to retry
 └── AgentError               raised by agents to classify their own failures
     ├── TransientError           worth retrying (optionally after `retry_after` seconds)
     └── PermanentError           never retry this step: compensate instead
@@ -41,7 +41,17 @@ class NotFoundError(SteadyhandError, LookupError):
 
 
 class StoreError(SteadyhandError):
-    """The store refused an operation (a constraint, a trigger) or could not run it."""
+    """The store refused an operation (a constraint, a trigger) or could not run it.
+
+    `cause` is a short name for what went wrong, for metrics and scripts: `disk_full`,
+    `read_only`, `permission_denied`, `locked`, `connection_refused`, `too_many_clients`,
+    `authentication_failed`, `database_missing`, `io_error`, `refused` (a constraint) or
+    `other`; the message says it in words, with what to do.
+    """
+
+    def __init__(self, message: str = "", *, cause: str = "other") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class StoreUnavailable(StoreError):

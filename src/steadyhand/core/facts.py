@@ -27,6 +27,10 @@ WAIT_BEGAN = "wait_began"  # a step began waiting for its event (its deadline co
 WAIT_TIMED_OUT = "wait_timed_out"  # a step's awaited event did not come before its deadline
 CHILD_STARTED = "child_started"  # a child workflow was started for `step`; data has its id
 CHILD_CANCEL_REQUESTED = "child_cancel_requested"  # the parent asked its child to roll back
+SUPERVISOR_RAISED = "supervisor_raised"  # supervisor code raised: a bug; data has the traceback
+DECISION_REFUSED = "decision_refused"  # a decision could not be applied; data says what is wrong
+CANCEL_IGNORED = "cancel_ignored"  # a cancel arrived after the end; nothing changed
+LATE_UNDO_FAILED = "late_undo_failed"  # a step that succeeded after the rollback stays done
 
 TERMINAL_KINDS = (WORKFLOW_COMPLETED, WORKFLOW_COMPENSATED, WORKFLOW_FAILED)
 TERMINAL_STATES = {
@@ -46,6 +50,7 @@ FAILED = "failed"  # the agent raised; data says whether the failure is transien
 TIMED_OUT = "timed_out"  # the agent did not answer within its timeout: outcome unknown
 LOST = "lost"  # the worker's lease expired mid-call (it died): outcome unknown
 UNCERTAIN = "uncertain"  # the agent raised OutcomeUnknown (e.g. the answer was cut off)
+WITHDRAWN = "withdrawn"  # the workflow ended while the call was queued: it never ran
 OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, LOST, UNCERTAIN)
 UNKNOWN_OUTCOMES = (TIMED_OUT, LOST, UNCERTAIN)
 

@@ -1,5 +1,7 @@
 """The rules every supervisor obeys, whatever its kind: a workflow that ended decides
-nothing, a runaway loop is stopped by the run budget, and a call to a service whose circuit
+nothing (except undoing a step that succeeded after it was rolled back), a runaway loop is
+stopped by the run budget, a supervisor that raises or returns a decision that cannot be
+applied ends the workflow `failed` with the reason, and a call to a service whose circuit
 is open waits instead of spending an attempt."""
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from steadyhand.core.decisions import (
 from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
 )
+from steadyhand.core.late import undo_late_successes
+from steadyhand.core.validate import problems, raised, refused
 from steadyhand.core.view import WorkflowView
 
 HOLD_RECHECK = 3600.0
@@ -58,9 +62,18 @@ def deferral(view: WorkflowView, call: CallAgent, now: float) -> Decision | None
     return Decision((record, WaitUntil(until)), why)
 
 
-def guarded(supervisor: Supervisor, view: WorkflowView, now: float) -> Decision:
-    """Apply the rules every supervisor obeys, then ask `supervisor` what to do."""
+def guarded(
+    supervisor: Supervisor, view: WorkflowView, now: float, name: str | None = None
+) -> Decision:
+    """Apply the rules every supervisor obeys, then ask `supervisor` what to do.
+
+    An exception raised by `supervisor`, or a decision `validate.problems` finds wrong, is
+    never raised to the caller: it becomes a decision that records it and ends the
+    workflow `failed` (`validate.raised`, `validate.refused`)."""
     if view.terminal is not None:
+        late = undo_late_successes(view, now)
+        if late is not None:
+            return late
         return Decision(why=f"the workflow already ended {view.state}; nothing to do")
     runs = view.supervisor_runs_this_round()
     budget = view.plan.max_supervisor_runs
@@ -71,7 +84,14 @@ def guarded(supervisor: Supervisor, view: WorkflowView, now: float) -> Decision:
             "cause, then `steadyhand retry` it."
         )
         return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
-    decision = supervisor(view, now)
+    label = name or view.plan.supervisor
+    try:
+        decision = supervisor(view, now)
+    except Exception as exc:
+        return raised(exc, label)
+    found = problems(decision)
+    if found:
+        return refused(decision, found, label)
     return _defer_new_calls(view, decision, now)
 
 

@@ -9,13 +9,12 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
-from steadyhand.core.facts import CANCEL_REQUESTED, RETRY_REQUESTED
 from steadyhand.core.plans import (
     check_name,
     encode_json,
 )
-from steadyhand.core.records import NewFact
 from steadyhand.core.status import Status, derive_status
 from steadyhand.core.view import WorkflowView
 from steadyhand.engine.answers import Signalled, Started
@@ -110,27 +109,23 @@ class Client:
                 return status
             time.sleep(poll)
 
-    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Ask a running workflow to stop and roll back what it did."""
-        status = self.status(workflow_id)
-        if status.done:
-            return status
-        data = {"reason": reason or "cancel requested", "by": by or _who()}
-        self.engine.append_event(workflow_id, NewFact(CANCEL_REQUESTED, data=data))
-        return self.status(workflow_id)
+    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+        """Ask a workflow to stop and roll back what took effect; a `failed` one too (a new
+        round that compensates). Decided under the workflow's lock: `result` says whether
+        this call did it (`done`), someone else had (`already`), or the workflow had
+        already ended completed or compensated (`ended`: nothing to roll back)."""
+        return self.engine.cancel(workflow_id, reason, by or _who())
 
-    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Resume a `failed` workflow: a new round of attempts where it stopped."""
-        status = self.status(workflow_id)
-        if status.state != "failed":
-            raise InputError(
-                f"workflow {workflow_id} is {status.state}; only a failed workflow can be retried"
-            )
-        view = self.view(workflow_id)
-        data = {"reason": reason or "operator retry", "by": by or _who()}
-        fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
-        self.engine.append_event(workflow_id, fact)
-        return self.status(workflow_id)
+    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+        """Resume a `failed` workflow: a new round of attempts where it stopped.
+
+        Decided under the workflow's lock: two operators retrying at once open one round;
+        the second is answered `already`. Raises `InputError` when the workflow is not
+        failed (and no retry of this round explains why)."""
+        answer = self.engine.retry(workflow_id, reason, by or _who())
+        if answer.result == NOT_APPLICABLE:
+            raise InputError(answer.message)
+        return answer
 
     def hold_service(self, service: str, reason: str = "", by: str | None = None) -> bool:
         """Hold every new call to `service` (as an open circuit would: no attempt is spent)

@@ -58,6 +58,8 @@ def outcome_fact(view: WorkflowView, task: Task, outcome: Outcome, worker: str) 
         return NewFact(OUTCOME_REPORTED_LATE, task.step, task.attempt, data=late)
     # A refusal (sold out) is a healthy answer: only other outcomes speak for the service's
     # health, so only they carry its name into the circuit's reading.
+    if view.terminal is not None:  # in flight when the workflow ended: recorded as late
+        data["after_end"] = view.state
     refused = outcome.suffix == FAILED and bool(outcome.data.get("permanent"))
     service = None if refused else task.service
     return NewFact(kind, task.step, task.attempt, slot, data, service)

@@ -31,6 +31,8 @@ from steadyhand.core.facts import (
     COMPENSATION,
     SCHEDULED,
     SUPERVISOR_RAN,
+    TERMINAL_STATES,
+    WITHDRAWN,
     WORKFLOW_COMPENSATED,
     WORKFLOW_COMPLETED,
     WORKFLOW_FAILED,
@@ -102,6 +104,7 @@ class DecisionApplier:
 
         append(breadcrumb(view, decision, elapsed))
         handed_off = False
+        ended: NewFact | None = None
         for command in decision.commands:
             if isinstance(command, CallAgent):
                 handed_off |= self._call(view, command, now, writes, claim, handed_off, append)
@@ -120,7 +123,8 @@ class DecisionApplier:
                         )
                     )
             elif isinstance(command, Complete | EndCompensated | Fail):
-                append(terminal_fact(command, view.round))
+                ended = terminal_fact(command, view.round)
+                append(ended)
                 writes.closed.append(workflow_id)
                 if view.parent_id is not None:
                     writes.wake(view.parent_id, now, now)  # the parent learns at once
@@ -136,6 +140,9 @@ class DecisionApplier:
                     cid = str(started.get("child_id"))
                     cancel_child_txn(tx, cid, command.reason, now, writes)
                     append(NewFact(CHILD_CANCEL_REQUESTED, command.step, None, slot, {}))
+        if ended is not None:
+            for fact in withdrawn_facts(tx, view, writes, TERMINAL_STATES[ended.kind]):
+                append(fact)
 
     def _call(
         self,
@@ -213,6 +220,22 @@ def cancel_child_txn(tx: Tx, cid: str, reason: str, now: float, writes: Writes) 
     fact = NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data)
     if writes.append_fact(cid, facts[-1].seq + 1, fact, now):
         writes.wake(cid, now, now)
+
+
+def withdrawn_facts(tx: Tx, view: WorkflowView, writes: Writes, state: str) -> list[NewFact]:
+    """Withdraw the calls still queued for a workflow that ends in this transaction (in the
+    store and in `writes`): one `<phase>_withdrawn` fact each, in its outcome slot, so the
+    call reads as never run. Calls a worker holds are in flight and will be recorded late."""
+    queued = tx.execute("withdraw_calls", {"id": view.workflow_id}).fetchall()
+    calls = {(str(r[0]), str(r[1]), int(r[2])) for r in queued}
+    calls |= set(writes.withdraw_calls(view.workflow_id))
+    facts = []
+    for phase, step, attempt in sorted(calls):
+        slot = call_slot(phase, step, attempt, "outcome")
+        if view.slot(slot) is None:
+            data = {"reason": f"the workflow ended {state} before the call ran"}
+            facts.append(NewFact(call_kind(phase, WITHDRAWN), step, attempt, slot, data))
+    return facts
 
 
 def breadcrumb(view: WorkflowView, decision: Decision, elapsed: float) -> NewFact:

@@ -8,7 +8,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from steadyhand.core.decisions import Decision, Fail
+from steadyhand.core.decisions import Decision, Fail, RecordFact
+from steadyhand.core.facts import DECISION_REFUSED, SUPERVISOR_RAISED
 from steadyhand.core.guard import Supervisor, guarded
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task
@@ -19,6 +20,14 @@ from steadyhand.engine.writes import Claim, Writes
 from steadyhand.store.base import Store, Tx
 
 log = logging.getLogger("steadyhand.engine")
+
+SLOW_DECISION_SECONDS = 1.0
+"""A supervisor run longer than this is logged (with the workflow) and counted: the
+workflow's lock is held while it runs, so everything else for that workflow waits."""
+
+Noticed = Callable[[str, str], None]
+"""A hook told `(what, workflow_id)` for `supervisor_raised`, `decision_refused` and
+`slow_decision` (the worker's metrics count them)."""
 
 
 class Decider:
@@ -37,6 +46,8 @@ class Decider:
         self.clock = clock
         self.plans: Mapping[str, Plan] = plans if plans is not None else {}
         self.applier = DecisionApplier(self.plans, clock)
+        self.slow_decision = SLOW_DECISION_SECONDS
+        self.noticed: Noticed | None = None
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, workflow_id: str) -> tuple[WorkflowView, list[Task]] | None:
@@ -69,7 +80,34 @@ class Decider:
             log.error("%s", reason, extra={"workflow_id": view.workflow_id})
             decision = guarded(lambda v, n: Decision((Fail(reason),), reason), view, now)
         else:
-            decision = guarded(supervisor, view, now)
+            decision = guarded(supervisor, view, now, view.plan.supervisor)
         elapsed = time.perf_counter() - started
+        self._tell(view, decision, elapsed)
         self.applier.apply_txn(tx, view, decision, now, elapsed, writes, claim)
         return decision
+
+    def _tell(self, view: WorkflowView, decision: Decision, elapsed: float) -> None:
+        """Log (and count) a supervisor's bug once, when it is recorded, and a slow run."""
+        extra = {"workflow_id": view.workflow_id}
+        first = decision.commands[0] if decision.commands else None
+        if isinstance(first, RecordFact) and first.kind in (SUPERVISOR_RAISED, DECISION_REFUSED):
+            log.error("workflow %s failed: %s", view.workflow_id, decision.why, extra=extra)
+            self._notice(first.kind, view.workflow_id)
+        if elapsed > self.slow_decision:
+            log.warning(
+                "supervisor %r of workflow %s took %.2fs to decide (the threshold is %.2fs); "
+                "the workflow stays locked while it runs",
+                view.plan.supervisor,
+                view.workflow_id,
+                elapsed,
+                self.slow_decision,
+                extra=extra,
+            )
+            self._notice("slow_decision", view.workflow_id)
+
+    def _notice(self, what: str, workflow_id: str) -> None:
+        if self.noticed is not None:
+            try:
+                self.noticed(what, workflow_id)
+            except Exception:
+                log.exception("the decision hook failed")

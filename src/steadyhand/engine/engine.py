@@ -20,6 +20,7 @@ from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task, WorkflowRow
 from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.engine import circuits, schedules
+from steadyhand.engine.actions import OperatorActions
 from steadyhand.engine.answers import Started
 from steadyhand.engine.apply import create_workflow_txn, dumps
 from steadyhand.engine.events import EventIntake
@@ -35,7 +36,7 @@ from steadyhand.engine.writes import Writes
 log = logging.getLogger("steadyhand.engine")
 
 
-class Engine(OutcomeRecorder, EventIntake):
+class Engine(OutcomeRecorder, EventIntake, OperatorActions):
     """Applies supervisor decisions to one store (see the module docstring)."""
 
     # -- entry points (each is one transaction) ----------------------------------------------

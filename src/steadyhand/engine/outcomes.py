@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from steadyhand.core.decisions import Decision
-from steadyhand.core.errors import StoreError
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.facts import LOST, call_kind, call_slot
 from steadyhand.core.records import SUPERVISE, NewFact, Task
 from steadyhand.engine.answers import Outcome, outcome_fact
@@ -52,13 +52,18 @@ class OutcomeRecorder(Decider):
 
         With `claim`, a call a decision schedules may be inserted already leased to the
         claim's owner (a hand-off: no lease commit); `claim.tasks` gets it once committed.
-        If the batch as a whole is refused, each report is recorded on its own, so one
-        bad report costs only itself.
+        If the batch as a whole is refused (a constraint, or a bug in one workflow's
+        decision that escaped `guard.guarded`), each report is recorded on its own, so one
+        bad report costs only itself. A store that is unavailable (a full disk, a lost
+        connection) is raised: the whole batch is worth retrying, and reports already
+        recorded are recognised as such (`outcome_fact`).
         """
         if len(reports) > 1:
             try:
                 return self._record_batch(reports, worker, notify=notify, claim=claim)
-            except StoreError as exc:
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
                 log.warning(
                     "a batch of %d outcomes was refused (%s); recording them one by one",
                     len(reports),
@@ -70,7 +75,9 @@ class OutcomeRecorder(Decider):
                 decisions += self._record_batch(
                     [(task, outcome)], worker, notify=notify, claim=claim
                 )
-            except StoreError as exc:
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
                 if len(reports) == 1:
                     raise
                 log.error(  # the others of the batch are recorded; this one is retried
@@ -78,6 +85,7 @@ class OutcomeRecorder(Decider):
                     "and the call be retried",
                     task.id,
                     exc,
+                    exc_info=not isinstance(exc, StoreError),
                     extra={"workflow_id": task.workflow_id, "step": task.step},
                 )
                 decisions.append(None)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
-from steadyhand.core.facts import CANCEL_REQUESTED
 from steadyhand.core.plans import Plan
-from steadyhand.core.records import NewFact, WorkflowRow
+from steadyhand.core.records import WorkflowRow
 from steadyhand.core.schedules import ScheduleSpec, due_ticks, next_tick, tick_key
+from steadyhand.engine.actions import OperatorActions
 from steadyhand.engine.apply import create_workflow_txn
-from steadyhand.engine.events import EventIntake
 from steadyhand.engine.writes import Writes
 from steadyhand.store import scheduling
 from steadyhand.store.base import Store, Tx
@@ -74,12 +73,12 @@ class ScheduleFiring:
         self,
         store: Store,
         plans: Mapping[str, Plan],
-        events: EventIntake,
+        actions: OperatorActions,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
         self.plans = plans
-        self.events = events
+        self.actions = actions
         self.clock = clock
 
     def fire_due(self) -> list[Fired]:
@@ -163,9 +162,8 @@ class ScheduleFiring:
 
     def _cancel(self, workflow_id: str, schedule: str) -> None:
         reason = f"schedule {schedule}: the next tick came while it ran (overlap=cancel_previous)"
-        fact = NewFact(CANCEL_REQUESTED, data={"reason": reason, "by": f"schedule:{schedule}"})
         with contextlib.suppress(NotFoundError):  # archived meanwhile: nothing to cancel
-            self.events.append_event(workflow_id, fact)
+            self.actions.cancel(workflow_id, reason, f"schedule:{schedule}")
 
 
 def set_paused(store: Store, name: str, paused: bool) -> None:

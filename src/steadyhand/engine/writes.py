@@ -142,6 +142,15 @@ class Writes:
         self.leased_calls.append(({**row, "owner": claim.owner, "until": until}, claim))
         return True
 
+    def withdraw_calls(self, workflow_id: str) -> list[tuple[str, str, int]]:
+        """Drop the calls this transaction queued for a workflow that is ending; returns
+        each one's (phase, step, attempt). (The store's: the `withdraw_calls` statement.)"""
+        dropped = [r for r in self.call_tasks if r["id"] == workflow_id]
+        dropped += [r for r, _ in self.leased_calls if r["id"] == workflow_id]
+        self.call_tasks = [r for r in self.call_tasks if r["id"] != workflow_id]
+        self.leased_calls = [(r, c) for r, c in self.leased_calls if r["id"] != workflow_id]
+        return [(r["kind"], r["step"], int(r["attempt"])) for r in dropped]
+
     def wake(self, workflow_id: str, due_at: float, now: float, *, notify: bool = True) -> None:
         """Ask for a supervisor run at `due_at` (`notify`: worth waking idle workers for)."""
         self.wakeups.append({"id": workflow_id, "due_at": due_at, "now": now})

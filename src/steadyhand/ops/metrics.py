@@ -199,6 +199,24 @@ class WorkerMetrics:
         self.tasks = Counter(
             "steadyhand_worker_tasks", "Tasks this worker finished, by kind", ["kind"], registry=r
         )
+        self.supervisor_errors = Counter(
+            "steadyhand_worker_supervisor_errors",
+            "Workflows this worker ended failed for a bug in supervisor code: it raised "
+            "(raised) or returned a decision that cannot be applied (refused)",
+            ["kind"],
+            registry=r,
+        )
+        self.slow_decisions = Counter(
+            "steadyhand_worker_slow_decisions",
+            "Supervisor runs that took longer than the worker's --slow-decision threshold",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "steadyhand_worker_store_errors",
+            "Store errors this worker met, by cause (disk_full, locked, connection_refused, ...)",
+            ["cause"],
+            registry=r,
+        )
 
     def task_done(
         self, task: Task, outcome: Outcome | None, call_seconds: float, decide_seconds: float
@@ -219,6 +237,17 @@ class WorkerMetrics:
 
     def lease_expired(self, task: Task) -> None:
         self.lease_expiries.labels(task.kind).inc()
+
+    def noticed(self, what: str, detail: str) -> None:
+        """Trouble worth counting (see `runtime.options.Noticed`)."""
+        if what == "supervisor_raised":
+            self.supervisor_errors.labels("raised").inc()
+        elif what == "decision_refused":
+            self.supervisor_errors.labels("refused").inc()
+        elif what == "slow_decision":
+            self.slow_decisions.inc()
+        elif what == "store_error":
+            self.store_errors.labels(detail).inc()
 
     def serve(self, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
         """Expose these counters on http://host:port/metrics from a background thread;

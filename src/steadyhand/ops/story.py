@@ -14,12 +14,15 @@ from typing import Any
 
 from steadyhand.core.facts import (
     ACTION,
+    CANCEL_IGNORED,
     CANCEL_REQUESTED,
     COMPENSATION,
     COMPENSATION_BEGAN,
+    DECISION_REFUSED,
     OUTCOME_REPORTED_LATE,
     PHASE_PREFIX,
     RETRY_REQUESTED,
+    SUPERVISOR_RAISED,
     SUPERVISOR_RAN,
     WORKFLOW_COMPENSATED,
     WORKFLOW_COMPLETED,
@@ -46,6 +49,10 @@ TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plai
     SUPERVISOR_RAN: "decision",
     CANCEL_REQUESTED: "operator",
     RETRY_REQUESTED: "operator",
+    CANCEL_IGNORED: "operator",
+    SUPERVISOR_RAISED: "bad",
+    DECISION_REFUSED: "bad",
+    "withdrawn": "warn",
 }
 MAX_VALUE_CHARS = 300
 _EPOCH = re.compile(r"\bat (\d{9,}\.\d+)\b")
@@ -180,6 +187,8 @@ def sentence(fact: Fact) -> str:
         return "started"
     if fact.kind == CANCEL_REQUESTED:
         return f"cancel requested{who}: {fact.get('reason', '')}"
+    if fact.kind == RETRY_REQUESTED and fact.get("rollback"):
+        return f"{fact.get('reason', '')}{who}: a new round that compensates what took effect"
     if fact.kind == RETRY_REQUESTED:
         return f"retry requested{who}: {fact.get('reason', '')}; a new round of attempts begins"
     if fact.kind == COMPENSATION_BEGAN:
@@ -190,6 +199,16 @@ def sentence(fact: Fact) -> str:
         return f"ended compensated: {fact.get('reason', '')}"
     if fact.kind == WORKFLOW_FAILED:
         return f"ended FAILED: {fact.get('reason', '')}"
+    if fact.kind == SUPERVISOR_RAISED:
+        return (
+            f"supervisor {fact.get('supervisor', '')} raised {fact.get('error', '')}"
+            f" at {fact.get('where') or 'an unknown line'} (a bug in supervisor code)"
+        )
+    if fact.kind == DECISION_REFUSED:
+        what = "; ".join(str(p) for p in fact.get("problems", ()))
+        return f"decision of supervisor {fact.get('supervisor', '')} refused: {what}"
+    if fact.kind == CANCEL_IGNORED:
+        return f"cancel ignored{who}: the workflow had already ended {fact.get('state', '')}"
     if fact.kind == OUTCOME_REPORTED_LATE:
         return (
             f"{fact.get('phase', 'call')} {fact.get('attempt', '')} of {fact.step} answered late "
@@ -210,7 +229,8 @@ def _call_sentence(fact: Fact, phase: str, suffix: str) -> str:
             return f"{what} answered {fact.get('answer')}{worker}"
         result = fact.get("result")
         shown = f": {short(result)}" if result is not None else ""
-        return f"{what} succeeded{worker}{took}{shown}"
+        late = f" (late: after the workflow ended {fact.get('after_end')})"
+        return f"{what} succeeded{worker}{took}{shown}" + (late if fact.get("after_end") else "")
     if suffix == "failed":
         kind = "permanently" if fact.get("permanent") else "for a passing reason"
         if fact.get("agent_missing"):
@@ -222,6 +242,8 @@ def _call_sentence(fact: Fact, phase: str, suffix: str) -> str:
         return f"{what} lost: {fact.get('error', '')}; the outcome is unknown"
     if suffix == "uncertain":
         return f"{what} ended uncertain{worker}: {fact.get('error', '')}"
+    if suffix == "withdrawn":
+        return f"{what} withdrawn: {fact.get('reason', '')}"
     return f"{what} {suffix.replace('_', ' ')}"
 
 

@@ -73,6 +73,7 @@ class Duties:
                 until = time.time() + self._options.lease_seconds
                 await self._calls.call(self._store.renew_leases, self._worker_id, ids, until)
             except StoreUnavailable as exc:
+                self._calls.store_failed(exc)
                 log.warning("could not renew leases (%s)", exc)
 
     async def watchdog(self) -> None:
@@ -83,6 +84,7 @@ class Duties:
             try:
                 await self.sweep_once()
             except StoreUnavailable as exc:
+                self._calls.store_failed(exc)
                 log.warning("watchdog skipped a sweep (%s)", exc)
             except Exception:
                 log.exception("watchdog sweep failed")
@@ -123,6 +125,7 @@ class Duties:
             try:
                 changes = await self._calls.call(self._engine.evaluate_circuits)
             except StoreUnavailable as exc:
+                self._calls.store_failed(exc)
                 log.warning("circuits not evaluated (%s)", exc)
                 continue
             for change in changes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +29,9 @@ class WorkerOptions:
     record_batch: int = 64  # most call outcomes recorded (and decided on) per transaction
     circuit_interval: float = 0.5  # how often service circuits are re-judged from their facts
     schedule_interval: float = 1.0  # how often due schedule ticks are looked for
+    # A supervisor run longer than this (seconds) is logged with its workflow and counted:
+    # the workflow stays locked while its supervisor runs.
+    slow_decision: float = 1.0
 
 
 class WorkerObserver(Protocol):
@@ -38,6 +42,18 @@ class WorkerObserver(Protocol):
     ) -> None: ...
 
     def lease_expired(self, task: Task) -> None: ...
+
+
+Noticed = Callable[[str, str], None]
+"""An optional observer method, `noticed(what, detail)`, told of trouble worth counting:
+`supervisor_raised` / `decision_refused` / `slow_decision` (detail: the workflow id) and
+`store_error` (detail: the error's cause, e.g. `disk_full`)."""
+
+
+def noticer(metrics: object) -> Noticed | None:
+    """The observer's `noticed` method, if it has one (it is optional)."""
+    found = getattr(metrics, "noticed", None)
+    return found if callable(found) else None
 
 
 def worker_id() -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from steadyhand.core.errors import StoreUnavailable
+from steadyhand.core.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("steadyhand.worker")
 T = TypeVar("T")
@@ -28,6 +28,12 @@ class StoreCalls:
         self._pool = ThreadPoolExecutor(
             max_workers=min(concurrency, 8) + 2, thread_name_prefix="steadyhand-db"
         )
+        self.noticed: Callable[[str, str], None] | None = None  # counts store errors
+
+    def store_failed(self, exc: StoreError) -> None:
+        """Count a store error by its cause (disk_full, locked, connection_refused, ...)."""
+        if self.noticed is not None:
+            self.noticed("store_error", exc.cause)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one store call in the pool; its errors reach the caller."""
@@ -41,6 +47,7 @@ class StoreCalls:
             try:
                 return await self.call(fn, *args, **kwargs)
             except StoreUnavailable as exc:
+                self.store_failed(exc)
                 log.warning("store unavailable (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)

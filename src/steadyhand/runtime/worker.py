@@ -19,14 +19,14 @@ import time
 from typing import Any
 
 from steadyhand.core.circuit import allowance, trial_window_start
-from steadyhand.core.errors import StoreUnavailable
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.app import App
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
 from steadyhand.runtime.calls import missing_agent, perform
 from steadyhand.runtime.duties import Duties
-from steadyhand.runtime.options import WorkerObserver, WorkerOptions, worker_id
+from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
 from steadyhand.runtime.recorder import GroupCommit
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
@@ -52,9 +52,12 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = worker_id()
         self.engine = Engine(store, app.supervisors, plans=app.plans)
+        self.engine.slow_decision = self.options.slow_decision
+        self.engine.noticed = noticer(metrics)
         self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
         self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
         self.store_calls = StoreCalls(self.options.concurrency)
+        self.store_calls.noticed = noticer(metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._kick: asyncio.Event | None = None
@@ -163,6 +166,7 @@ class Worker:
                         now + self.options.lease_seconds,
                     )
                 except StoreUnavailable as exc:
+                    self.store_calls.store_failed(exc)
                     log.warning("cannot lease tasks (%s); retrying", exc)
                     await self._sleep(1.0)
                     continue
@@ -204,6 +208,7 @@ class Worker:
                 trial_window_start,
             )
         except StoreUnavailable as exc:
+            self.store_calls.store_failed(exc)
             log.warning("cannot lease calls to services (%s); retrying", exc)
             return []
 
@@ -231,6 +236,14 @@ class Worker:
                 self.metrics.task_done(task, outcome, call_seconds, decide_seconds)
         except asyncio.CancelledError:
             raise
+        except StoreError as exc:  # refused, not unavailable: said once, without a traceback
+            self.store_calls.store_failed(exc)
+            log.error(
+                "task %s could not be recorded: %s; its lease will expire and it will be retried",
+                task.id,
+                exc,
+                extra={"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt},
+            )
         except Exception:
             log.exception(
                 "task %s failed inside the worker; its lease will expire and it will be retried",

@@ -22,10 +22,11 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from steadyhand.core import jsoncodec
-from steadyhand.core.errors import InputError, StoreError, StoreUnavailable
+from steadyhand.core.errors import InputError, StoreError
 from steadyhand.core.records import Task
 from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
+from steadyhand.store.pg_errors import connect_error, store_error
 from steadyhand.store.queries import IN_IDS, SHARED
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -151,6 +152,7 @@ QUERIES = {
 }
 
 _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+_STORE_ERRORS = (psycopg.Error, PoolTimeout)
 _RETURNED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 IDLE_CHECK_SECONDS = 5.0
 
@@ -264,28 +266,42 @@ class PostgresStore(Store):
             open=False,
             name=f"steadyhand-{self.schema}",
         )
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        found = self._diagnose()  # one direct attempt: a wrong URL is said at once, clearly
+        if found is not None:
+            raise connect_error(found, _redact(self.conninfo)) from found
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
         except _UNAVAILABLE as exc:
             self._pool.close()
-            raise StoreUnavailable(
-                f"cannot reach PostgreSQL at {_redact(self.conninfo)}: {exc}. Is the server "
-                "running, and does the URL name the right host, port, user and database?"
-            ) from exc
+            raise self._error(exc) from exc
         if migrate:
             self.migrate()
+
+    def _diagnose(self) -> psycopg.Error | None:
+        """Try one direct connection; the error it meets, or None when the server answers."""
+        try:
+            conn = psycopg.connect(
+                self.conninfo, connect_timeout=max(2, int(self._connect_timeout))
+            )
+        except psycopg.Error as exc:
+            return exc
+        conn.close()
+        return None
+
+    def _error(self, exc: BaseException) -> StoreError:
+        """What a failure means, in words (see `pg_errors`)."""
+        where = _redact(self.conninfo)
+        return store_error(exc, where, self._diagnose, self._max_connections)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
             with self._pool.connection() as conn, conn.transaction():
                 yield PgTx(conn, self.channel)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-        except psycopg.IntegrityError as exc:
-            raise StoreError(f"PostgreSQL refused the change: {exc}") from exc
-        except psycopg.errors.RaiseException as exc:
-            raise StoreError(f"PostgreSQL refused the change: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
 
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:
@@ -293,8 +309,8 @@ class PostgresStore(Store):
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield PgTx(conn, self.channel)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
 
     def migrate(self) -> int:
         target = latest_version("postgres")
@@ -322,8 +338,8 @@ class PostgresStore(Store):
                     conn.execute(
                         QUERIES["record_schema_version"], {"version": version, "now": time.time()}
                     )
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
         return target
 
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:

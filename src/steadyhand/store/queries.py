@@ -102,6 +102,13 @@ SHARED: dict[str, str] = {
     """,
     "delete_task": "DELETE FROM tasks WHERE id = :task_id",
     "delete_tasks": f"DELETE FROM tasks WHERE id {IN_IDS}",
+    # A workflow that ends withdraws the calls still queued for it (never those a worker
+    # holds: they are in flight and will be recorded late).
+    "withdraw_calls": """
+        DELETE FROM tasks
+        WHERE workflow_id = :id AND kind <> 'supervise' AND lease_owner IS NULL
+        RETURNING kind, step, attempt
+    """,
     "workflow_tasks": """
         SELECT id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
                lease_expires_at, service

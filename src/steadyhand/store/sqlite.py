@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from steadyhand.core.errors import InputError, StoreError, StoreUnavailable
+from steadyhand.core.errors import InputError, StoreError
 from steadyhand.core.records import Task
 from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.queries import SHARED
+from steadyhand.store.sqlite_errors import store_error
 from steadyhand.store.wakeup import WakeChannel
 
 
@@ -104,28 +105,29 @@ class SqliteStore(Store):
         try:
             conn = self._connection()
             conn.execute(f"BEGIN {mode}")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path} is unavailable: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
         try:
             yield SqliteTx(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"SQLite commit failed: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            _rollback(conn)
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return store_error(exc, self.path, self._busy_timeout)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
             with self._begin("IMMEDIATE") as tx:
                 yield tx
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"SQLite refused the change: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
         if tx.wants_broadcast:
             self._channel.broadcast()
         else:
@@ -136,10 +138,16 @@ class SqliteStore(Store):
         try:
             with self._begin("DEFERRED") as tx:
                 yield tx
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
 
     def migrate(self) -> int:
+        try:
+            return self._migrate()
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _migrate(self) -> int:
         target = latest_version("sqlite")
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
@@ -164,7 +172,7 @@ class SqliteStore(Store):
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return target
 
@@ -193,6 +201,19 @@ class SqliteStore(Store):
             self._all.clear()
         self._local = threading.local()
         self._channel.close()
+
+
+_STORE_ERRORS = (sqlite3.DatabaseError,)
+"""What SQLite raises about the store (operational, integrity, corruption; `store_error`
+names each)."""
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: after a full disk or an I/O error SQLite
+    has already rolled it back, and a second ROLLBACK would hide the real error."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:

@@ -277,8 +277,9 @@ class Dashboard:
         by = "dashboard" + (f" ({request.client.host})" if request.client else "")
         do = self.client.retry if action == "retry" else self.client.cancel
         try:
-            status = await run_in_threadpool(do, workflow_id, reason, by)
-            notice = f"{action} recorded; the workflow is now {status.state}"
+            answer = await run_in_threadpool(do, workflow_id, reason, by)
+            done = "recorded" if answer.applied else "not applied"
+            notice = f"{action} {done}: {answer.message}; the workflow is now {answer.state}"
         except InputError as exc:
             notice = f"{action} refused: {exc}"
         target = f"/workflows/{workflow_id}?{urlencode({'notice': notice})}"
