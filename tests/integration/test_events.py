@@ -169,11 +169,11 @@ def test_cancelling_a_parent_cancels_its_child(store: Store) -> None:
     started = client.start("order", {})
     child_id = f"{started.workflow_id}.fulfil"
     with running_worker(app, store):
-        for _ in range(300):
-            view = client.view(started.workflow_id)
-            if view.has("child_started"):
+        for _ in range(1500):  # the child has started and its first step took effect
+            if ("reserve", child_id) in LOG:
                 break
             time.sleep(0.01)
+        assert ("reserve", child_id) in LOG
         client.cancel(started.workflow_id, reason="customer cancelled")
         status = client.wait(started.workflow_id, timeout=15)
     assert status.state == "compensated"
