@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from steadyhand.core.decisions import Decision
-from steadyhand.core.errors import StoreError
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.facts import LOST, call_kind, call_slot
 from steadyhand.core.records import SUPERVISE, NewFact, Task
 from steadyhand.engine.answers import Outcome, outcome_fact
@@ -53,11 +53,16 @@ class OutcomeRecorder(Decider):
         With `claim`, a call a decision schedules may be inserted already leased to the
         claim's owner (a hand-off: no lease commit); `claim.tasks` gets it once committed.
         If the batch as a whole is refused, each report is recorded on its own, so one
-        bad report costs only itself.
+        bad report costs only itself. If the store becomes unavailable (a lost connection,
+        a failover), `StoreUnavailable` is raised whatever was recorded so far: the caller
+        retries the whole batch, and a report already recorded is recognised and skipped,
+        so no outcome is dropped and none is recorded twice.
         """
         if len(reports) > 1:
             try:
                 return self._record_batch(reports, worker, notify=notify, claim=claim)
+            except StoreUnavailable:
+                raise  # not a refusal: nothing is known to be wrong with any report
             except StoreError as exc:
                 log.warning(
                     "a batch of %d outcomes was refused (%s); recording them one by one",
@@ -70,6 +75,8 @@ class OutcomeRecorder(Decider):
                 decisions += self._record_batch(
                     [(task, outcome)], worker, notify=notify, claim=claim
                 )
+            except StoreUnavailable:
+                raise  # the caller retries all: dropping the rest would lose their outcomes
             except StoreError as exc:
                 if len(reports) == 1:
                     raise
