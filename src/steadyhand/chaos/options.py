@@ -4,10 +4,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steadyhand.demo.options import DemoOptions
+
+if TYPE_CHECKING:
+    from steadyhand.chaos.disruptions import Disruption
 
 SQLITE_FILE = "chaos.db"
 PG_SCHEMA = "steadyhand_chaos"
@@ -42,6 +47,9 @@ class ChaosOptions:
     pg_cluster: tuple[str, str] = ("15", "main")
     workdir: Path = Path("steadyhand-chaos")
     timeout: float = 1800.0
+    # `steadyhand failover`: strikes once, halfway through the arrivals (kill the primary,
+    # promote the standby); given the seconds into the run, returns what happened.
+    failover: Callable[[float], Disruption] | None = None
 
     def __post_init__(self) -> None:
         if self.workflows < 1 or self.workers < 1 or self.concurrency < 1:

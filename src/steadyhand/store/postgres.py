@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from steadyhand.core import jsoncodec
-from steadyhand.core.errors import InputError, StoreError, StoreUnavailable
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import Task
 from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
@@ -423,4 +423,3 @@ class PostgresStore(Store):
                 self._listener.close()
                 self._listener = None
         self._pool.close()
-

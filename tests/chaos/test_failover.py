@@ -1,0 +1,81 @@
+"""Losing the PostgreSQL primary (issue 19), CI-sized: a primary and a synchronous standby
+built with initdb/pg_basebackup on loopback ports, workers and clients on a multi-host URL
+(`target_session_attrs=read-write`), the primary SIGKILLed halfway through the arrivals and
+the standby promoted. Every workflow must end; no acknowledged start or signal may be lost,
+no fact seen before the kill may change, no booking may be doubled. `make failover` is the
+longer run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from steadyhand.chaos.cluster import primary_and_standby, server_bin
+from steadyhand.chaos.failover import run_failover
+from steadyhand.chaos.options import ChaosOptions
+from steadyhand.core.errors import StoreError, StoreUnavailable
+from steadyhand.store import open_store
+
+needs_server = pytest.mark.skipif(
+    server_bin() is None, reason="no PostgreSQL server programs (initdb) installed"
+)
+
+
+@needs_server
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_losing_the_primary_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+    options = ChaosOptions(
+        workflows=30,
+        rate=3.0,  # arrivals over 10 s: the kill (at ~5 s) meets calls in flight
+        workers=2,
+        concurrency=8,
+        seed=19,
+        kill_every=4.0,  # a few worker kills as well
+        min_kills=0,
+        disruptions=0,
+        restarts=0,
+        terminate_scope="run",
+        workdir=tmp_path / "failover",
+        timeout=90.0,
+    )
+    result = run_failover(options)
+    chaos = result.chaos
+    problems = [(c.name, p) for c in chaos.verdict.checks for p in c.problems]
+    assert [d.kind for d in chaos.disruptions] == ["failover"]
+    assert chaos.tally.trips == 30 and chaos.tally.finished == 30, problems
+    assert chaos.verdict.violations == 0, problems
+    assert result.starts_acknowledged == 30 and result.starts_lost == 0
+    assert result.signals_answered > 0 and result.signals_lost == 0
+    assert result.facts_changed == 0 and result.doubled == 0
+    assert result.first_decision_s is not None, "no decision was recorded on the new primary"
+    assert result.ok
+
+
+@needs_server
+@pytest.mark.timeout(60)
+def test_a_writer_pointed_at_a_standby_is_refused_with_what_to_do() -> None:
+    with primary_and_standby() as cluster:
+        open_store(f"{cluster.primary.conninfo}?schema=roles").close()  # creates the tables
+        standby = f"{cluster.standby.conninfo}?schema=roles"
+        with pytest.raises(StoreError) as refused:
+            open_store(standby)
+        message = str(refused.value)
+        assert "read-only standby" in message and "target_session_attrs=read-write" in message
+        # The read-only surfaces may use it, and say how far behind it is.
+        reader = open_store(standby, read_only=True)
+        try:
+            lag = reader.replica_lag()
+            assert lag is not None and lag >= 0
+            with pytest.raises(StoreUnavailable, match="read-only"), reader.transaction() as tx:
+                tx.query("DELETE FROM facts")
+        finally:
+            reader.close()
+        # A multi-host URL without target_session_attrs finds the primary by itself.
+        both = f"postgresql://postgres@127.0.0.1:{cluster.standby.port},127.0.0.1:"
+        writer = open_store(f"{both}{cluster.primary.port}/steadyhand?schema=roles")
+        try:
+            assert writer.replica_lag() is None
+        finally:
+            writer.close()
