@@ -67,8 +67,9 @@ class Strike:
         return Disruption("failover", at, time.monotonic() - started, detail)
 
     def _first_decision(self, timeout: float) -> float | None:
-        """The time of the first supervisor run recorded after the kill (facts carry the
-        deciding worker's clock; all run on this machine)."""
+        """When a supervisor run that began after the kill is first seen committed on the new
+        primary (polled every 50 ms). Not the fact's own time: that is read when its
+        transaction begins, which may be before the switch it then waited out."""
         query = f"SELECT min(at) FROM {SCHEMA}.facts WHERE kind = 'supervisor_ran' AND at > %s"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -76,10 +77,10 @@ class Strike:
                 with psycopg.connect(self.cluster.standby.conninfo, connect_timeout=2) as conn:
                     row = conn.execute(query, (self.killed_at,)).fetchone()
                 if row is not None and row[0] is not None:
-                    return float(row[0])
+                    return time.time()
             except psycopg.Error:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         return None
 
 
