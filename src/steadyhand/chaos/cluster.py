@@ -168,7 +168,7 @@ class Cluster:
         first = (node.datadir / "postmaster.pid").read_text().splitlines()[0]
         node.pid = int(first)
 
-    def build(self) -> None:
+    def build(self, with_standby: bool = True) -> None:
         """initdb the primary, start it, create the database, copy it with pg_basebackup,
         start the standby, and wait until it streams synchronously."""
         self._run([self._bin("initdb"), "-D", str(self.primary.datadir), "-U", "postgres",
@@ -180,6 +180,9 @@ class Cluster:
         admin = self.primary.conninfo.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
+        if not with_standby:
+            self.events.append(f"primary :{self.primary.port}, no standby")
+            return
         self._run([self._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port),
                    "-U", "postgres", "-D", str(self.standby.datadir), "-X", "stream",
                    "-c", "fast", "--no-sync"])  # fmt: skip
@@ -248,9 +251,12 @@ def _wait_gone(pid: int, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def primary_and_standby(first_port: int | None = None) -> Iterator[Cluster]:
+def primary_and_standby(
+    first_port: int | None = None, *, with_standby: bool = True
+) -> Iterator[Cluster]:
     """Build a primary (on `first_port`, default a free port) and a synchronous standby (the
-    next port) in a new temp directory; stop both and remove it on exit, whatever happened."""
+    next port) in a new temp directory; stop both and remove it on exit, whatever happened.
+    Without the standby: one private server (benchmarks that read server-wide counters)."""
     bindir = server_bin()
     if bindir is None:
         raise ClusterError("no PostgreSQL server programs (initdb, pg_ctl) are installed")
@@ -271,7 +277,7 @@ def primary_and_standby(first_port: int | None = None) -> Iterator[Cluster]:
         Node("standby", first_port + 1, base / "standby"),
     )
     try:
-        cluster.build()
+        cluster.build(with_standby)
         yield cluster
     finally:
         cluster.stop()
