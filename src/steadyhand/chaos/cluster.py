@@ -109,12 +109,16 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
         _wait_gone(node.pid, 10.0)
         node.pid = None
-        self.events.append(f"SIGKILLed the primary on :{node.port} and {len(children)} children")
+        self.events.append(
+            f"SIGKILLed the primary on :{node.port} and {len(children)} children "
+            f"(gone in {time.time() - at:.2f} s)"
+        )
         return at
 
     def promote_standby(self, timeout: float = 60.0) -> float:
         """Promote the standby (`pg_ctl promote`, waiting until it accepts writes); returns
         the wall-clock time it did."""
+        started = time.time()
         self._run([self._bin("pg_ctl"), "promote", "-w", "-t", str(int(timeout)), "-D",
                    str(self.standby.datadir)], timeout + 5)  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -127,8 +131,24 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise ClusterError(f"the standby on :{self.standby.port} did not promote")
             time.sleep(0.05)
-        self.events.append(f"promoted the standby on :{self.standby.port}")
+        self.events.append(
+            f"promoted the standby on :{self.standby.port} in {time.time() - started:.2f} s"
+        )
         return time.time()
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        """Wait until the standby has applied everything the primary wrote so far (a commit
+        waits only for the standby's flush, so a read there may briefly not see it)."""
+        with psycopg.connect(self.primary.conninfo, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        target = row[0] if row else "0/0"
+        query = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.standby.conninfo, autocommit=True) as conn:
+            while not (conn.execute(query, (target,)).fetchone() or (False,))[0]:
+                if time.monotonic() > deadline:
+                    raise ClusterError("the standby did not catch up with the primary")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every server this cluster started (immediate shutdown, by pid) and remove
@@ -183,6 +203,14 @@ class Cluster:
         if not with_standby:
             self.events.append(f"primary :{self.primary.port}, no standby")
             return
+        self._make_standby()
+        self.events.append(
+            f"primary :{self.primary.port}, synchronous standby :{self.standby.port}"
+        )
+
+    def _make_standby(self) -> None:
+        """Copy the primary into the standby's directory, start it streaming, and make it
+        the synchronous standby the primary's commits wait for."""
         self._run([self._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary.port),
                    "-U", "postgres", "-D", str(self.standby.datadir), "-X", "stream",
                    "-c", "fast", "--no-sync"])  # fmt: skip
@@ -199,9 +227,22 @@ class Cluster:
             conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'")
             conn.execute("SELECT pg_reload_conf()")
         self._wait_sync()
+
+    def rebuild_standby(self) -> float:
+        """After a failover: the lost node comes back as the new primary's synchronous
+        standby (a fresh copy, as a replaced machine would); returns the seconds it took."""
+        started = time.monotonic()
+        if self.primary.pid is not None:
+            raise ClusterError("rebuild_standby is for after a failover: the primary still runs")
+        self.primary, self.standby = self.standby, self.primary
+        shutil.rmtree(self.standby.datadir)
+        self._make_standby()
+        took = time.monotonic() - started
         self.events.append(
-            f"primary :{self.primary.port}, synchronous standby :{self.standby.port}"
+            f"rebuilt :{self.standby.port} as the synchronous standby of :{self.primary.port} "
+            f"in {took:.1f} s"
         )
+        return took
 
     def _wait_sync(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -273,8 +314,8 @@ def primary_and_standby(
     cluster = Cluster(
         base,
         bindir,
-        Node("primary", first_port, base / "primary"),
-        Node("standby", first_port + 1, base / "standby"),
+        Node("node1", first_port, base / "node1"),
+        Node("node2", first_port + 1, base / "node2"),
     )
     try:
         cluster.build(with_standby)

@@ -42,31 +42,34 @@ Note = Callable[[str], None]
 
 @dataclass
 class Strike:
-    """The disruption the harness runs once: kill the primary, promote the standby, and
-    wait for the first decision recorded on the new primary (its wall-clock time)."""
+    """The disruption the harness runs: kill the primary, promote the standby, wait for the
+    first decision recorded on the new primary, then bring the lost node back as the new
+    standby (so the next strike again loses nothing a client saw)."""
 
     cluster: Cluster
-    killed_at: float = 0.0
-    promoted_at: float = 0.0
-    first_decision_at: float | None = None
+    promoted_s: list[float] = field(default_factory=list)
+    first_decision_s: list[float | None] = field(default_factory=list)
 
     def __call__(self, at: float) -> Disruption:
         started = time.monotonic()
-        self.killed_at = self.cluster.kill_primary()
-        self.promoted_at = self.cluster.promote_standby()
-        self.first_decision_at = self._first_decision(timeout=120.0)
+        killed_at = self.cluster.kill_primary()
+        promoted_at = self.cluster.promote_standby()
+        first = self._first_decision(killed_at, timeout=120.0)
+        self.promoted_s.append(promoted_at - killed_at)
+        self.first_decision_s.append(None if first is None else first - killed_at)
         recovered = (
             "no decision within 120 s"
-            if self.first_decision_at is None
-            else f"first decision {self.first_decision_at - self.killed_at:.2f} s after"
+            if first is None
+            else f"first decision {first - killed_at:.2f} s after"
         )
+        rebuilt = self.cluster.rebuild_standby()
         detail = (
-            f"SIGKILLed the primary; standby writable {self.promoted_at - self.killed_at:.2f} s "
-            f"after the kill, {recovered}"
+            f"SIGKILLed the primary; standby writable {promoted_at - killed_at:.2f} s after "
+            f"the kill, {recovered}; lost node back as synchronous standby in {rebuilt:.1f} s"
         )
         return Disruption("failover", at, time.monotonic() - started, detail)
 
-    def _first_decision(self, timeout: float) -> float | None:
+    def _first_decision(self, killed_at: float, timeout: float) -> float | None:
         """When a supervisor run that began after the kill is first seen committed on the new
         primary (polled every 50 ms). Not the fact's own time: that is read when its
         transaction begins, which may be before the switch it then waited out."""
@@ -75,7 +78,7 @@ class Strike:
         while time.monotonic() < deadline:
             try:
                 with psycopg.connect(self.cluster.standby.conninfo, connect_timeout=2) as conn:
-                    row = conn.execute(query, (self.killed_at,)).fetchone()
+                    row = conn.execute(query, (killed_at,)).fetchone()
                 if row is not None and row[0] is not None:
                     return time.time()
             except psycopg.Error:
@@ -128,8 +131,8 @@ class FailoverResult:
     """The chaos verdict plus what the failover itself showed."""
 
     chaos: ChaosResult
-    promoted_s: float
-    first_decision_s: float | None
+    promoted_s: list[float]
+    first_decision_s: list[float | None]
     starts_acknowledged: int
     starts_lost: int
     signals_answered: int
@@ -143,7 +146,8 @@ class FailoverResult:
     def ok(self) -> bool:
         return (
             self.chaos.ok
-            and self.first_decision_s is not None
+            and len(self.first_decision_s) == self.chaos.options.failovers
+            and None not in self.first_decision_s
             and self.starts_lost == 0
             and self.signals_lost == 0
             and self.facts_changed == 0
@@ -153,10 +157,11 @@ class FailoverResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "kill_to_standby_writable_s": round(self.promoted_s, 2),
-            "kill_to_first_decision_s": (
-                None if self.first_decision_s is None else round(self.first_decision_s, 2)
-            ),
+            "failovers": len(self.promoted_s),
+            "kill_to_standby_writable_s": [round(s, 2) for s in self.promoted_s],
+            "kill_to_first_decision_s": [
+                None if s is None else round(s, 2) for s in self.first_decision_s
+            ],
             "starts_acknowledged": self.starts_acknowledged,
             "starts_lost": self.starts_lost,
             "signals_answered": self.signals_answered,
@@ -187,16 +192,15 @@ def run_failover(
         finally:
             signaller.stop()
         starts_lost, signals_lost = _lost(url, chaos, signaller.answered)
-        with psycopg.connect(cluster.standby.conninfo, connect_timeout=5) as conn:
+        with psycopg.connect(cluster.primary.conninfo, connect_timeout=5) as conn:
             row = conn.execute("SHOW server_version").fetchone()
         server = f"PostgreSQL {row[0] if row else '?'}"
         events = list(cluster.events)
     problems = {c.name: len(c.problems) for c in chaos.verdict.checks}
-    first = strike.first_decision_at
     return FailoverResult(
         chaos=chaos,
-        promoted_s=strike.promoted_at - strike.killed_at,
-        first_decision_s=None if first is None else first - strike.killed_at,
+        promoted_s=strike.promoted_s,
+        first_decision_s=strike.first_decision_s,
         starts_acknowledged=len(chaos.records),
         starts_lost=starts_lost,
         signals_answered=len(signaller.answered),

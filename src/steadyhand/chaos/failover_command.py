@@ -35,6 +35,9 @@ BEGIN, END = "<!-- failover:begin -->", "<!-- failover:end -->"
 @click.option("--concurrency", default=16, show_default=True)
 @click.option("--seed", default=1, show_default=True, help="Seeds faults and kills.")
 @click.option("--faults", type=click.Choice(PROFILE_NAMES), default="hostile", show_default=True)
+@click.option(
+    "--failovers", default=3, show_default=True, help="Primaries lost, spread over the run."
+)
 @click.option("--kill-every", default=3.0, show_default=True, help="Mean s between worker kills.")
 @click.option("--port", type=int, default=None, help="Primary's port (standby: +1); default free.")
 @click.option(
@@ -58,6 +61,7 @@ def failover(
     concurrency: int,
     seed: int,
     faults: str,
+    failovers: int,
     kill_every: float,
     port: int | None,
     workdir: Path,
@@ -79,6 +83,7 @@ def failover(
             concurrency=concurrency,
             seed=seed,
             faults=faults,
+            failovers=failovers,
             kill_every=kill_every,
             min_kills=0,
             disruptions=0,
@@ -131,7 +136,8 @@ def section(result: FailoverResult, command: str) -> str:
     )
     lost = f"{figures['starts_acknowledged']} / **{figures['starts_lost']}**"
     signals = f"{figures['signals_answered']} / **{figures['signals_lost']}**"
-    recovered = f"**{figures['kill_to_first_decision_s']} s**"
+    recovered = ", ".join(f"{v} s" for v in figures["kill_to_first_decision_s"])
+    writable = ", ".join(f"{v} s" for v in figures["kill_to_standby_writable_s"])
     rows = [
         ("workflows", chaos["workflows"]),
         (
@@ -139,9 +145,9 @@ def section(result: FailoverResult, command: str) -> str:
             f"{chaos['completed']} / {chaos['compensated']} / {chaos['failed']}",
         ),
         ("unfinished", chaos["unfinished"]),
-        ("primary SIGKILLed, standby promoted", "1"),
-        ("kill → standby accepts writes", f"{figures['kill_to_standby_writable_s']} s"),
-        ("**kill → first decision on the new primary**", recovered),
+        ("primaries SIGKILLed, standbys promoted", figures["failovers"]),
+        ("kill → standby accepts writes", writable),
+        ("**kill → first decision on the new primary**", f"**{recovered}**"),
         ("workers SIGKILLed as well", f"{chaos['kills']} (of {chaos['workers_started']} started)"),
         ("workers that exited by themselves", chaos["workers_exited_by_themselves"]),
         ("store calls retried by workers (log lines)", chaos["store_retries_logged"]),
@@ -162,8 +168,10 @@ def section(result: FailoverResult, command: str) -> str:
 Two throwaway clusters on loopback (initdb + pg_basebackup, synchronous
 replication, `synchronous_commit = on`); workers, the harness and a signalling client all use
 `postgresql://127.0.0.1:P1,127.0.0.1:P2/steadyhand?target_session_attrs=read-write`. The
-primary and all its processes are SIGKILLed halfway through the arrivals; the standby is
-promoted with `pg_ctl promote`. Nobody restarts a worker for the switch.
+primary and all its processes are SIGKILLed (spread over the arrivals), the standby is
+promoted with `pg_ctl promote`, and the lost node comes back as the new primary's
+synchronous standby (a fresh `pg_basebackup`) before the next strike. Nobody restarts a
+worker for the switch; workers are SIGKILLed as well, as in `make chaos`.
 
 ```sh
 {command}

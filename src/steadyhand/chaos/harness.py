@@ -182,7 +182,7 @@ def _plan(options: ChaosOptions) -> list[tuple[float, str]]:
     else:
         kinds = ["lock"] * options.disruptions
     if options.failover is not None:
-        kinds.insert(len(kinds) // 2, "failover")
+        kinds[len(kinds) // 2 : len(kinds) // 2] = ["failover"] * options.failovers
     span = options.workflows / options.rate
     return [(span * (i + 1) / (len(kinds) + 1), kind) for i, kind in enumerate(kinds)]
 
