@@ -226,9 +226,13 @@ class PgTx(Tx):
 
 __all__ = ["PostgresStore", "split_url"]
 
+# On a standby: 0 when it has applied all the WAL it received, else the age of the last
+# commit it applied (so an idle primary does not look like a lagging replica).
 _REPLICA_LAG = (
-    "SELECT CASE WHEN pg_is_in_recovery() THEN "
-    "greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())) END"
+    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())) "
+    "END"
 )
 
 

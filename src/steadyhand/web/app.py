@@ -61,19 +61,26 @@ class DashboardOptions:
     metrics_window: float = 300.0
 
 
-def create_app(store: Store, options: DashboardOptions | None = None) -> Starlette:
-    """A Starlette app serving the dashboard for `store` (the caller closes the store)."""
-    return Dashboard(store, options or DashboardOptions()).app
+def create_app(
+    store: Store, options: DashboardOptions | None = None, primary: Store | None = None
+) -> Starlette:
+    """A Starlette app serving the dashboard for `store` (the caller closes the store).
+
+    With `primary`, `store` is a read replica: pages and /metrics read it, and retry and
+    cancel go to `primary` (which the caller closes too)."""
+    return Dashboard(store, options or DashboardOptions(), primary).app
 
 
 class Dashboard:
     """Routes and handlers (see the module docstring)."""
 
-    def __init__(self, store: Store, options: DashboardOptions) -> None:
+    def __init__(
+        self, store: Store, options: DashboardOptions, primary: Store | None = None
+    ) -> None:
         self.store = store
         self.options = options
         self.guard = Guard(options.token)
-        self.client = Client(App(), store)
+        self.client = Client(App(), primary or store)
         self.registry = store_registry(store, options.stuck, options.metrics_window)
         self.env = Environment(
             loader=PackageLoader("steadyhand.web", "templates"),
