@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class Point:
     """One worker count's figures."""
 
     workers: int
+    concurrency: int
     steps: int
     seconds: float
     commits: int
@@ -97,7 +99,7 @@ def counters(admin: str, database: str) -> tuple[int, int, int]:
 
 
 def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point:
-    database = f"scale_{count}"
+    database = f"scale_{count}_{config.concurrency}"
     admin = cluster.primary.conninfo.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
@@ -122,6 +124,7 @@ def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point
     after = counters(admin, database)
     return Point(
         workers=count,
+        concurrency=config.concurrency,
         steps=steps,
         seconds=max(last - go, 1e-9),
         commits=after[0] - before[0] - reads - 1,  # minus the monitor's own reads
@@ -134,14 +137,15 @@ def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point
 
 def table(points: list[Point]) -> str:
     head = (
-        "| workers | steps | steps/s | commits/step | rows/step | WAL bytes/step "
+        "| workers x concurrency | steps | steps/s | commits/step | rows/step | WAL bytes/step "
         "| worker CPU ms/step | server CPU ms/step | worker CPU % | server CPU % |\n"
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
     for p in points:
         lines.append(
-            f"| {p.workers} | {p.steps} | {p.steps_per_s:.0f} | {p.per_step(p.commits):.2f} "
+            f"| {p.workers} x {p.concurrency} | {p.steps} | {p.steps_per_s:.0f} "
+            f"| {p.per_step(p.commits):.2f} "
             f"| {p.per_step(p.rows):.1f} | {p.per_step(p.wal_bytes):.0f} "
             f"| {1000 * p.per_step(p.worker_cpu_s):.2f} | {1000 * p.per_step(p.server_cpu_s):.2f} "
             f"| {100 * p.worker_cpu_s / p.seconds:.0f} | {100 * p.server_cpu_s / p.seconds:.0f} |"
@@ -168,26 +172,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workflows", type=int, default=1500)
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--standby", action="store_true", help="Give the server a synchronous standby (HA)."
+    )
+    parser.add_argument(
+        "--unbatched",
+        type=int,
+        default=300,
+        help="Also run 1 worker at concurrency 1 on this many workflows (no group commit: "
+        "the per-step cost when calls end one at a time); 0 to skip.",
+    )
     parser.add_argument("--write", action="store_true", help="Append to bench/RESULTS.md.")
     args = parser.parse_args(argv)
     quiet_logging()
     counts = [int(c) for c in args.workers.split(",")]
     config = WorkerConfig(concurrency=args.concurrency)
     points: list[Point] = []
-    with primary_and_standby(with_standby=False) as cluster:
+    runs = [(count, args.workflows, config) for count in counts]
+    if args.unbatched:
+        runs.insert(0, (1, args.unbatched, WorkerConfig(concurrency=1, lease_batch=1)))
+    topology = "a synchronous standby" if args.standby else "no standby"
+    with primary_and_standby(with_standby=args.standby) as cluster:
         with psycopg.connect(cluster.primary.conninfo) as conn:
             row = conn.execute("SHOW server_version").fetchone()
-        server = f"PostgreSQL {row[0] if row else '?'} (private, default settings)"
-        for count in counts:
-            point = measure(cluster, count, args.workflows, config)
-            print(f"{count} workers: {point.steps_per_s:.0f} steps/s", flush=True)
+        server = f"PostgreSQL {row[0] if row else '?'} (private, default settings, {topology})"
+        for count, n, run_config in runs:
+            point = measure(cluster, count, n, run_config)
+            print(
+                f"{count} x {run_config.concurrency}: {point.steps_per_s:.0f} steps/s", flush=True
+            )
             points.append(point)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         f"\n## Scale-out: worker processes against one PostgreSQL ({stamp})\n\n"
-        f"{machine(server)}. `python -m bench.scale_out --workflows {args.workflows} "
-        f"--workers {args.workers}`: {args.workflows} three-step workflows of no-op async "
-        f"agents per row, worker concurrency {args.concurrency}; a step is one agent call.\n\n"
+        f"{machine(server)}. `python -m bench.scale_out {' '.join(argv or sys.argv[1:])}`: "
+        f"{args.workflows} three-step workflows of no-op async agents per row (the first row: "
+        f"{args.unbatched}, one call at a time); a step is one agent call.\n\n"
         f"{table(points)}\n"
     )
     print(text)
