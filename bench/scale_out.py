@@ -161,9 +161,11 @@ def machine(server: str) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, {server}"
+        f"Python {platform.python_version()}, {server}; load average at the end {load} "
+        "(a shared machine: other work ran on the same cores)"
     )
 
 
