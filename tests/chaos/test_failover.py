@@ -48,6 +48,7 @@ def test_losing_the_primary_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
     assert [d.kind for d in chaos.disruptions] == ["failover", "failover"]
     assert chaos.tally.trips == 30 and chaos.tally.finished == 30, problems
     assert chaos.verdict.violations == 0, problems
+    assert chaos.workers_exited == 0, "a worker gave up instead of reconnecting by itself"
     assert result.starts_acknowledged == 30 and result.starts_lost == 0
     assert result.signals_answered > 0 and result.signals_lost == 0
     assert result.facts_changed == 0 and result.doubled == 0
