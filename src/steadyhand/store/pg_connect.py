@@ -11,6 +11,7 @@ on-call screen loads a replica while there is one.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -20,6 +21,18 @@ from steadyhand.core.errors import InputError
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 WRITER_ATTRS = "read-write"
 READER_ATTRS = "prefer-standby"
+
+ROLE = "SELECT pg_is_in_recovery(), to_regclass(%s) IS NOT NULL"
+"""Is the server a standby, and does it hold our tables (given `schema.facts`)?"""
+
+# On a standby: 0 when it has applied all the WAL it received, else the age of the last
+# commit it applied (so an idle primary does not look like a lagging replica).
+REPLICA_LAG = (
+    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())) "
+    "END"
+)
 
 REROUTE = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.UndefinedTable)
 """Errors a connection gives when it reaches the wrong server during a switch-over (a
@@ -97,3 +110,17 @@ def standby_message(conninfo: str) -> str:
         "postgresql://HOST1:PORT1,HOST2:PORT2/DB?target_session_attrs=read-write. "
         "(Read-only commands can use a standby with --read-db.)"
     )
+
+
+def role_problem(conninfo: str, schema: str, read_only: bool, row: Any) -> str | None:
+    """What is wrong with this server for this store, from the `ROLE` query's row: a writer
+    on a standby, or a reader where there is no store; None when it fits."""
+    in_recovery, has_tables = bool(row and row[0]), bool(row and row[1])
+    if in_recovery and not read_only:
+        return standby_message(conninfo)
+    if read_only and not has_tables:
+        return (
+            f"no steadyhand store in schema {schema} at {redact(conninfo)}: --read-db must "
+            "name a replica of the database the workers use (same database and ?schema=)"
+        )
+    return None

@@ -27,12 +27,14 @@ from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_par
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.pg_connect import (
     READER_ATTRS,
+    REPLICA_LAG,
     REROUTE,
+    ROLE,
     WRITER_ATTRS,
     redact,
     reroute_message,
+    role_problem,
     split_url,
-    standby_message,
     with_session_attrs,
 )
 from steadyhand.store.queries import IN_IDS, SHARED
@@ -226,15 +228,6 @@ class PgTx(Tx):
 
 __all__ = ["PostgresStore", "split_url"]
 
-# On a standby: 0 when it has applied all the WAL it received, else the age of the last
-# commit it applied (so an idle primary does not look like a lagging replica).
-_REPLICA_LAG = (
-    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-    "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-    "ELSE greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())) "
-    "END"
-)
-
 
 class PostgresStore(Store):
     """A steadyhand store in a PostgreSQL schema (see the module docstring).
@@ -295,27 +288,18 @@ class PostgresStore(Store):
         """Refuse, with what to do, a writer on a standby or a reader without our tables."""
         try:
             with self._pool.connection() as conn:
-                row = conn.execute(
-                    "SELECT pg_is_in_recovery(), to_regclass(%s) IS NOT NULL",
-                    (f"{self.schema}.facts",),
-                ).fetchone()
+                row = conn.execute(ROLE, (f"{self.schema}.facts",)).fetchone()
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-        in_recovery, has_tables = bool(row and row[0]), bool(row and row[1])
-        if in_recovery and not self.read_only:
-            raise StoreError(standby_message(self.conninfo))
-        if self.read_only and not has_tables:
-            raise StoreError(
-                f"no steadyhand store in schema {self.schema} at {redact(self.conninfo)}: "
-                "--read-db must name a replica of the database the workers use (same "
-                "database and ?schema=)"
-            )
+        problem = role_problem(self.conninfo, self.schema, self.read_only, row)
+        if problem is not None:
+            raise StoreError(problem)
 
     def replica_lag(self) -> float | None:
         """Seconds since the last commit this standby replayed (None on a primary)."""
         try:
             with self._pool.connection() as conn:
-                row = conn.execute(_REPLICA_LAG).fetchone()
+                row = conn.execute(REPLICA_LAG).fetchone()
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
         return None if row is None or row[0] is None else float(row[0])
