@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from steadyhand.chaos.cluster import primary_and_standby, server_bin
 from steadyhand.chaos.failover import run_failover
 from steadyhand.chaos.options import ChaosOptions
+from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.store import open_store
 
@@ -68,6 +70,14 @@ def test_a_writer_pointed_at_a_standby_is_refused_with_what_to_do() -> None:
             open_store(standby)
         message = str(refused.value)
         assert "read-only standby" in message and "target_session_attrs=read-write" in message
+        # `steadyhand worker` says so in one line and exits, instead of retrying forever.
+        worker = CliRunner().invoke(
+            main, ["worker", "--app", "tests.apps.scripted:app", "--db", standby]
+        )
+        assert worker.exit_code == 1, worker.output
+        assert (
+            worker.stderr.startswith("error: PostgreSQL at ") and "Traceback" not in worker.stderr
+        )
         # The read-only surfaces may use it, and say how far behind it is.
         reader = open_store(standby, read_only=True)
         try:
