@@ -81,6 +81,7 @@ class Dashboard:
         self.options = options
         self.guard = Guard(options.token)
         self.client = Client(App(), primary or store)
+        self.reads_replica = primary is not None
         self.registry = store_registry(store, options.stuck, options.metrics_window)
         self.env = Environment(
             loader=PackageLoader("steadyhand.web", "templates"),
@@ -208,7 +209,14 @@ class Dashboard:
             stuck = list_workflows(self.store, Listing(state="stuck", limit=20), now, rule)
             failed = list_workflows(self.store, Listing(state="failed", limit=10), now, rule)
             outcomes = sorted({o for a in stats.attempts for o in a.outcomes})
-            return {"stats": stats, "stuck": stuck, "failed": failed, "outcomes": outcomes}
+            lag = self.store.replica_lag() if self.reads_replica else None
+            return {
+                "stats": stats,
+                "stuck": stuck,
+                "failed": failed,
+                "outcomes": outcomes,
+                "replica_lag": lag,
+            }
 
         context = await run_in_threadpool(read)
         return self.render(request, "overview.html", {"page": "overview", **context})
