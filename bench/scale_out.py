@@ -20,7 +20,9 @@ import argparse
 import datetime as dt
 import os
 import platform
+import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ class Point:
     wal_bytes: int
     worker_cpu_s: float
     server_cpu_s: float
+    replay_lag_ms: list[float]  # the standby's replay lag, sampled every 100 ms (if any)
 
     @property
     def steps_per_s(self) -> float:
@@ -98,6 +101,30 @@ def counters(admin: str, database: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+class LagSampler(threading.Thread):
+    """Samples the synchronous standby's `replay_lag` (as the primary measures it) every
+    100 ms: how stale a read on the standby (`--read-db`) is under this load."""
+
+    def __init__(self, admin: str) -> None:
+        super().__init__(daemon=True)
+        self.admin = admin
+        self.samples: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        query = "SELECT extract(epoch FROM replay_lag) FROM pg_stat_replication"
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            while not self.done.wait(0.1):
+                row = conn.execute(query).fetchone()
+                if row is not None and row[0] is not None:
+                    self.samples.append(float(row[0]) * 1000)
+
+    def stop(self) -> list[float]:
+        self.done.set()
+        self.join(5)
+        return self.samples
+
+
 def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point:
     database = f"scale_{count}_{config.concurrency}"
     admin = cluster.primary.conninfo.rsplit("/", 1)[0] + "/postgres"
@@ -112,8 +139,12 @@ def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point
             settle_stats()
             before = counters(admin, database)
             cpu_workers, cpu_server = cpu_seconds(fleet.pids), cpu_seconds(server_pids(cluster))
+            sampler = LagSampler(admin)
+            if cluster.standby.pid is not None:
+                sampler.start()
             go = fleet.start()
             last = wait_terminal(monitor, n, fleet, timeout=900.0, poll=0.25)
+            lags = sampler.stop() if sampler.is_alive() else []
             cpu_workers = cpu_seconds(fleet.pids) - cpu_workers
             cpu_server = cpu_seconds(server_pids(cluster)) - cpu_server
             reads = monitor.reads
@@ -132,14 +163,16 @@ def measure(cluster: Cluster, count: int, n: int, config: WorkerConfig) -> Point
         wal_bytes=after[2] - before[2],
         worker_cpu_s=cpu_workers,
         server_cpu_s=cpu_server,
+        replay_lag_ms=lags,
     )
 
 
 def table(points: list[Point]) -> str:
     head = (
         "| workers x concurrency | steps | steps/s | commits/step | rows/step | WAL bytes/step "
-        "| worker CPU ms/step | server CPU ms/step | worker CPU % | server CPU % |\n"
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| worker CPU ms/step | server CPU ms/step | worker CPU % | server CPU % "
+        "| standby replay lag p50 / max ms |\n"
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [head]
     for p in points:
@@ -148,9 +181,16 @@ def table(points: list[Point]) -> str:
             f"| {p.per_step(p.commits):.2f} "
             f"| {p.per_step(p.rows):.1f} | {p.per_step(p.wal_bytes):.0f} "
             f"| {1000 * p.per_step(p.worker_cpu_s):.2f} | {1000 * p.per_step(p.server_cpu_s):.2f} "
-            f"| {100 * p.worker_cpu_s / p.seconds:.0f} | {100 * p.server_cpu_s / p.seconds:.0f} |"
+            f"| {100 * p.worker_cpu_s / p.seconds:.0f} | {100 * p.server_cpu_s / p.seconds:.0f} "
+            f"| {_lag(p.replay_lag_ms)} |"
         )
     return "\n".join(lines)
+
+
+def _lag(samples: list[float]) -> str:
+    if not samples:
+        return "—"
+    return f"{statistics.median(samples):.1f} / {max(samples):.1f}"
 
 
 def machine(server: str) -> str:
