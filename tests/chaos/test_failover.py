@@ -19,6 +19,7 @@ from steadyhand.chaos.options import ChaosOptions
 from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.store import open_store
+from tests.conftest import fresh_store_url
 
 needs_server = pytest.mark.skipif(
     server_bin() is None, reason="no PostgreSQL server programs (initdb) installed"
@@ -94,3 +95,21 @@ def test_a_writer_pointed_at_a_standby_is_refused_with_what_to_do() -> None:
             assert writer.replica_lag() is None
         finally:
             writer.close()
+
+
+def test_a_missing_table_during_a_switch_is_retried_not_fatal(tmp_path: Path) -> None:
+    """A connection that lands on a server without the tables (`UndefinedTable`) is closed
+    and the call reported as `StoreUnavailable`, which the worker retries; the next call
+    gets a fresh connection and works once the tables are there again."""
+    with fresh_store_url("postgres", tmp_path, "undef") as url:
+        store = open_store(url)
+        try:
+            store.drop_schema()
+            missing = pytest.raises(StoreUnavailable, match="no steadyhand table")
+            with missing, store.snapshot() as tx:
+                tx.read_facts("nobody")
+            store.migrate()
+            with store.snapshot() as tx:
+                assert len(tx.read_facts("nobody")) == 0
+        finally:
+            store.close()
