@@ -51,3 +51,11 @@ clean:
 chaos: venv
 	$(BIN)/steadyhand chaos --backend sqlite --report docs/RELIABILITY.md
 	$(BIN)/steadyhand chaos --backend postgresql --report docs/RELIABILITY.md
+
+# Losing the PostgreSQL primary (issue 19): 600 trips on a throwaway primary + synchronous
+# standby (initdb/pg_basebackup on free loopback ports), the primary SIGKILLed mid-run and
+# the standby promoted; figures into docs/RELIABILITY.md. tests/chaos/test_failover.py is
+# the CI-sized version.
+.PHONY: failover
+failover: venv
+	$(BIN)/steadyhand failover --report docs/RELIABILITY.md

@@ -12,7 +12,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from steadyhand import (
     Step,
     WorkflowView,
 )
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.facts import ACTION, OUTCOME_REPORTED_LATE, OUTCOMES, call_slot
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.client import new_workflow_id
@@ -480,3 +482,54 @@ def _all_tasks(store: Store, tasks: Sequence[Task]) -> list[Task]:
     for workflow_id in sorted({t.workflow_id for t in tasks}):
         found += tasks_of(store, workflow_id)
     return found
+
+
+# -- the store goes away in the middle of recording a batch ------------------------------------
+
+
+class _FlakyStore:
+    """The store, but the transactions listed in `plan` fail as they commit (rolled back):
+    an exception instance to raise, or None to let that transaction through."""
+
+    def __init__(self, inner: Store, plan: list[Exception | None]) -> None:
+        self._inner = inner
+        self.plan = plan
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        failure = self.plan.pop(0) if self.plan else None
+        with self._inner.transaction() as tx:
+            yield tx
+            if failure is not None:
+                raise failure
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        [StoreUnavailable("connection lost")],
+        [StoreError("refused"), None, StoreUnavailable("failover")],
+    ],
+    ids=["batch-lost", "lost-while-recording-one-by-one"],
+)
+def test_no_outcome_of_a_batch_is_dropped_when_the_store_goes_away(
+    store: Store, plan: list[Exception | None]
+) -> None:
+    """An unavailable store is not a refusal: `record_outcomes` must raise (the worker then
+    retries the whole batch) instead of logging the unrecorded reports and dropping them,
+    which would leave their calls to be run again after their leases expire."""
+    engine = engine_for(store)
+    calls = first_calls(store, engine, "single", "single", "single")
+    reports = [(task, ok(n=n)) for n, task in enumerate(calls)]
+    flaky = Engine(_FlakyStore(store, list(plan)), app.supervisors, plans=app.plans)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable):
+        flaky.record_outcomes(reports, OWNER)
+    flaky.record_outcomes(reports, OWNER)  # what the worker's retry does
+    for task in calls:
+        view = facts_of(engine, task.workflow_id)
+        assert outcome_facts(view) == [("attempt_succeeded", "only", 1)], view.workflow_id
+        assert view.state == "completed"
+        assert not any(t.is_call for t in tasks_of(store, task.workflow_id))

@@ -86,7 +86,7 @@ class ChaosResult:
 
     def disruption_counts(self) -> dict[str, int]:
         counts = Counter(d.kind for d in self.disruptions)
-        return {k: counts.get(k, 0) for k in ("terminate", "restart", "lock")}
+        return {k: counts.get(k, 0) for k in ("terminate", "restart", "lock", "failover")}
 
     def to_json(self) -> dict[str, Any]:
         states = self.tally.states
@@ -181,6 +181,8 @@ def _plan(options: ChaosOptions) -> list[tuple[float, str]]:
             kinds.insert((n + 1) * len(kinds) // (options.restarts + 1) + n, "restart")
     else:
         kinds = ["lock"] * options.disruptions
+    if options.failover is not None:
+        kinds[len(kinds) // 2 : len(kinds) // 2] = ["failover"] * options.failovers
     span = options.workflows / options.rate
     return [(span * (i + 1) / (len(kinds) + 1), kind) for i, kind in enumerate(kinds)]
 
@@ -213,6 +215,8 @@ class _Disruptor:
             self.running = self.pool.submit(terminate_connections, self.url, scope, at)
         elif kind == "restart":
             self.running = self.pool.submit(restart_server, self.url, opts.pg_cluster, at)
+        elif kind == "failover" and opts.failover is not None:
+            self.running = self.pool.submit(opts.failover, at)
         else:
             seconds = self.rng.uniform(*opts.lock_hold)
             self.running = self.pool.submit(hold_write_lock, self.url, seconds, at)

@@ -4,10 +4,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from steadyhand.demo.options import DemoOptions
+
+if TYPE_CHECKING:
+    from steadyhand.chaos.disruptions import Disruption
 
 SQLITE_FILE = "chaos.db"
 PG_SCHEMA = "steadyhand_chaos"
@@ -42,14 +47,20 @@ class ChaosOptions:
     pg_cluster: tuple[str, str] = ("15", "main")
     workdir: Path = Path("steadyhand-chaos")
     timeout: float = 1800.0
+    # `steadyhand failover`: strikes `failovers` times, spread over the arrivals (kill the
+    # primary, promote the standby); given the seconds into the run, returns what happened.
+    failover: Callable[[float], Disruption] | None = None
+    failovers: int = 1
 
     def __post_init__(self) -> None:
         if self.workflows < 1 or self.workers < 1 or self.concurrency < 1:
             raise ValueError("--workflows, --workers and --concurrency must be at least 1")
         if self.rate <= 0 or self.kill_every <= 0 or self.lease <= 0 or self.timeout <= 0:
             raise ValueError("--rate, --kill-every, the lease and --timeout must be positive")
-        if self.disruptions < 0 or self.restarts < 0 or self.min_kills < 0:
-            raise ValueError("--disruptions, --restarts and --min-kills cannot be negative")
+        if self.disruptions < 0 or self.restarts < 0 or self.min_kills < 0 or self.failovers < 0:
+            raise ValueError(
+                "--disruptions, --restarts, --min-kills and --failovers cannot be negative"
+            )
         if self.backend not in ("sqlite", "postgresql"):
             raise ValueError(f"--backend must be sqlite or postgresql, not {self.backend!r}")
         if self.terminate_scope not in TERMINATE_SCOPES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from steadyhand.chaos.command import chaos
+from steadyhand.chaos.failover_command import failover
 from steadyhand.cli import ops, run
 from steadyhand.cli.archive import archive
 from steadyhand.cli.schedules import schedules
@@ -44,5 +45,6 @@ for _command in (
     schedules,
     demo,  # the demo builds on the rest
     chaos,  # after the demo, whose parts it reuses
+    failover,  # the chaos harness on a primary + standby it builds
 ):
     main.add_command(_command)

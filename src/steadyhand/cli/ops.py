@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
-from steadyhand.cli.options import EXIT_USAGE, db_option, guarded
+from steadyhand.cli.options import (
+    EXIT_USAGE,
+    db_option,
+    guarded,
+    open_for_reading,
+    read_db_option,
+)
 from steadyhand.core.errors import InputError
 from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
@@ -57,6 +63,7 @@ def _rule(stuck_after: str | None) -> StuckRule:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @stuck_option
 @db_option
+@read_db_option
 @guarded
 def list_command(
     state: str | None,
@@ -67,6 +74,7 @@ def list_command(
     as_json: bool,
     stuck_after: str | None,
     db: str | None,
+    read_db: str | None,
 ) -> None:
     """List workflows, newest first (ended ones by when they ended), a page at a time."""
     from steadyhand.cli.render import dumps, print_list
@@ -80,7 +88,7 @@ def list_command(
         limit=limit,
         cursor=cursor,
     )
-    store = open_store(db)
+    store = open_for_reading(db, read_db)
     try:
         page = list_workflows(store, listing, now, rule)
     finally:
@@ -96,12 +104,15 @@ def list_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @stuck_option
 @db_option
+@read_db_option
 @guarded
-def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+def status(
+    workflow_id: str, as_json: bool, stuck_after: str | None, db: str | None, read_db: str | None
+) -> None:
     """Show a workflow's state, current step and attempt, next check, and result or reason."""
     from steadyhand.cli.render import dumps, print_status
 
-    store = open_store(db)
+    store = open_for_reading(db, read_db)
     try:
         view, tasks, stuck = inspect_workflow(store, workflow_id, time.time(), _rule(stuck_after))
     finally:
@@ -124,6 +135,7 @@ def status(workflow_id: str, as_json: bool, stuck_after: str | None, db: str | N
 )
 @stuck_option
 @db_option
+@read_db_option
 @guarded
 def explain(
     workflow_id: str,
@@ -131,6 +143,7 @@ def explain(
     archive_dir: Path | None,
     stuck_after: str | None,
     db: str | None,
+    read_db: str | None,
 ) -> None:
     """Tell the whole story: the plan, every fact, every supervisor decision and why."""
     from steadyhand.cli.render import dumps, print_explain, story_json
@@ -142,7 +155,7 @@ def explain(
         tasks: list[Task] = []  # an archived workflow has ended: nothing is queued
         stuck: str | None = None
     else:
-        store = open_store(db)
+        store = open_for_reading(db, read_db)
         try:
             view, tasks, stuck = inspect_workflow(
                 store, workflow_id, time.time(), _rule(stuck_after)
@@ -161,15 +174,18 @@ def explain(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @stuck_option
 @db_option
+@read_db_option
 @guarded
-def stats(window: str, as_json: bool, stuck_after: str | None, db: str | None) -> None:
+def stats(
+    window: str, as_json: bool, stuck_after: str | None, db: str | None, read_db: str | None
+) -> None:
     """Counts by state, throughput, queue depth and lag, calls by step and outcome."""
     from steadyhand.cli.render import dumps, print_stats
 
     seconds = parse_duration(window)
     if seconds <= 0:
         raise InputError("--window must be longer than 0s")
-    store = open_store(db)
+    store = open_for_reading(db, read_db)
     try:
         result = collect(store, time.time(), _rule(stuck_after), seconds)
     finally:
@@ -189,6 +205,7 @@ def stats(window: str, as_json: bool, stuck_after: str | None, db: str | None) -
 @click.option("--refresh", default=5.0, show_default=True, help="Seconds between refreshes.")
 @stuck_option
 @db_option
+@read_db_option
 @guarded
 def dashboard(
     host: str,
@@ -199,6 +216,7 @@ def dashboard(
     refresh: float,
     stuck_after: str | None,
     db: str | None,
+    read_db: str | None,
 ) -> None:
     """Serve the web dashboard (overview, workflows, explain, retry/cancel) and /metrics."""
     import uvicorn
@@ -210,16 +228,21 @@ def dashboard(
     if problem:
         click.echo(f"error: {problem}", err=True)
         sys.exit(EXIT_USAGE)
-    store = open_store(db)
+    store = open_for_reading(db, read_db)
+    # Pages and /metrics read the replica; retry and cancel write to the primary.
+    primary = None if read_db is None or read_only else open_store(db)
     options = DashboardOptions(
         token=token, read_only=read_only, refresh=refresh, stuck=_rule(stuck_after)
     )
     try:
         access = "token required" if token else "NO AUTH (local only)"
         click.echo(f"steadyhand dashboard on http://{host}:{port}/ ({access})", err=True)
-        uvicorn.run(create_app(store, options), host=host, port=port, log_level="warning")
+        app = create_app(store, options, primary)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         store.close()
+        if primary is not None:
+            primary.close()
 
 
 def check_access(host: str, token: str | None, no_auth: bool) -> str | None:

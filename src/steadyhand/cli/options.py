@@ -16,7 +16,7 @@ import click
 from steadyhand.core.errors import InputError, NotFoundError, StoreError, StoreUnavailable
 from steadyhand.define.app import App
 from steadyhand.define.client import Client
-from steadyhand.store import Store, open_store
+from steadyhand.store import Store, open_reader, open_store
 
 EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_APPLICABLE = 1, 2, 4, 5
 
@@ -52,6 +52,36 @@ def db_option(fn: F) -> F:
         help="Store URL: sqlite:///file.db or postgresql://… (default: $STEADYHAND_DB, "
         "else sqlite:///steadyhand.db).",
     )(fn)
+
+
+def read_db_option(fn: F) -> F:
+    return click.option(
+        "--read-db",
+        envvar="STEADYHAND_READ_DB",
+        default=None,
+        help="Read from this replica instead of --db (a PostgreSQL standby; with several "
+        "hosts, a standby is preferred). Says how far behind it is ($STEADYHAND_READ_DB).",
+    )(fn)
+
+
+def open_for_reading(db: str | None, read_db: str | None) -> Store:
+    """The store a read-only command reads: the replica when given (telling, on stderr, how
+    stale it may be), else the store itself."""
+    if read_db is None:
+        return open_store(db)
+    store = open_reader(read_db)
+    try:
+        lag = store.replica_lag()
+    except StoreError:
+        store.close()
+        raise
+    if lag is not None:
+        click.echo(
+            f"reading a replica: {lag:.1f}s behind the primary (0 = it has applied all it "
+            "received)",
+            err=True,
+        )
+    return store
 
 
 def app_option(required: bool) -> Callable[[F], F]:

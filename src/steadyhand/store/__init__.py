@@ -17,6 +17,7 @@ __all__ = [
     "Task",
     "Tx",
     "WorkflowRow",
+    "open_reader",
     "open_store",
     "resolve_url",
 ]
@@ -42,3 +43,13 @@ def open_store(url: str | None = None, **options: object) -> Store:
         f"unsupported store URL {resolved!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
     )
+
+
+def open_reader(url: str) -> Store:
+    """Open a store only to read it (`--read-db`): never migrated, and on PostgreSQL a
+    session that refuses writes and, given several hosts, prefers a standby."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from steadyhand.store.postgres import PostgresStore
+
+        return PostgresStore(url, read_only=True)
+    return open_store(url, migrate=False)

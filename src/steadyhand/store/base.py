@@ -337,6 +337,10 @@ class Store(ABC):
     def close(self) -> None:
         """Release every connection."""
 
+    def replica_lag(self) -> float | None:
+        """Seconds a read replica is behind (None: this store reads the primary itself)."""
+        return None
+
     def lease_gated(
         self,
         owner: str,

@@ -15,21 +15,31 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from steadyhand.core import jsoncodec
-from steadyhand.core.errors import InputError, StoreError
+from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import Task
 from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
+from steadyhand.store.pg_connect import (
+    READER_ATTRS,
+    REPLICA_LAG,
+    REROUTE,
+    ROLE,
+    WRITER_ATTRS,
+    redact,
+    reroute_message,
+    role_problem,
+    split_url,
+    with_session_attrs,
+)
 from steadyhand.store.pg_errors import connect_error, store_error
 from steadyhand.store.queries import IN_IDS, SHARED
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
 
 _OVERRIDES = {
@@ -218,27 +228,15 @@ class PgTx(Tx):
         return self._conn.execute(_WRITE_BATCH, params).fetchall()
 
 
-def split_url(url: str) -> tuple[str, str]:
-    """Separate steadyhand's `schema` option from the libpq connection URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    schema = "steadyhand"
-    kept = []
-    for key, value in query:
-        if key == "schema":
-            schema = value
-        else:
-            kept.append((key, value))
-    if not _SCHEMA_NAME.match(schema):
-        raise InputError(
-            f"schema={schema!r} is not a plain lowercase PostgreSQL identifier "
-            "(letters, digits, underscores)"
-        )
-    return urlunsplit(parts._replace(query=urlencode(kept))), schema
+__all__ = ["PostgresStore", "split_url"]
 
 
 class PostgresStore(Store):
-    """A steadyhand store in a PostgreSQL schema (see the module docstring)."""
+    """A steadyhand store in a PostgreSQL schema (see the module docstring).
+
+    With `read_only`, the store only reads (the `--read-db` of the on-call commands): it
+    never migrates, its sessions refuse writes, and a multi-host URL prefers a standby.
+    """
 
     dialect = "postgresql"
 
@@ -249,9 +247,15 @@ class PostgresStore(Store):
         max_connections: int = 10,
         connect_timeout: float = 10.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.url = url
-        self.conninfo, self.schema = split_url(url)
+        conninfo, self.schema = split_url(url)
+        self.read_only = read_only
+        self.conninfo = with_session_attrs(conninfo, READER_ATTRS if read_only else WRITER_ATTRS)
+        options = f"-c search_path={self.schema}"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
         self.channel = f"steadyhand_{self.schema}"[:63]
         self._listener: psycopg.Connection[Any] | None = None
         self._listener_lock = threading.Lock()
@@ -259,7 +263,7 @@ class PostgresStore(Store):
             self.conninfo,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "options": f"-c search_path={self.schema}"},
+            kwargs={"autocommit": True, "options": options},
             check=_check_if_idle,
             reset=_stamp,
             timeout=connect_timeout,
@@ -270,13 +274,18 @@ class PostgresStore(Store):
         self._max_connections = max_connections
         found = self._diagnose()  # one direct attempt: a wrong URL is said at once, clearly
         if found is not None:
-            raise connect_error(found, _redact(self.conninfo)) from found
+            raise connect_error(found, redact(self.conninfo)) from found
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
         except _UNAVAILABLE as exc:
             self._pool.close()
             raise self._error(exc) from exc
-        if migrate:
+        try:
+            self._check_role()
+        except BaseException:
+            self._pool.close()
+            raise
+        if migrate and not read_only:
             self.migrate()
 
     def _diagnose(self) -> psycopg.Error | None:
@@ -292,13 +301,47 @@ class PostgresStore(Store):
 
     def _error(self, exc: BaseException) -> StoreError:
         """What a failure means, in words (see `pg_errors`)."""
-        where = _redact(self.conninfo)
+        where = redact(self.conninfo)
         return store_error(exc, where, self._diagnose, self._max_connections)
+
+    def _check_role(self) -> None:
+        """Refuse, with what to do, a writer on a standby or a reader without our tables."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(ROLE, (f"{self.schema}.facts",)).fetchone()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        problem = role_problem(self.conninfo, self.schema, self.read_only, row)
+        if problem is not None:
+            raise StoreError(problem)
+
+    def replica_lag(self) -> float | None:
+        """Seconds since the last commit this standby replayed (None on a primary)."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(REPLICA_LAG).fetchone()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+        return None if row is None or row[0] is None else float(row[0])
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; one that met the wrong server (`REROUTE`) is closed, so the
+        pool replaces it with one made where the URL now points, and the call is retried."""
+        try:
+            with self._pool.connection() as conn:
+                try:
+                    yield conn
+                except REROUTE:
+                    conn.close()
+                    raise
+        except REROUTE as exc:
+            raise StoreUnavailable(reroute_message(exc)) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 yield PgTx(conn, self.channel)
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
@@ -306,7 +349,7 @@ class PostgresStore(Store):
     @contextmanager
     def snapshot(self) -> Iterator[Tx]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield PgTx(conn, self.channel)
         except _STORE_ERRORS as exc:
@@ -384,11 +427,3 @@ class PostgresStore(Store):
                 self._listener.close()
                 self._listener = None
         self._pool.close()
-
-
-def _redact(conninfo: str) -> str:
-    parts = urlsplit(conninfo)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return conninfo

@@ -61,19 +61,27 @@ class DashboardOptions:
     metrics_window: float = 300.0
 
 
-def create_app(store: Store, options: DashboardOptions | None = None) -> Starlette:
-    """A Starlette app serving the dashboard for `store` (the caller closes the store)."""
-    return Dashboard(store, options or DashboardOptions()).app
+def create_app(
+    store: Store, options: DashboardOptions | None = None, primary: Store | None = None
+) -> Starlette:
+    """A Starlette app serving the dashboard for `store` (the caller closes the store).
+
+    With `primary`, `store` is a read replica: pages and /metrics read it, and retry and
+    cancel go to `primary` (which the caller closes too)."""
+    return Dashboard(store, options or DashboardOptions(), primary).app
 
 
 class Dashboard:
     """Routes and handlers (see the module docstring)."""
 
-    def __init__(self, store: Store, options: DashboardOptions) -> None:
+    def __init__(
+        self, store: Store, options: DashboardOptions, primary: Store | None = None
+    ) -> None:
         self.store = store
         self.options = options
         self.guard = Guard(options.token)
-        self.client = Client(App(), store)
+        self.client = Client(App(), primary or store)
+        self.reads_replica = primary is not None
         self.registry = store_registry(store, options.stuck, options.metrics_window)
         self.env = Environment(
             loader=PackageLoader("steadyhand.web", "templates"),
@@ -201,7 +209,14 @@ class Dashboard:
             stuck = list_workflows(self.store, Listing(state="stuck", limit=20), now, rule)
             failed = list_workflows(self.store, Listing(state="failed", limit=10), now, rule)
             outcomes = sorted({o for a in stats.attempts for o in a.outcomes})
-            return {"stats": stats, "stuck": stuck, "failed": failed, "outcomes": outcomes}
+            lag = self.store.replica_lag() if self.reads_replica else None
+            return {
+                "stats": stats,
+                "stuck": stuck,
+                "failed": failed,
+                "outcomes": outcomes,
+                "replica_lag": lag,
+            }
 
         context = await run_in_threadpool(read)
         return self.render(request, "overview.html", {"page": "overview", **context})
