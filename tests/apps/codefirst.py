@@ -156,9 +156,7 @@ async def does_io(wf: Workflow) -> None:
 async def changing(wf: Workflow) -> str:
     if VERSION["changing"] == 1:
         await wf.step(book, {"what": "old"})
-    elif VERSION["changing"] == 2:
-        await wf.step(send, "new")
-    elif wf.patched("use-send"):
+    elif VERSION["changing"] == 2 or wf.patched("use-send"):
         await wf.step(send, "new")
     else:
         await wf.step(book, {"what": "old"})

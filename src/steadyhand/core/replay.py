@@ -13,6 +13,7 @@ again; otherwise the code changed under a running workflow (`Halt`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -137,7 +138,8 @@ class Replay:
     def __post_init__(self) -> None:
         self.clock = self.view.created_at
         scheduled = call_kind(ACTION, SCHEDULED)
-        kinds = {scheduled: "step", CHILD_STARTED: "child", SLEEP_BEGAN: "sleep", WAIT_BEGAN: "wait"}
+        kinds = {scheduled: "step", CHILD_STARTED: "child", SLEEP_BEGAN: "sleep"}
+        kinds[WAIT_BEGAN] = "wait"
         for fact in self.view.facts:
             kind = kinds.get(fact.kind)
             if kind is None or fact.step is None or fact.step in self._recorded:
@@ -198,10 +200,8 @@ class Replay:
                 else:
                     error = answer.error
         finally:
-            try:
+            with contextlib.suppress(RuntimeError):  # the code swallowed GeneratorExit
                 coro.close()
-            except RuntimeError:  # the code swallowed GeneratorExit and awaited again
-                pass
 
     def check_complete(self) -> None:
         """Every step the facts record must have been asked for again (else: changed code)."""
@@ -243,12 +243,14 @@ class Replay:
     def _step(self, req: StepCall) -> Answer:
         self._check(req, "step", req.agent)
         name = req.name
-        progress = call_progress(self.view, ACTION, name, req.retry, has_probe=req.probe is not None)
+        has_probe = req.probe is not None
+        progress = call_progress(self.view, ACTION, name, req.retry, has_probe=has_probe)
         status = progress.status
         if status == DONE:
             return Done(progress.result, self._outcome_at(name, progress.attempt))
         if status == GAVE_UP:
-            return Failed(StepFailed(name, progress.reason), self._outcome_at(name, progress.attempt))
+            at = self._outcome_at(name, progress.attempt)
+            return Failed(StepFailed(name, progress.reason), at)
         if status == AGENT_MISSING:
             raise Halt(
                 f"step {name}: {progress.reason}. Deploy code that registers the agent, then "
