@@ -28,6 +28,7 @@ QUICK = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 LOG: list[tuple[str, str, str]] = []  # (agent, what, workflow id)
 _LOCK = threading.Lock()
 VERSION = {"changing": 1}  # which version of `changing` is "deployed"
+FIXED = {"buggy": False}  # whether the fix of `buggy` is "deployed"
 
 
 def logged(ctx: Context, agent: str) -> list[tuple[str, str, str]]:
@@ -143,7 +144,7 @@ async def parent(wf: Workflow, options: dict[str, Any]) -> Any:
 @app.workflow()
 async def buggy(wf: Workflow, options: dict[str, Any]) -> None:
     await wf.step(book, {"what": "before-bug"}, compensation=cancel)
-    if not options.get("fixed"):
+    if not FIXED["buggy"]:
         raise ValueError("the workflow code has a bug")
 
 
