@@ -107,7 +107,12 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
         "input": view.input,
         "plan": [asdict(line) for line in story.plan],
         "facts": [
-            {**asdict(e), "data": by_seq[e.seq].data, "decided": list(e.decided)}
+            {
+                **asdict(e),
+                "slot": by_seq[e.seq].slot,
+                "data": by_seq[e.seq].data,
+                "decided": list(e.decided),
+            }
             for e in story.entries
         ],
     }
