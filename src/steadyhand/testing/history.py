@@ -2,10 +2,12 @@
 
 Give it what `steadyhand explain <id> --json` printed for a workflow (or `Run.history()`):
 every supervisor run it recorded is replayed with the new code over the facts that run saw,
-at the time it ran, and the calls and children the new code would ask for are compared with
-the ones that run asked for. A difference, or a replay that stops because the code changed
-under the workflow, means deploying would break that workflow: guard the change with
-`wf.patched("change-id")` (or keep the old code until such workflows have ended).
+at the time it ran (as if the new code had been deployed just then), and once more over the
+whole history. A replay that stops because the code changed under the workflow is a
+*problem*: deploying would fail workflows in that state; guard the change with
+`wf.patched("change-id")` (or keep the old code until such workflows have ended). Where the
+new code merely asks for other calls than the recorded run did (a new path, taken by
+workflows that had not got that far), that is listed in `differences`, for information.
 
 What the history cannot tell is left out of the comparison: how a child ended (the parent's
 facts only say it was started), and calls held back by an open circuit.
@@ -35,6 +37,7 @@ class ReplayReport:
     workflow_id: str
     runs: int = 0  # supervisor runs replayed
     problems: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)  # new code decides otherwise there
 
     @property
     def ok(self) -> bool:
@@ -66,23 +69,27 @@ def replay_history(app: App, source: str | Path | Mapping[str, Any]) -> ReplayRe
     if supervisor is None:
         report.problems.append(f"no supervisor {plan.supervisor!r} in this code")
         return report
-    for index, fact in enumerate(facts):
-        if fact.kind != SUPERVISOR_RAN:
-            continue
+    points = [(i, f.at, f) for i, f in enumerate(facts) if f.kind == SUPERVISOR_RAN]
+    if facts and not facts[-1].kind.startswith("workflow_"):
+        points.append((len(facts), facts[-1].at, None))  # as it stands now
+    for index, at, fact in points:
         view = WorkflowView(report.workflow_id, status["name"], history.get("input"), plan,
                             created, facts[:index])  # fmt: skip
-        decision = guarded(supervisor, view, fact.at)
+        decision = guarded(supervisor, view, at)
         report.runs += 1
+        where = f"#{fact.seq}" if fact is not None else "the end"
         if CHANGED in decision.why:
-            report.problems.append(f"before fact #{fact.seq}: {decision.why}")
+            report.problems.append(f"before fact {where}: {decision.why}")
             break
-        recorded = [d for d in (fact.data or {}).get("decided", ()) if d.startswith(_COMPARED)]
-        if any(str(d).startswith("record attempt_deferred") for d in fact.get("decided", ())):
-            continue  # a call held back by an open circuit: not comparable
+        if fact is None or any(
+            str(d).startswith("record attempt_deferred") for d in fact.get("decided", ())
+        ):
+            continue  # nothing recorded to compare, or a call held back by an open circuit
+        recorded = [d for d in fact.get("decided", ()) if str(d).startswith(_COMPARED)]
         new = [d for d in decision.describe() if d.startswith(_COMPARED)]
         if recorded != new and "child" not in " ".join(new + recorded) + decision.why:
-            report.problems.append(
-                f"before fact #{fact.seq}: the recorded run asked for {recorded or 'no calls'}; "
+            report.differences.append(
+                f"before fact {where}: the recorded run asked for {recorded or 'no calls'}; "
                 f"the new code asks for {new or 'no calls'}"
             )
     return report
