@@ -69,7 +69,9 @@ def replay_history(app: App, source: str | Path | Mapping[str, Any]) -> ReplayRe
     if supervisor is None:
         report.problems.append(f"no supervisor {plan.supervisor!r} in this code")
         return report
-    points = [(i, f.at, f) for i, f in enumerate(facts) if f.kind == SUPERVISOR_RAN]
+    points: list[tuple[int, float, Fact | None]] = [
+        (i, f.at, f) for i, f in enumerate(facts) if f.kind == SUPERVISOR_RAN
+    ]
     if facts and not facts[-1].kind.startswith("workflow_"):
         points.append((len(facts), facts[-1].at, None))  # as it stands now
     for index, at, fact in points:
