@@ -173,6 +173,17 @@ def test_a_bug_in_workflow_code_fails_with_the_traceback_and_retry_replays_fixed
     assert entries(view.workflow_id).count(("book", "before-bug")) == 1, "not called twice"
 
 
+def test_cancelling_a_workflow_that_failed_on_a_bug_rolls_it_back(client: Client) -> None:
+    status, view = run(client, "buggy", {})
+    assert status.state == "failed"
+    client.cancel(view.workflow_id, "give up on it")
+    with running_worker(app, client.store):
+        status = client.wait(view.workflow_id, timeout=20)
+    assert status.state == "compensated"
+    assert "give up on it" in status.reason
+    assert ("cancel", "before-bug:before-bug") in entries(view.workflow_id)
+
+
 def test_awaiting_anything_but_wf_is_refused(client: Client) -> None:
     status, _ = run(client, "does_io")
     assert status.state == "failed"

@@ -112,10 +112,9 @@ def changed_code(recorded: str, asked: str) -> str:
     """The reason a workflow whose code changed under it ends `failed`, with the way out."""
     return (
         f"the workflow code changed under this running workflow: its facts record {recorded} "
-        f"where the code now asks for {asked}. Deploy the code it started with to let it "
-        'finish, or guard the change with `if wf.patched("<change-id>"):` so workflows '
-        "already past that point keep the old path; then `steadyhand retry` it (or cancel it "
-        "to roll back)."
+        f"where the code now asks for {asked}. Deploy the code it started with (to let it "
+        'finish, or to cancel it), or guard the change with `if wf.patched("<change-id>"):` '
+        "so workflows already past that point keep the old path; then `steadyhand retry` it."
     )
 
 
