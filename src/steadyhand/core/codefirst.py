@@ -19,7 +19,12 @@ from typing import Any
 
 from steadyhand.core.decisions import CallAgent, Command, Complete, Decision, Fail, WaitUntil
 from steadyhand.core.errors import InputError
-from steadyhand.core.facts import CANCEL_REQUESTED, COMPENSATION, COMPENSATION_BEGAN
+from steadyhand.core.facts import (
+    CANCEL_REQUESTED,
+    COMPENSATION,
+    COMPENSATION_BEGAN,
+    PATCH_RECORDED,
+)
 from steadyhand.core.plans import StepSpec, encode_json
 from steadyhand.core.replay import Ending, Halt, Replay
 from steadyhand.core.saga import roll_back
@@ -77,13 +82,15 @@ def decide(
     except Halt as halt:
         return Decision((Fail(halt.reason),), halt.reason, summary(view, replay))
     saw = summary(view, replay)
+    # Rolling back still records `wf.patched` answers: later replays must take the same path.
+    patches = tuple(r for r in replay.records if r.kind == PATCH_RECORDED)
     began = view.latest(COMPENSATION_BEGAN)
     if began is not None:
-        return _roll_back(view, replay, now, str(began.get("reason", "")), saw, ())
+        return _roll_back(view, replay, now, str(began.get("reason", "")), saw, patches)
     cancel = view.latest(CANCEL_REQUESTED)
     if cancel is not None:
         reason = f"cancelled: {cancel.get('reason') or 'no reason given'}"
-        return _roll_back(view, replay, now, reason, saw, ())
+        return _roll_back(view, replay, now, reason, saw, patches)
     records: tuple[Command, ...] = tuple(replay.records)
     if ending.kind == "blocked":
         return Decision((*records, *_merged(ending.commands)), _awaiting(ending), saw)

@@ -14,6 +14,7 @@ again; otherwise the code changed under a running workflow (`Halt`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -171,7 +172,8 @@ class Replay:
     # -- driving ----------------------------------------------------------------------------
     def run(self, start: WorkflowStart) -> Ending:
         """Drive the workflow's coroutine until it returns, raises or blocks."""
-        wf = Workflow(self.view.workflow_id, self.view.input, self)
+        # A copy: code that changes its input must not change what the next replay sees.
+        wf = Workflow(self.view.workflow_id, copy.deepcopy(self.view.input), self)
         coro = start(wf)
         value: Any = None
         error: BaseException | None = None

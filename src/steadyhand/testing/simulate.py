@@ -12,6 +12,8 @@ asked for again and that attempt numbers only ever grow by one.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,8 +251,10 @@ class Simulator:
             else:
                 state = TERMINAL_STATES[end.kind]
                 children[cid] = ChildState(cid, state, end.get("result"), end.get("reason"))
+        # Fresh copies, as a store read gives: code that changes a result changes no fact.
+        facts = tuple(dataclasses.replace(f, data=copy.deepcopy(f.data)) for f in flow.facts)
         return WorkflowView(
-            flow.id, flow.name, flow.input, flow.plan, flow.created_at, tuple(flow.facts),
+            flow.id, flow.name, copy.deepcopy(flow.input), flow.plan, flow.created_at, facts,
             flow.parent, children,
         )  # fmt: skip
 
