@@ -106,7 +106,7 @@ histories = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories)
 def test_replaying_any_prefix_gives_the_recorded_decision(case: dict[str, Any]) -> None:
     SCRIPT["words"] = case["words"]

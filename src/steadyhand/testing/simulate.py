@@ -36,6 +36,7 @@ from steadyhand.core.facts import (
     CHILD_STARTED,
     COMPENSATION,
     EVENT_RECEIVED,
+    PROBE,
     SCHEDULED,
     SUPERVISOR_RAN,
     TERMINAL_STATES,
@@ -307,7 +308,10 @@ class Simulator:
         if scheduled not in slots:
             earlier = [f.attempt or 0 for f in flow.facts
                        if f.kind == call_kind(phase, SCHEDULED) and f.step == step]  # fmt: skip
-            if attempt != max(earlier, default=0) + 1:
+            if phase == PROBE:  # a probe carries the number of the attempt it asks about
+                if call_slot(ACTION, step, attempt, SCHEDULED) not in slots:
+                    violations.append(f"{flow.id}: {command.describe()} probes no attempt")
+            elif attempt != max(earlier, default=0) + 1:
                 violations.append(f"{flow.id}: {command.describe()} skips an attempt number")
             data = {"agent": command.agent, "timeout": command.timeout}
             _append(flow, call_kind(phase, SCHEDULED), now, step, scheduled, data, attempt)
