@@ -142,6 +142,18 @@ async def parent(wf: Workflow, options: dict[str, Any]) -> Any:
 
 
 @app.workflow()
+async def keyed_parent(wf: Workflow, options: dict[str, Any]) -> Any:
+    return await wf.child("waiter", {"timeout": 60}, key=options["child_key"])
+
+
+@app.workflow()
+async def checkout(wf: Workflow, customer: dict[str, Any]) -> list[Any]:
+    paid = await wf.wait_for("paid")  # may have arrived before the workflow even started
+    shipped = await wf.wait_for("shipped", timeout=60)
+    return [customer, paid, shipped]
+
+
+@app.workflow()
 async def buggy(wf: Workflow, options: dict[str, Any]) -> None:
     await wf.step(book, {"what": "before-bug"}, compensation=cancel)
     if not FIXED["buggy"]:

@@ -218,6 +218,27 @@ def test_changed_code_fails_naming_both_steps_and_patched_code_resumes(
     assert scheduled(client.view(fresh.workflow_id)) == ["send"], "new workflows take the new path"
 
 
+def test_a_child_started_with_a_key_can_be_signalled_by_it(client: Client) -> None:
+    started = client.start("keyed_parent", {"child_key": "child-of-order-9"})
+    wid = started.workflow_id
+    with running_worker(app, client.store):
+        wait_until(lambda: has(client, f"{wid}.waiter", "wait_began"))
+        client.signal("paid", {"via": "key"}, key="child-of-order-9")
+        status = client.wait(wid, timeout=20)
+    assert status.state == "completed" and status.result == {"via": "key"}
+
+
+def test_signal_with_start_meets_a_code_first_workflow_in_any_order(client: Client) -> None:
+    first = client.signal("shipped", {"n": 2}, key="cust-1", start="checkout",
+                          start_input={"id": 1})  # fmt: skip
+    second = client.signal("paid", {"n": 1}, key="cust-1", start="checkout", start_input={"id": 1})
+    assert first.workflow_id == second.workflow_id
+    with running_worker(app, client.store):
+        status = client.wait(first.workflow_id, timeout=20)
+    assert status.state == "completed"
+    assert status.result == [{"id": 1}, {"n": 1}, {"n": 2}]
+
+
 def test_now_random_id_and_input_are_stable(client: Client) -> None:
     status, view = run(client, "clock_and_dice", {"x": 1})
     assert status.state == "completed"
