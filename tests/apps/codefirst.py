@@ -72,6 +72,27 @@ async def send(ctx: Context) -> str:
     return f"sent:{ctx.input}"
 
 
+@app.agent()
+def slow_leg(ctx: Context) -> str:
+    """Sleeps, then records its effect in a SQLite ledger (for tests that kill workers)."""
+    import sqlite3
+
+    time.sleep(float(ctx.input.get("sleep", 0)))
+    with sqlite3.connect(ctx.input["ledger"], timeout=30, isolation_level=None) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT, attempt INTEGER)")
+        conn.execute("INSERT INTO effects VALUES (?, ?)", (ctx.idempotency_key, ctx.attempt))
+    return ctx.input["what"]
+
+
+@app.workflow()
+async def slow_pair(wf: Workflow, options: dict[str, Any]) -> list[str]:
+    first = {**options, "what": "left"}
+    sleepy = {**options, "what": "right"}
+    return await wf.gather(
+        wf.step(slow_leg, first, timeout=5), wf.step(slow_leg, sleepy, timeout=5)
+    )
+
+
 def leg(what: str, script: dict[str, list[str]]) -> dict[str, Any]:
     return {"what": what, "script": script.get(what, [])}
 
