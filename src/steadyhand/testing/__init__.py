@@ -4,7 +4,8 @@ before a deploy (`replay_history`, `assert_replays`). See docs/CODE_FIRST.md.
 """
 
 from steadyhand.testing.history import ReplayReport, assert_replays, load_history, replay_history
-from steadyhand.testing.simulate import START_AT, Call, CallTimedOut, Event, Run, Simulator
+from steadyhand.testing.results import Call, CallTimedOut, Event, Run
+from steadyhand.testing.simulate import START_AT, Simulator
 
 __all__ = [
     "START_AT",
