@@ -179,7 +179,8 @@ class Answers:
         if began is not None:
             until = float(began.get("until"))
         else:
-            until = req.until if req.until is not None else self.clock + (req.seconds or 0.0)
+            # From when it is first reached (this decision), then fixed by the recorded fact.
+            until = req.until if req.until is not None else self.now_at + (req.seconds or 0.0)
             self.records.append(RecordFact(SLEEP_BEGAN, {"until": until}, req.name, slot))
         if self.now_at >= until:
             return Done(None, until)
@@ -248,12 +249,14 @@ def together(answers: list[Answer]) -> Answer:
     return Done([a.value for a in done], max((a.at for a in done), default=0.0))
 
 
-def status_of(answer: Answer) -> str:
+def status_of(answer: Answer, name: str) -> str:
+    """A request's state in a few words, for the breadcrumb's `saw`."""
     if isinstance(answer, Done):
         return "done"
     if isinstance(answer, Failed):
         return "failed"
-    return answer.why[0] if answer.why else "pending"
+    why = answer.why[0] if answer.why else "pending"
+    return why.removeprefix(name).strip().removeprefix("(").removesuffix(")") or why
 
 
 def _check_json(value: Any, what: str) -> None:

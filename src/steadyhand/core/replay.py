@@ -185,7 +185,7 @@ class Replay(Answers):
             return self._map(request)
         else:
             raise Halt(_refusal(request))
-        self.statuses[request.name] = status_of(answer)
+        self.statuses[request.name] = status_of(answer, request.name)
         return answer
 
 
