@@ -135,6 +135,8 @@ class Simulator:
                     calls.append(self._perform(flow, call, now))
                     flow.due = True
                 continue
+            if any(f.due and _ended(f) is None for f in flows.values()):
+                continue  # a child ended (or was cancelled) after its parent's turn
             if _ended(root) is not None and all(_ended(f) is not None for f in flows.values()):
                 break
             times = [f.wake_at for f in flows.values() if f.wake_at is not None and not _ended(f)]
