@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 from click.testing import CliRunner
+from starlette.testclient import TestClient
 
 from steadyhand import Client
 from steadyhand.cli.main import main
 from steadyhand.store import Store
+from steadyhand.web.app import create_app
 from tests.apps.codefirst import app, wait_until
 from tests.conftest import running_worker
 
@@ -38,6 +40,10 @@ def test_explain_shows_discovered_steps_with_parallel_branches(
     text = CliRunner().invoke(main, ["explain", started.workflow_id, "--db", store_url],
                               env={"COLUMNS": "200"}).output  # fmt: skip
     assert "side by side" in text and "∥ 1" in text
+    with TestClient(create_app(store)) as web:
+        page = web.get(f"/workflows/{started.workflow_id}")
+    assert page.status_code == 200
+    assert "book#3" in page.text and "&#8741; 1" in page.text and "agent book" in page.text
 
 
 def test_status_shows_sleeps_and_waits_with_their_deadlines(store: Store, store_url: str) -> None:
