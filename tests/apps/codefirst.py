@@ -15,7 +15,9 @@ from typing import Any
 from steadyhand import (
     App,
     Context,
+    OutcomeUnknown,
     PermanentError,
+    ProbeAnswer,
     RetryPolicy,
     StepFailed,
     TransientError,
@@ -91,6 +93,38 @@ async def slow_pair(wf: Workflow, options: dict[str, Any]) -> list[str]:
     return await wf.gather(
         wf.step(slow_leg, first, timeout=5), wf.step(slow_leg, sleepy, timeout=5)
     )
+
+
+@app.agent()
+def book_once_unsure(ctx: Context) -> dict[str, Any]:
+    """Books, but its first answer is lost on the way back (the outcome is unknown)."""
+    with _LOCK:
+        LOG.append(("book", ctx.input["what"], ctx.workflow_id))
+    if ctx.attempt == 1:
+        raise OutcomeUnknown("connection dropped after the request was sent")
+    return {"booked": ctx.input["what"]}
+
+
+@app.agent()
+def booking_status(ctx: Context) -> ProbeAnswer:
+    with _LOCK:
+        found = ("book", ctx.input["what"], ctx.workflow_id) in LOG
+    return (
+        ProbeAnswer.done({"booked": ctx.input["what"], "probed": True})
+        if found
+        else (ProbeAnswer.not_done())
+    )
+
+
+@app.workflow()
+async def probed(wf: Workflow, what: str) -> Any:
+    return await wf.step(book_once_unsure, {"what": what}, probe=booking_status, timeout=5)
+
+
+@app.workflow()
+async def until_then(wf: Workflow, at: float) -> float:
+    await wf.sleep_until(at)
+    return wf.now()
 
 
 def leg(what: str, script: dict[str, list[str]]) -> dict[str, Any]:

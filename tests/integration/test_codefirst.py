@@ -4,6 +4,7 @@ the endings (complete, roll back, bug), and changed code under a running workflo
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,22 @@ def test_a_caught_step_failure_takes_another_path(client: Client) -> None:
     assert status.result == "plan b after book"
     assert scheduled(view) == ["book", "plan_b"]
     assert not view.has("compensation_began")
+
+
+def test_an_unknown_outcome_is_probed_before_any_retry(client: Client) -> None:
+    status, view = run(client, "probed", "flight")
+    assert status.state == "completed"
+    assert status.result == {"booked": "flight", "probed": True}
+    assert view.count("attempt_scheduled") == 1, "the probe found it done: no second attempt"
+    assert view.latest("probe_succeeded").get("answer") == "done"  # type: ignore[union-attr]
+    assert entries(view.workflow_id) == [("book", "flight")]
+
+
+def test_sleep_until_a_moment(client: Client) -> None:
+    at = time.time() + 0.3
+    status, view = run(client, "until_then", at)
+    assert status.state == "completed" and status.result == at
+    assert view.latest("sleep_began").get("until") == at  # type: ignore[union-attr]
 
 
 def test_sleep_is_durable_and_now_moves_with_it(client: Client) -> None:
