@@ -141,7 +141,7 @@ class Workflow:
         self.input = input
         self._host = host
         self._names = _Names()
-        self._random = _random.Random(workflow_id)
+        self._random: _random.Random | None = None  # seeded on first use: seeding costs
 
     def step(
         self,
@@ -266,6 +266,8 @@ class Workflow:
 
     def random(self) -> float:
         """A number in [0, 1) from a generator seeded with the workflow id."""
+        if self._random is None:
+            self._random = _random.Random(self.workflow_id)
         return self._random.random()
 
     def patched(self, change_id: str) -> bool:
