@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from steadyhand import Client
 from steadyhand.cli.main import main
 from steadyhand.store import Store
-from steadyhand.testing import replay_history
+from steadyhand.testing import Simulator, replay_history
+from tests.apps import codefirst
 from tests.apps.codefirst import app
 from tests.conftest import running_worker
 
@@ -29,3 +32,23 @@ def test_an_explain_json_history_replays_and_catches_a_change(store: Store, stor
     changed = {**history, "input": {"script": history["input"]["script"]}}  # no longer vip
     problems = replay_history(app, changed).problems
     assert problems and "step book#4 (agent book)" in problems[0]
+
+
+def test_replay_check_passes_good_histories_and_fails_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(codefirst.VERSION, "changing", 1)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(Simulator(app).run("trip", {}).history()))
+    waiting = tmp_path / "waiting.json"
+    waiting.write_text(json.dumps(Simulator(app).run("changing").history()))
+    args = ["replay-check", "--app", "tests.apps.codefirst:app", str(good), str(waiting)]
+    ok = CliRunner().invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.count("ok ") == 2
+    monkeypatch.setitem(codefirst.VERSION, "changing", 2)
+    broken = CliRunner().invoke(main, args)
+    assert broken.exit_code == 3, broken.output
+    assert "BREAKS" in broken.output and "wf.patched" in broken.output
+    missing = CliRunner().invoke(main, [*args[:3], str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2
