@@ -24,16 +24,19 @@ from steadyhand.core.errors import (
     OutcomeUnknown,
     PermanentError,
     SteadyhandError,
+    StepFailed,
     StoreError,
     StoreUnavailable,
     TransientError,
     UnknownWorkflowError,
+    WaitTimedOut,
 )
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import RetryPolicy
 from steadyhand.core.progress import Progress, call_progress
 from steadyhand.core.status import Status
 from steadyhand.core.view import ChildState, WorkflowView
+from steadyhand.core.workflow import Workflow
 from steadyhand.define.agents import Context, ProbeAnswer
 from steadyhand.define.app import App, Step
 from steadyhand.define.client import Client
@@ -71,13 +74,16 @@ __all__ = [
     "Status",
     "SteadyhandError",
     "Step",
+    "StepFailed",
     "StoreError",
     "StoreUnavailable",
     "TransientError",
     "UnknownWorkflowError",
+    "WaitTimedOut",
     "WaitUntil",
     "Worker",
     "WorkerOptions",
+    "Workflow",
     "WorkflowView",
     "call_progress",
     "open_store",

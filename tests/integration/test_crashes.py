@@ -6,6 +6,7 @@ These tests run real worker processes (`steadyhand worker`) and kill them with s
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from steadyhand import Client
 from steadyhand.store import Store
+from tests.apps import codefirst
 from tests.apps.scripted import app, effects
 from tests.conftest import running_worker
 
@@ -197,3 +199,30 @@ def _wait_through_outage(client: Client, workflow_id: str) -> str:
         if status.done:
             return status.state
     return "timed out"
+
+
+def test_a_worker_killed_mid_gather_of_a_code_first_workflow_loses_nothing(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    client = Client(codefirst.app, store)
+    started = client.start("slow_pair", {"ledger": str(ledger), "sleep": 3})
+    wid = started.workflow_id
+
+    def both_leased() -> bool:
+        with store.snapshot() as tx:
+            return sum(1 for t in tx.workflow_tasks(wid) if t.lease_owner) == 2
+
+    with worker_process(store_url, tmp_path / "w.log", app="tests.apps.codefirst:app") as proc:
+        wait_until(both_leased)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert not ledger.exists(), "killed before either call acted"
+    with running_worker(codefirst.app, store):
+        status = client.wait(wid, timeout=40)
+    assert status.state == "completed" and status.result == ["left", "right"]
+    view = client.view(wid)
+    assert sorted(f.step or "" for f in view.of("attempt_lost")) == ["slow_leg", "slow_leg#2"]
+    with sqlite3.connect(ledger) as conn:
+        keys = sorted(k for (k,) in conn.execute("SELECT key FROM effects"))
+    assert keys == [f"{wid}:slow_leg", f"{wid}:slow_leg#2"]

@@ -1,7 +1,8 @@
 """The `steadyhand` command: run workers, start workflows, and look after them.
 
 Exit codes: 0 success; 1 the store could not be reached; 2 bad usage or input;
-4 no such workflow; 5 the requested action does not apply (e.g. retry of a running one).
+3 a recorded history would not replay on this code (replay-check); 4 no such workflow;
+5 the requested action does not apply (e.g. retry of a running one).
 Each command lives in the module of its kind; this module only assembles the group.
 """
 
@@ -13,6 +14,7 @@ from steadyhand.chaos.command import chaos
 from steadyhand.chaos.failover_command import failover
 from steadyhand.cli import ops, run
 from steadyhand.cli.archive import archive
+from steadyhand.cli.replaycheck import replay_check
 from steadyhand.cli.schedules import schedules
 from steadyhand.cli.services import service
 from steadyhand.demo.command import demo
@@ -40,6 +42,7 @@ for _command in (
     ops.explain,
     ops.stats,
     ops.dashboard,
+    replay_check,
     archive,
     service,
     schedules,

@@ -26,6 +26,7 @@ from steadyhand.core.errors import InputError
 from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
+from steadyhand.ops.discovered import discovered, in_progress, is_code_first
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import tell
@@ -118,10 +119,14 @@ def status(
     finally:
         store.close()
     current = derive_status(view, tasks)
+    extra: dict[str, Any] = {}
+    if is_code_first(view):  # steps as its replays discovered them; what is open now
+        lines = discovered(view)
+        extra = {"steps": lines, "in_progress": in_progress(lines) if not current.done else ""}
     if as_json:
-        click.echo(dumps({**current.to_json(), "stuck": stuck}))
+        click.echo(dumps({**current.to_json(), "stuck": stuck, **extra}))
     else:
-        print_status(current, stuck=stuck)
+        print_status(current, stuck=stuck, doing=extra.get("in_progress"))
 
 
 @click.command()

@@ -37,7 +37,12 @@ def state_text(state: str, stuck: str | None = None) -> str:
     return text + " [bold red](stuck)[/]" if stuck else text
 
 
-def print_status(status: Status, console: Console | None = None, stuck: str | None = None) -> None:
+def print_status(
+    status: Status,
+    console: Console | None = None,
+    stuck: str | None = None,
+    doing: str | None = None,
+) -> None:
     console = console or Console()
     table = Table.grid(padding=(0, 2))
     table.add_row("workflow", f"{status.id} ({status.name})")
@@ -46,6 +51,8 @@ def print_status(status: Status, console: Console | None = None, stuck: str | No
         table.add_row("stuck", Text(stuck, style="red"))
     if status.step:
         table.add_row("current", f"{status.step} · {status.phase} · attempt {status.attempt}")
+    if doing:  # a code-first workflow: everything open, side by side (∥ marks a group)
+        table.add_row("in progress", Text(doing))
     table.add_row("started", when(status.created_at))
     since = ago(time.time() - status.updated_at)
     table.add_row("last fact", f"{when(status.updated_at)} ({since} ago)")
@@ -69,16 +76,23 @@ def print_explain(story: Story, console: Console | None = None) -> None:
         plan.add_column("action")
         plan.add_column("attempts", justify="right")
         plan.add_column("compensation")
+        code_first = any(line.detail or line.kind != "step" for line in story.plan)
+        if code_first:  # steps as discovered: side-by-side groups, agents, deadlines
+            plan.add_column("side by side")
+            plan.add_column("detail")
         for line in story.plan:
             undo = "-" if line.compensation is None else line.compensation
             if line.undo_attempts:
                 undo += f" ({line.undo_attempts})"
-            plan.add_row(
-                line.name,
+            cells: list[str | Text] = [
+                line.name if line.kind == "step" else f"{line.kind} {line.name}",
                 Text(line.action, style=TONE_STYLE.get(line.tone, "")),
                 str(line.attempts or "-"),
                 undo,
-            )
+            ]
+            if code_first:
+                cells += [f"∥ {line.group}" if line.group else "", line.detail]
+            plan.add_row(*cells)
         console.print(plan)
     timeline = Table(title="timeline", title_justify="left", expand=True, show_lines=False)
     timeline.add_column("#", justify="right", style="dim")
@@ -107,7 +121,12 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
         "input": view.input,
         "plan": [asdict(line) for line in story.plan],
         "facts": [
-            {**asdict(e), "data": by_seq[e.seq].data, "decided": list(e.decided)}
+            {
+                **asdict(e),
+                "slot": by_seq[e.seq].slot,
+                "data": by_seq[e.seq].data,
+                "decided": list(e.decided),
+            }
             for e in story.entries
         ],
     }

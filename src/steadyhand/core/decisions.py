@@ -111,6 +111,7 @@ class StartChild:
     step: str
     workflow: str
     input: Any = None
+    key: str | None = None  # the child's idempotency key (events may address it by key)
 
     def describe(self) -> str:
         return f"start child {self.workflow} for {self.step}"

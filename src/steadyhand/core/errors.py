@@ -6,6 +6,8 @@ SteadyhandError
 │   ├── UnknownWorkflowError     no workflow is registered under that name
 │   └── IdempotencyConflict      the key already started a workflow with other input
 ├── NotFoundError            no workflow with that id or key exists in the store
+├── StepFailed               raised at a code-first workflow's `await` of a step that gave up
+├── WaitTimedOut             raised at a code-first `wf.wait_for` whose event did not come
 ├── StoreError               the store refused or could not be reached (`cause` names why)
 │   └── StoreUnavailable         connection lost, database busy or disk full: safe to retry
 └── AgentError               raised by agents to classify their own failures
@@ -38,6 +40,26 @@ class IdempotencyConflict(InputError):
 
 class NotFoundError(SteadyhandError, LookupError):
     """No workflow with the given id or idempotency key exists in the store."""
+
+
+class StepFailed(SteadyhandError):
+    """A code-first step was refused or ran out of retries (or a child ended without
+    completing). Raised at its `await`; left uncaught, the workflow rolls back."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"step {step} {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class WaitTimedOut(SteadyhandError):
+    """A code-first `wf.wait_for(event, timeout=...)` saw no event before its deadline.
+    Left uncaught, the workflow rolls back."""
+
+    def __init__(self, event: str, timeout: float) -> None:
+        super().__init__(f"no {event} event within {timeout:g}s")
+        self.event = event
+        self.timeout = timeout
 
 
 class StoreError(SteadyhandError):

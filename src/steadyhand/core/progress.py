@@ -76,7 +76,7 @@ def call_progress(
 ) -> Progress:
     """Derive where `step` stands in `phase` (action or compensation) from the facts."""
     scheduled_kind = call_kind(phase, SCHEDULED)
-    scheduled = [f for f in view.facts if f.kind == scheduled_kind and f.step == step]
+    scheduled = view.of(scheduled_kind, step)
     if not scheduled:
         return Progress(NOT_STARTED)
     round_start = view.round_start

@@ -66,6 +66,17 @@ def saga(view: WorkflowView, now: float) -> Decision:
     return _forward(view, now, progress, saw)
 
 
+def roll_back(
+    view: WorkflowView, now: float, reason: str, saw: str, extra: tuple[Command, ...] = ()
+) -> Decision:
+    """Begin, or carry on, rolling back every step of `view.plan` that took effect (or may
+    have), newest first. Code-first workflows use it with the steps their replay found."""
+    progress = {spec.name: _action_progress(view, spec) for spec in view.plan.steps}
+    if view.latest(COMPENSATION_BEGAN) is not None:
+        return _compensate(view, now, progress, reason, saw, extra)
+    return _begin_compensation(view, now, progress, reason, saw, extra)
+
+
 def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     if spec.action is None:
         return Progress(DONE)  # nothing to call: the step's wait or child decides

@@ -70,19 +70,28 @@ class WorkflowView:
 
     def of(self, kind: str, step: str | None = None) -> list[Fact]:
         """All facts of `kind` (optionally of one step), oldest first."""
-        return [f for f in self.facts if f.kind == kind and (step is None or f.step == step)]
+        return list(self._by_kind.get((kind, step), ()))
+
+    @cached_property
+    def _by_kind(self) -> dict[tuple[str, str | None], list[Fact]]:
+        """Facts by (kind, step) and by (kind, None): a code-first replay asks about every
+        step it passes, so each question must not scan the whole history."""
+        index: dict[tuple[str, str | None], list[Fact]] = {}
+        for fact in self.facts:
+            index.setdefault((fact.kind, None), []).append(fact)
+            if fact.step is not None:
+                index.setdefault((fact.kind, fact.step), []).append(fact)
+        return index
 
     def has(self, kind: str, step: str | None = None) -> bool:
-        return any(f.kind == kind and (step is None or f.step == step) for f in self.facts)
+        return (kind, step) in self._by_kind
 
     def count(self, kind: str, step: str | None = None) -> int:
         return len(self.of(kind, step))
 
     def latest(self, kind: str, step: str | None = None) -> Fact | None:
-        for fact in reversed(self.facts):
-            if fact.kind == kind and (step is None or fact.step == step):
-                return fact
-        return None
+        found = self._by_kind.get((kind, step))
+        return found[-1] if found else None
 
     def data_of(self, kind: str, step: str | None = None) -> Mapping[str, Any] | None:
         """The data of the latest fact of `kind`, or None when there is none."""
@@ -91,15 +100,11 @@ class WorkflowView:
 
     def event(self, name: str) -> Fact | None:
         """The first arrival of event `name` (later duplicates with other keys are ignored)."""
-        for fact in self.facts:
-            if fact.kind == EVENT_RECEIVED and fact.step == name:
-                return fact
-        return None
+        found = self._by_kind.get((EVENT_RECEIVED, name))
+        return found[0] if found else None
 
     def events(self, name: str | None = None) -> list[Fact]:
-        return [
-            f for f in self.facts if f.kind == EVENT_RECEIVED and (name is None or f.step == name)
-        ]
+        return self.of(EVENT_RECEIVED, name)
 
     def slot(self, slot: str) -> Fact | None:
         return self._by_slot.get(slot)

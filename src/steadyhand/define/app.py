@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
+from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
 from steadyhand.core.errors import DefinitionError, UnknownWorkflowError
 from steadyhand.core.guard import Supervisor
 from steadyhand.core.plans import (
@@ -25,6 +26,7 @@ from steadyhand.core.saga import saga
 from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.define.agents import AgentFn, AgentRegistry
 from steadyhand.define.client import Client
+from steadyhand.define.codefirst import code_plan, code_workflow
 from steadyhand.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +56,10 @@ class App:
     def __init__(self, *, max_supervisor_runs: int = 1000) -> None:
         self.agents = AgentRegistry()
         self.plans: dict[str, Plan] = {}
-        self.supervisors: dict[str, Supervisor] = {"saga": saga}
+        self.code_workflows: dict[str, CodeWorkflow] = {}
+        self._code_runs: dict[str, int] = {}
+        code_first = CodeFirst(self.code_workflows, self._registered_agent)
+        self.supervisors: dict[str, Supervisor] = {"saga": saga, SUPERVISOR: code_first}
         self.services: dict[str, ServicePolicy] = {}
         self.schedules: dict[str, ScheduleSpec] = {}
         self.max_supervisor_runs = max_supervisor_runs
@@ -66,6 +71,9 @@ class App:
             self.agents.register(fn, name, service)
             if service is not None and service not in self.services:
                 self.services[service] = ServicePolicy(check_name(service, "service name"))
+            if service is not None:
+                for key in self.code_workflows:  # their replays may call this agent too
+                    self.plans[key] = self._code_plan(key)
             return fn
 
         return register
@@ -126,8 +134,61 @@ class App:
                 mapping[agent.name] = agent.service
         return mapping
 
-    def workflow(self, name: str, steps: Sequence[Step]) -> Plan:
-        """Declare a saga: `steps` run in order and are compensated in reverse on failure."""
+    @overload
+    def workflow(self, name: str, steps: Sequence[Step]) -> Plan: ...
+
+    @overload
+    def workflow(
+        self, name: str | None = None, *, max_supervisor_runs: int | None = None
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def workflow(self, name: F) -> F: ...
+
+    def workflow(
+        self,
+        name: Any = None,
+        steps: Sequence[Step] | None = None,
+        *,
+        max_supervisor_runs: int | None = None,
+    ) -> Any:
+        """Declare a workflow.
+
+        `@app.workflow()` (or `@app.workflow("name")`) on an `async def f(wf, input)`: a
+        code-first workflow, replayed over its facts to decide (docs/CODE_FIRST.md).
+        `app.workflow(name, [Step, ...])`: a saga; the steps run in order and are
+        compensated in reverse on failure.
+        """
+        if callable(name) and steps is None:
+            return self.workflow(max_supervisor_runs=max_supervisor_runs)(name)
+        if steps is None:
+
+            def register(fn: F) -> F:
+                found = code_workflow(fn, name)
+                if found.name in self.plans:
+                    raise DefinitionError(f"workflow {found.name!r} is declared twice")
+                self.code_workflows[found.name] = found
+                self._code_runs[found.name] = max_supervisor_runs or self.max_supervisor_runs
+                self.plans[found.name] = self._code_plan(found.name)
+                return fn
+
+            return register
+        return self._saga(name, steps)
+
+    def _code_plan(self, name: str) -> Plan:
+        return code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+
+    def _registered_agent(self, ref: Any) -> str:
+        """The registered name of an agent a code-first step calls (function or name)."""
+        agent_name = self.agents.name_of(ref)
+        if agent_name not in self.agents:
+            raise DefinitionError(
+                f"agent {agent_name!r} is not registered; register it with @app.agent() "
+                "before a workflow calls it"
+            )
+        return agent_name
+
+    def _saga(self, name: str, steps: Sequence[Step]) -> Plan:
         check_name(name, "workflow name")
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")

@@ -162,12 +162,14 @@ class DecisionApplier:
             data = {"agent": command.agent, "timeout": command.timeout}
             kind = call_kind(command.phase, SCHEDULED)
             append(NewFact(kind, command.step, command.attempt, slot, data))
+        args = dict(command.args)
         payload = {
             "agent": command.agent,
             "timeout": command.timeout,
             "workflow": view.name,
-            "input": view.input,
-            "args": dict(command.args),
+            # A code-first step passes its own input; a saga's agents see the workflow's.
+            "input": args.pop("input") if "input" in args else view.input,
+            "args": args,
             "key": idempotency_key(workflow_id, command.step, command.phase),
             "action_key": idempotency_key(workflow_id, command.step, ACTION),
             "permanent": list(command.permanent),
@@ -201,8 +203,14 @@ class DecisionApplier:
         if plan is None:
             data["error"] = f"no workflow named {command.workflow!r} is registered in this deploy"
             return data
-        row = WorkflowRow(cid, plan.workflow, None, command.input, plan, parent.workflow_id, now)
-        create_workflow_txn(tx, writes, row, dumps(command.input), wake=True)
+        row = WorkflowRow(
+            cid, plan.workflow, command.key, command.input, plan, parent.workflow_id, now
+        )
+        if not create_workflow_txn(tx, writes, row, dumps(command.input), wake=True):
+            data["error"] = (
+                f"could not start child {cid}: its id or idempotency key {command.key!r} is "
+                "already used by another workflow"
+            )
         return data
 
 

@@ -33,6 +33,7 @@ from steadyhand.core.facts import (
 from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
+from steadyhand.ops.discovered import discovered, is_code_first
 
 PHASE_OF_PREFIX = {prefix: phase for phase, prefix in PHASE_PREFIX.items()}
 PHASE_NOUN = {ACTION: "attempt", COMPENSATION: "compensation", "probe": "probe of attempt"}
@@ -68,6 +69,9 @@ class StepLine:
     compensation: str | None  # None when the step declares no compensation
     undo_attempts: int
     tone: str
+    kind: str = "step"  # code-first plans also show sleeps, waits and children
+    group: int | None = None  # code-first: steps started together (side by side) share one
+    detail: str = ""  # code-first: the agent, a sleep's end, a wait's event and deadline
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,10 @@ def tell(view: WorkflowView, status: Status, stuck: str | None = None) -> Story:
 
 
 def plan_lines(view: WorkflowView) -> list[StepLine]:
-    """Each step of the frozen plan with the state of its action and its compensation."""
+    """Each step of the frozen plan with the state of its action and its compensation (for
+    a code-first workflow: each step its replays discovered, see `ops.discovered`)."""
+    if is_code_first(view):
+        return [StepLine(**line) for line in discovered(view)]
     lines = []
     for spec in view.plan.steps:
         action = call_progress(view, ACTION, spec.name, spec.retry, spec.probe is not None)
