@@ -329,6 +329,10 @@ class Store(ABC):
     def wait_for_work(self, timeout: float) -> None:
         """Block until new work may be due, or `timeout` seconds pass."""
 
+    def checkpoint(self) -> None:  # noqa: B027 - a no-op except where a log must be folded
+        """Fold the write-ahead log into the database now (SQLite), so that a big change
+        (an archive run) does not leave the next small commit to pay for it."""
+
     @abstractmethod
     def interrupt_wait(self) -> None:
         """End this process's `wait_for_work` early (a stopping worker)."""

@@ -190,6 +190,10 @@ class SqliteStore(Store):
         """Sleep until a commit here or a wake-up from another process, or `timeout`."""
         self._channel.wait(timeout)
 
+    def checkpoint(self) -> None:
+        with suppress(sqlite3.Error):
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def interrupt_wait(self) -> None:
         self._channel.wake_self()
 
