@@ -109,20 +109,35 @@ class Client:
                 return status
             time.sleep(poll)
 
-    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+    def cancel(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        by: str | None = None,
+        *,
+        batch: str | None = None,
+    ) -> ActionStatus:
         """Ask a workflow to stop and roll back what took effect; a `failed` one too (a new
         round that compensates). Decided under the workflow's lock: `result` says whether
         this call did it (`done`), someone else had (`already`), or the workflow had
-        already ended completed or compensated (`ended`: nothing to roll back)."""
-        return self.engine.cancel(workflow_id, reason, by or _who())
+        already ended completed or compensated (`ended`: nothing to roll back). `batch`
+        names the bulk action this is part of (kept in the fact's data)."""
+        return self.engine.cancel(workflow_id, reason, by or _who(), batch)
 
-    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+    def retry(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        by: str | None = None,
+        *,
+        batch: str | None = None,
+    ) -> ActionStatus:
         """Resume a `failed` workflow: a new round of attempts where it stopped.
 
         Decided under the workflow's lock: two operators retrying at once open one round;
         the second is answered `already`. Raises `InputError` when the workflow is not
         failed (and no retry of this round explains why)."""
-        answer = self.engine.retry(workflow_id, reason, by or _who())
+        answer = self.engine.retry(workflow_id, reason, by or _who(), batch)
         if answer.result == NOT_APPLICABLE:
             raise InputError(answer.message)
         return answer
