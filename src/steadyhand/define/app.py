@@ -12,7 +12,8 @@ from typing import Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
-from steadyhand.core.errors import DefinitionError, UnknownWorkflowError
+from steadyhand.core.deadlines import check_deadline
+from steadyhand.core.errors import DefinitionError, InputError, UnknownWorkflowError
 from steadyhand.core.guard import Supervisor
 from steadyhand.core.plans import (
     DEFAULT_COMPENSATION_RETRY,
@@ -135,7 +136,9 @@ class App:
         return mapping
 
     @overload
-    def workflow(self, name: str, steps: Sequence[Step]) -> Plan: ...
+    def workflow(
+        self, name: str, steps: Sequence[Step], *, deadline: float | None = None
+    ) -> Plan: ...
 
     @overload
     def workflow(
@@ -151,13 +154,16 @@ class App:
         steps: Sequence[Step] | None = None,
         *,
         max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Declare a workflow.
 
         `@app.workflow()` (or `@app.workflow("name")`) on an `async def f(wf, input)`: a
         code-first workflow, replayed over its facts to decide (docs/CODE_FIRST.md).
         `app.workflow(name, [Step, ...])`: a saga; the steps run in order and are
-        compensated in reverse on failure.
+        compensated in reverse on failure; with `deadline` (seconds from the start;
+        `Client.start(deadline=)` overrides it), it rolls back when the deadline passes
+        before it ends.
         """
         if callable(name) and steps is None:
             return self.workflow(max_supervisor_runs=max_supervisor_runs)(name)
@@ -173,7 +179,7 @@ class App:
                 return fn
 
             return register
-        return self._saga(name, steps)
+        return self._saga(name, steps, deadline)
 
     def _code_plan(self, name: str) -> Plan:
         return code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
@@ -188,8 +194,12 @@ class App:
             )
         return agent_name
 
-    def _saga(self, name: str, steps: Sequence[Step]) -> Plan:
+    def _saga(self, name: str, steps: Sequence[Step], deadline: float | None = None) -> Plan:
         check_name(name, "workflow name")
+        try:
+            seconds = check_deadline(deadline, f"workflow {name!r}: deadline")
+        except InputError as exc:
+            raise DefinitionError(str(exc)) from None
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if not steps:
@@ -217,7 +227,9 @@ class App:
             raise DefinitionError(f"workflow {name!r} has two steps with the same name")
         used = [a for spec in specs for a in (spec.action, spec.compensation, spec.probe)]
         services = self._service_map(used)
-        options = {"services": services} if services else {}
+        options: dict[str, Any] = {"services": services} if services else {}
+        if seconds is not None:
+            options["deadline"] = seconds
         plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
         self.plans[name] = plan
         return plan

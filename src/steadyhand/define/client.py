@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
+from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
 from steadyhand.core.plans import (
     check_name,
@@ -38,13 +39,26 @@ class Client:
         self.store = store
         self.engine = Engine(store, app.supervisors, plans=app.plans)
 
-    def start(self, name: str, input: Any = None, *, key: str | None = None) -> Started:
-        """Start workflow `name` with `input`; with `key`, starting twice returns the first."""
+    def start(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        key: str | None = None,
+        deadline: float | None = None,
+    ) -> Started:
+        """Start workflow `name` with `input`; with `key`, starting twice returns the first.
+
+        `deadline` (seconds, default: the definition's): when it passes before the workflow
+        ends, the workflow rolls back what took effect."""
         plan = self.app.plan(name)
         text = encode_json(input, "workflow input")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
             raise InputError("idempotency key must be a non-empty string of at most 500 characters")
-        return self.engine.start(new_workflow_id(), plan, json.loads(text), text, key)
+        seconds = check_deadline(deadline)
+        return self.engine.start(
+            new_workflow_id(), plan, json.loads(text), text, key, deadline=seconds
+        )
 
     def signal(
         self,

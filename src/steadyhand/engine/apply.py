@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from steadyhand.core.deadlines import check_deadline, started_data
 from steadyhand.core.decisions import (
     CallAgent,
     CancelChild,
@@ -59,15 +60,26 @@ def child_id(parent_id: str, step: str) -> str:
 
 
 def create_workflow_txn(
-    tx: Tx, writes: Writes, row: WorkflowRow, input_json: str, *, wake: bool
+    tx: Tx,
+    writes: Writes,
+    row: WorkflowRow,
+    input_json: str,
+    *,
+    wake: bool,
+    deadline: float | None = None,
 ) -> bool:
     """Create a workflow: its root row, its place among the watched workflows, its
-    `workflow_started` fact and (with `wake`) a first supervisor run. False when the id or
-    the idempotency key is taken, and then nothing else is written."""
+    `workflow_started` fact (with its deadline: `deadline` seconds, else the definition's)
+    and (with `wake`) a first supervisor run. False when the id or the idempotency key is
+    taken, and then nothing else is written."""
     if not writes.insert_workflow(tx, row, input_json, dumps(row.plan.to_json())):
         return False
     writes.open(row.id, row.created_at)
-    writes.append_fact(row.id, 1, NewFact(WORKFLOW_STARTED, slot="started"), row.created_at)
+    if deadline is None:
+        deadline = check_deadline(row.plan.options.get("deadline"))
+    data = started_data(deadline, row.created_at)
+    started = NewFact(WORKFLOW_STARTED, slot="started", data=data)
+    writes.append_fact(row.id, 1, started, row.created_at)
     if wake:
         writes.wake(row.id, row.created_at, row.created_at)
     return True

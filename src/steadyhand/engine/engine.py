@@ -48,8 +48,10 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         input_json: str,
         key: str | None,
         parent_id: str | None = None,
+        deadline: float | None = None,
     ) -> Started:
-        """Create a workflow with its plan, or return the one its idempotency key started."""
+        """Create a workflow with its plan, or return the one its idempotency key started;
+        `deadline` (seconds) overrides the definition's."""
         now = self.clock()
         with self.store.transaction() as tx:
             if key is not None:
@@ -59,7 +61,7 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
                     return Started(existing.id, created=False)
             row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
             writes = Writes()
-            if not create_workflow_txn(tx, writes, row, input_json, wake=False):
+            if not create_workflow_txn(tx, writes, row, input_json, wake=False, deadline=deadline):
                 existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
                 if existing is None:
                     raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")
