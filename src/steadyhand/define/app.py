@@ -49,6 +49,8 @@ class Step:
     deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
     child: str | None = None  # run this workflow as a child; its result is the step's result
     on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
+    heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
+    # is treated as lost (its outcome unknown) without waiting for its whole timeout
 
 
 class App:
@@ -220,6 +222,7 @@ class App:
                     deadline=step.deadline,
                     child=step.child,
                     on_give_up=step.on_give_up,
+                    heartbeat_timeout=step.heartbeat_timeout,
                 )
             )
         names = [s.name for s in specs]

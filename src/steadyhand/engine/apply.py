@@ -45,6 +45,7 @@ from steadyhand.core.facts import (
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import NewFact, WorkflowRow
 from steadyhand.core.view import WorkflowView
+from steadyhand.engine.heartbeats import heartbeat_payload
 from steadyhand.engine.writes import Claim, Writes
 from steadyhand.store.base import Tx
 
@@ -186,6 +187,7 @@ class DecisionApplier:
             "action_key": idempotency_key(workflow_id, command.step, ACTION),
             "permanent": list(command.permanent),
             "transient": list(command.transient),
+            **heartbeat_payload(view, command),
         }
         service = view.service_of(command.agent)
         if claim is not None and not handed_off and service is None:
