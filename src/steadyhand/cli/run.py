@@ -124,11 +124,20 @@ def migrate(db: str | None) -> None:
 @click.option(
     "--deadline", default=None, help="Roll back if not ended within this long: 90s, 2h, 1d."
 )
+@click.option("--priority", type=click.IntRange(0, 9), default=0, help="0..9, higher first.")
+@click.option("--fairness-key", default=None, help="Calls of different keys take turns.")
 @app_option(required=True)
 @db_option
 @guarded
 def start(
-    name: str, input_text: str, key: str | None, deadline: str | None, app_ref: str, db: str | None
+    name: str,
+    input_text: str,
+    key: str | None,
+    deadline: str | None,
+    priority: int,
+    fairness_key: str | None,
+    app_ref: str,
+    db: str | None,
 ) -> None:
     """Start workflow NAME and print its id."""
     seconds = None if deadline is None else parse_duration(deadline)
@@ -139,7 +148,9 @@ def start(
             f"--input is not valid JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'"
         ) from None
     with client_for(db, app_ref) as client:
-        started = client.start(name, value, key=key, deadline=seconds)
+        started = client.start(
+            name, value, key=key, deadline=seconds, priority=priority, fairness_key=fairness_key
+        )
     click.echo(started.workflow_id)
 
 

@@ -21,6 +21,7 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
+from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
@@ -46,18 +47,31 @@ class Client:
         *,
         key: str | None = None,
         deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Started:
         """Start workflow `name` with `input`; with `key`, starting twice returns the first.
 
         `deadline` (seconds, default: the definition's): when it passes before the workflow
-        ends, the workflow rolls back what took effect."""
+        ends, the workflow rolls back what took effect. `priority` (0..9, higher first)
+        orders its tasks when workers lease (a task waiting long goes first whatever its
+        priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
+        turns for a service's `max_in_flight` slots."""
         plan = self.app.plan(name)
         text = encode_json(input, "workflow input")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
             raise InputError("idempotency key must be a non-empty string of at most 500 characters")
         seconds = check_deadline(deadline)
+        priority, fairness_key = check_priority(priority, fairness_key)
         return self.engine.start(
-            new_workflow_id(), plan, json.loads(text), text, key, deadline=seconds
+            new_workflow_id(),
+            plan,
+            json.loads(text),
+            text,
+            key,
+            deadline=seconds,
+            priority=priority,
+            fairness_key=fairness_key,
         )
 
     def signal(
