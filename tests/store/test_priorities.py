@@ -5,10 +5,13 @@ round-robin across fairness keys; and end to end with a real worker."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from steadyhand import Client, InputError
+from steadyhand import Client, InputError, NotFoundError
+from steadyhand.cli.main import main
 from steadyhand.core.circuit import allowance, trial_window_start
 from steadyhand.store import Store
 from steadyhand.store.priorities import AGE_BOOST
@@ -77,3 +80,18 @@ def test_bad_priorities_are_refused(store: Store) -> None:
             client.start("booking", {}, priority=bad)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="fairness_key"):
         client.start("booking", {}, fairness_key="")
+
+
+def test_an_ended_prioritised_workflow_can_still_be_archived(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    client = Client(app, store)
+    workflow_id = client.start("booking", {}, priority=7, fairness_key="t").workflow_id
+    client.signal("confirmed", {}, workflow_id=workflow_id)
+    with running_worker(app, store):
+        assert client.wait(workflow_id, timeout=20).state == "completed"
+    args = ["archive", "--ended-before", "0s", "--to", str(tmp_path / "a"), "--db", store_url]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with pytest.raises(NotFoundError):
+        client.status(workflow_id)
