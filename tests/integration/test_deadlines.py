@@ -11,6 +11,7 @@ from steadyhand import Client, DefinitionError, InputError, open_store
 from steadyhand.cli.main import main
 from steadyhand.core.facts import CANCEL_REQUESTED, WORKFLOW_STARTED
 from steadyhand.define.app import App, Step
+from steadyhand.ops.story import sentence
 from steadyhand.store import Store
 from tests.apps.long_running import LOG, app
 from tests.conftest import running_worker
@@ -30,6 +31,7 @@ def test_a_passed_deadline_rolls_the_workflow_back(store: Store) -> None:
     started = view.latest(WORKFLOW_STARTED)
     assert started is not None and started.get("deadline") == 0.5
     assert started.get("deadline_at") == pytest.approx(view.created_at + 0.5)
+    assert "started; deadline 0.5s, at " in sentence(started)  # as explain tells it
 
 
 def test_the_definition_deadline_applies_and_start_overrides_it(store: Store) -> None:

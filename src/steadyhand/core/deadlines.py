@@ -78,4 +78,7 @@ def with_wakeup(view: WorkflowView, decision: Decision, now: float) -> Decision:
     at = deadline_at(view)
     if at is None or at <= now or decision.terminal is not None or _rolling_back(view):
         return decision
-    return Decision((*decision.commands, WaitUntil(at)), decision.why, decision.saw)
+    waits = [c.at for c in decision.commands if isinstance(c, WaitUntil)]
+    others = tuple(c for c in decision.commands if not isinstance(c, WaitUntil))
+    wake = WaitUntil(min([*waits, at]))  # one wake-up: the earliest is the one that counts
+    return Decision((*others, wake), decision.why, decision.saw)
