@@ -99,3 +99,4 @@ def print_page(ctx: Context) -> dict[str, Any]:
 
 
 app.workflow("print", [Step("print", print_page, retry=QUICK, timeout=5)])
+app.workflow("print_twice", [Step("first", child="print"), Step("second", child="print")])

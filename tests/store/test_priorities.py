@@ -95,3 +95,21 @@ def test_an_ended_prioritised_workflow_can_still_be_archived(
     assert result.exit_code == 0, result.output
     with pytest.raises(NotFoundError):
         client.status(workflow_id)
+
+
+def test_a_child_runs_at_its_parents_priority_and_fairness_key(store: Store) -> None:
+    client = Client(app, store)
+    parent = client.start("print_twice", {}, priority=6, fairness_key="t-9").workflow_id
+    with running_worker(app, store):
+        assert client.wait(parent, timeout=20).state == "completed"
+    with store.snapshot() as tx:
+        rows = tx.query(
+            "SELECT workflow_id, priority, fairness_key FROM workflow_priorities "
+            "WHERE workflow_id LIKE :p ORDER BY workflow_id",
+            {"p": f"{parent}%"},
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        (parent, 6, "t-9"),
+        (f"{parent}.first", 6, "t-9"),
+        (f"{parent}.second", 6, "t-9"),
+    ]

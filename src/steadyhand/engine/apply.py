@@ -48,6 +48,7 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.engine.heartbeats import heartbeat_payload
 from steadyhand.engine.writes import Claim, Writes
 from steadyhand.store.base import Tx
+from steadyhand.store.priorities import inherit_priority_txn
 
 
 def idempotency_key(workflow_id: str, step: str, phase: str) -> str:
@@ -225,6 +226,8 @@ class DecisionApplier:
                 f"could not start child {cid}: its id or idempotency key {command.key!r} is "
                 "already used by another workflow"
             )
+        else:
+            inherit_priority_txn(tx, parent.workflow_id, cid)  # before its tasks are queued
         return data
 
 

@@ -129,3 +129,14 @@ def set_priority_txn(tx: Tx, workflow_id: str, priority: int, fairness_key: str 
     if priority == 0 and fairness_key is None:
         return  # the default: no row, and the trigger leaves its tasks alone
     tx.query(_SET, {"id": workflow_id, "priority": priority, "fairness_key": fairness_key})
+
+
+_INHERIT = """
+    INSERT INTO workflow_priorities (workflow_id, priority, fairness_key)
+    SELECT :child, priority, fairness_key FROM workflow_priorities WHERE workflow_id = :parent
+"""
+
+
+def inherit_priority_txn(tx: Tx, parent_id: str, child_id: str) -> None:
+    """A child workflow runs at its parent's priority, under its parent's fairness key."""
+    tx.query(_INHERIT, {"parent": parent_id, "child": child_id})
