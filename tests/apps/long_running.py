@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from steadyhand import App, Context, RetryPolicy, Step
+from steadyhand import (
+    App,
+    Context,
+    Decision,
+    EndCompensated,
+    RetryPolicy,
+    Step,
+    WaitUntil,
+    WorkflowView,
+)
 
 app = App()
 QUICK = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
@@ -100,3 +109,15 @@ def print_page(ctx: Context) -> dict[str, Any]:
 
 app.workflow("print", [Step("print", print_page, retry=QUICK, timeout=5)])
 app.workflow("print_twice", [Step("first", child="print"), Step("second", child="print")])
+
+
+@app.supervisor()
+def patient(view: WorkflowView, now: float) -> Decision:
+    """Waits for ever unless cancelled; then ends compensated with the cancel's reason."""
+    cancel = view.latest("cancel_requested")
+    if cancel is not None:
+        return Decision((EndCompensated(str(cancel.get("reason"))),), "cancelled")
+    return Decision((WaitUntil(now + 3600),), "waiting")
+
+
+app.process("patient", patient, deadline=0.3)

@@ -47,6 +47,14 @@ def test_the_definition_deadline_applies_and_start_overrides_it(store: Store) ->
     assert "deadline" in (client.status(by_definition).reason or "")
 
 
+def test_a_custom_supervisor_gets_the_deadline_as_a_cancel(store: Store) -> None:
+    client = Client(app, store)
+    workflow_id = client.start("patient", {}).workflow_id
+    with running_worker(app, store):
+        status = client.wait(workflow_id, timeout=20)
+    assert status.state == "compensated" and "deadline (0.3s) passed" in (status.reason or "")
+
+
 def test_a_workflow_that_ends_in_time_keeps_its_result(store: Store) -> None:
     client = Client(app, store)
     on_time = client.start("booking", {}, deadline=3600).workflow_id

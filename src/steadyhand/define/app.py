@@ -250,10 +250,22 @@ class App:
         return register
 
     def process(
-        self, name: str, supervisor: Supervisor | str, *, max_supervisor_runs: int | None = None
+        self,
+        name: str,
+        supervisor: Supervisor | str,
+        *,
+        max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Plan:
-        """Declare a workflow driven by a custom supervisor instead of a linear saga."""
+        """Declare a workflow driven by a custom supervisor instead of a linear saga.
+
+        `deadline` (seconds): when it passes, a `cancel_requested` fact (by `deadline`) is
+        recorded and the supervisor runs; it rolls back as it does for any cancel."""
         check_name(name, "workflow name")
+        try:
+            seconds = check_deadline(deadline, f"workflow {name!r}: deadline")
+        except InputError as exc:
+            raise DefinitionError(str(exc)) from None
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if isinstance(supervisor, str):
@@ -265,7 +277,10 @@ class App:
             raise DefinitionError(f"no supervisor {key!r} is registered")
         runs = max_supervisor_runs or self.max_supervisor_runs
         services = self._service_map(self.agents.names())
-        plan = Plan(name, (), key, runs, {"services": services} if services else {})
+        options: dict[str, Any] = {"services": services} if services else {}
+        if seconds is not None:
+            options["deadline"] = seconds
+        plan = Plan(name, (), key, runs, options)
         self.plans[name] = plan
         return plan
 
