@@ -14,6 +14,7 @@ from steadyhand import (
     RetryPolicy,
     Step,
     WaitUntil,
+    Workflow,
     WorkflowView,
 )
 
@@ -121,3 +122,10 @@ def patient(view: WorkflowView, now: float) -> Decision:
 
 
 app.process("patient", patient, deadline=0.3)
+
+
+@app.workflow(deadline=0.4)
+async def coded_booking(wf: Workflow, _: Any) -> Any:
+    """A code-first booking with a deadline on its definition."""
+    await wf.step(book, {}, compensation=unbook)
+    return await wf.wait_for("confirmed")

@@ -55,6 +55,18 @@ def test_a_custom_supervisor_gets_the_deadline_as_a_cancel(store: Store) -> None
     assert status.state == "compensated" and "deadline (0.3s) passed" in (status.reason or "")
 
 
+def test_a_code_first_workflow_rolls_back_at_its_deadline(store: Store) -> None:
+    client = Client(app, store)
+    late = client.start("coded_booking", {}).workflow_id
+    in_time = client.start("coded_booking", {}, deadline=3600).workflow_id
+    client.signal("confirmed", {"ok": True}, workflow_id=in_time)
+    with running_worker(app, store):
+        status = client.wait(late, timeout=20)
+        assert client.wait(in_time, timeout=20).state == "completed"
+    assert status.state == "compensated" and "deadline (0.4s) passed" in (status.reason or "")
+    assert ("unbook", late) in LOG and ("unbook", in_time) not in LOG
+
+
 def test_a_workflow_that_ends_in_time_keeps_its_result(store: Store) -> None:
     client = Client(app, store)
     on_time = client.start("booking", {}, deadline=3600).workflow_id

@@ -7,7 +7,7 @@ Definitions are code; what a workflow will do is frozen into its plan when it st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
@@ -61,6 +61,7 @@ class App:
         self.plans: dict[str, Plan] = {}
         self.code_workflows: dict[str, CodeWorkflow] = {}
         self._code_runs: dict[str, int] = {}
+        self._code_deadlines: dict[str, float] = {}
         code_first = CodeFirst(self.code_workflows, self._registered_agent)
         self.supervisors: dict[str, Supervisor] = {"saga": saga, SUPERVISOR: code_first}
         self.services: dict[str, ServicePolicy] = {}
@@ -144,7 +145,11 @@ class App:
 
     @overload
     def workflow(
-        self, name: str | None = None, *, max_supervisor_runs: int | None = None
+        self,
+        name: str | None = None,
+        *,
+        max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -163,9 +168,9 @@ class App:
         `@app.workflow()` (or `@app.workflow("name")`) on an `async def f(wf, input)`: a
         code-first workflow, replayed over its facts to decide (docs/CODE_FIRST.md).
         `app.workflow(name, [Step, ...])`: a saga; the steps run in order and are
-        compensated in reverse on failure; with `deadline` (seconds from the start;
-        `Client.start(deadline=)` overrides it), it rolls back when the deadline passes
-        before it ends.
+        compensated in reverse on failure. Either kind takes a `deadline` (seconds from
+        the start; `Client.start(deadline=)` overrides it): when it passes before the
+        workflow ends, the workflow rolls back.
         """
         if callable(name) and steps is None:
             return self.workflow(max_supervisor_runs=max_supervisor_runs)(name)
@@ -175,8 +180,11 @@ class App:
                 found = code_workflow(fn, name)
                 if found.name in self.plans:
                     raise DefinitionError(f"workflow {found.name!r} is declared twice")
+                seconds = _definition_deadline(found.name, deadline)
                 self.code_workflows[found.name] = found
                 self._code_runs[found.name] = max_supervisor_runs or self.max_supervisor_runs
+                if seconds is not None:
+                    self._code_deadlines[found.name] = seconds
                 self.plans[found.name] = self._code_plan(found.name)
                 return fn
 
@@ -184,7 +192,10 @@ class App:
         return self._saga(name, steps, deadline)
 
     def _code_plan(self, name: str) -> Plan:
-        return code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        plan = code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        if name not in self._code_deadlines:
+            return plan
+        return replace(plan, options={**plan.options, "deadline": self._code_deadlines[name]})
 
     def _registered_agent(self, ref: Any) -> str:
         """The registered name of an agent a code-first step calls (function or name)."""
@@ -198,10 +209,7 @@ class App:
 
     def _saga(self, name: str, steps: Sequence[Step], deadline: float | None = None) -> Plan:
         check_name(name, "workflow name")
-        try:
-            seconds = check_deadline(deadline, f"workflow {name!r}: deadline")
-        except InputError as exc:
-            raise DefinitionError(str(exc)) from None
+        seconds = _definition_deadline(name, deadline)
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if not steps:
@@ -262,10 +270,7 @@ class App:
         `deadline` (seconds): when it passes, a `cancel_requested` fact (by `deadline`) is
         recorded and the supervisor runs; it rolls back as it does for any cancel."""
         check_name(name, "workflow name")
-        try:
-            seconds = check_deadline(deadline, f"workflow {name!r}: deadline")
-        except InputError as exc:
-            raise DefinitionError(str(exc)) from None
+        seconds = _definition_deadline(name, deadline)
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if isinstance(supervisor, str):
@@ -307,3 +312,11 @@ class App:
     def connect(self, db: str | None = None, **options: Any) -> Client:
         """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
         return Client(self, open_store(db, **options))
+
+
+def _definition_deadline(name: str, deadline: object) -> float | None:
+    """A definition's `deadline=` as seconds, or a `DefinitionError` saying what is wrong."""
+    try:
+        return check_deadline(deadline, f"workflow {name!r}: deadline")
+    except InputError as exc:
+        raise DefinitionError(str(exc)) from None
