@@ -12,7 +12,7 @@ import click
 
 from steadyhand.chaos.command import chaos
 from steadyhand.chaos.failover_command import failover
-from steadyhand.cli import ops, run
+from steadyhand.cli import bulk, ops, run
 from steadyhand.cli.archive import archive
 from steadyhand.cli.replaycheck import replay_check
 from steadyhand.cli.schedules import schedules
@@ -35,8 +35,8 @@ for _command in (
     run.serve,
     run.migrate,
     run.start,
-    run.cancel,
-    run.retry,
+    bulk.cancel,  # one workflow (run.cancel) or a selection
+    bulk.retry,
     ops.list_command,
     ops.status,
     ops.explain,

@@ -20,6 +20,7 @@ from steadyhand.cli.options import (
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
 from steadyhand.define.client import Client
+from steadyhand.ops.timetext import parse_duration
 from steadyhand.runtime.worker import Worker, WorkerOptions
 from steadyhand.store import open_store, resolve_url
 
@@ -120,11 +121,26 @@ def migrate(db: str | None) -> None:
 @click.argument("name")
 @click.option("--input", "input_text", default="null", help="Workflow input as JSON.")
 @click.option("--key", default=None, help="Idempotency key: starting twice returns the first.")
+@click.option(
+    "--deadline", default=None, help="Roll back if not ended within this long: 90s, 2h, 1d."
+)
+@click.option("--priority", type=click.IntRange(0, 9), default=0, help="0..9, higher first.")
+@click.option("--fairness-key", default=None, help="Calls of different keys take turns.")
 @app_option(required=True)
 @db_option
 @guarded
-def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | None) -> None:
+def start(
+    name: str,
+    input_text: str,
+    key: str | None,
+    deadline: str | None,
+    priority: int,
+    fairness_key: str | None,
+    app_ref: str,
+    db: str | None,
+) -> None:
     """Start workflow NAME and print its id."""
+    seconds = None if deadline is None else parse_duration(deadline)
     try:
         value = json.loads(input_text)
     except json.JSONDecodeError as exc:
@@ -132,7 +148,9 @@ def start(name: str, input_text: str, key: str | None, app_ref: str, db: str | N
             f"--input is not valid JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'"
         ) from None
     with client_for(db, app_ref) as client:
-        started = client.start(name, value, key=key)
+        started = client.start(
+            name, value, key=key, deadline=seconds, priority=priority, fairness_key=fairness_key
+        )
     click.echo(started.workflow_id)
 
 

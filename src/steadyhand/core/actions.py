@@ -59,11 +59,19 @@ def _who(fact: Fact) -> str:
     return f" by {by}" if by else ""
 
 
-def retry(view: WorkflowView, reason: str, by: str) -> ActionPlan:
+def _data(reason: str, by: str, batch: str | None) -> dict[str, Any]:
+    """An operator fact's data: why, who, and the bulk action it belongs to (if any)."""
+    data: dict[str, Any] = {"reason": reason, "by": by}
+    if batch:
+        data["batch"] = batch
+    return data
+
+
+def retry(view: WorkflowView, reason: str, by: str, batch: str | None = None) -> ActionPlan:
     """Open a new round of a failed workflow; asked twice, the second is told it was done."""
     wid, state = view.workflow_id, view.state
     if state == "failed":
-        data = {"reason": reason or "operator retry", "by": by}
+        data = _data(reason or "operator retry", by, batch)
         fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
         message = f"retried: round {view.round + 1} began"
         return ActionPlan(ActionStatus(wid, "retry", DONE, "running", message), (fact,), wake=True)
@@ -75,11 +83,11 @@ def retry(view: WorkflowView, reason: str, by: str) -> ActionPlan:
     return ActionPlan(ActionStatus(wid, "retry", NOT_APPLICABLE, state, message))
 
 
-def cancel(view: WorkflowView, reason: str, by: str) -> ActionPlan:
+def cancel(view: WorkflowView, reason: str, by: str, batch: str | None = None) -> ActionPlan:
     """Roll back a workflow that has not ended, or a failed one (a new round that
     compensates what took effect); after any other end, nothing to do."""
     wid, state = view.workflow_id, view.state
-    data: Mapping[str, Any] = {"reason": reason or "cancel requested", "by": by}
+    data: Mapping[str, Any] = _data(reason or "cancel requested", by, batch)
     if state in ("completed", "compensated"):
         message = f"already ended {state}: nothing to cancel"
         ignored = NewFact(CANCEL_IGNORED, data={**data, "state": state})

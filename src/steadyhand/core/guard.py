@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from steadyhand.core import deadlines
 from steadyhand.core.circuit import HELD
 from steadyhand.core.decisions import (
     CallAgent,
@@ -84,6 +85,9 @@ def guarded(
             "cause, then `steadyhand retry` it."
         )
         return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
+    expired = deadlines.passed(view, now)
+    if expired is not None:
+        return expired
     label = name or view.plan.supervisor
     try:
         decision = supervisor(view, now)
@@ -92,7 +96,7 @@ def guarded(
     found = problems(decision)
     if found:
         return refused(decision, found, label)
-    return _defer_new_calls(view, decision, now)
+    return deadlines.with_wakeup(view, _defer_new_calls(view, decision, now), now)
 
 
 def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Decision:

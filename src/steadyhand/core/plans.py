@@ -143,6 +143,7 @@ class StepSpec:
     deadline: float | None = None  # seconds the step waits for `wait_for` before giving up
     child: str | None = None  # a workflow run as a child; its result is the step's result
     on_give_up: str = "compensate"  # or "fail": stop without rolling back, for a person
+    heartbeat_timeout: float | None = None  # a call silent this long is lost (see heartbeats)
 
     def __post_init__(self) -> None:
         check_name(self.name, "step name")
@@ -156,9 +157,13 @@ class StepSpec:
             raise DefinitionError(f"step {self.name!r}: on_give_up is 'compensate' or 'fail'")
         if self.deadline is not None and (self.wait_for is None or self.deadline <= 0):
             raise DefinitionError(f"step {self.name!r}: a deadline needs wait_for and seconds > 0")
+        if self.heartbeat_timeout is not None and not self.heartbeat_timeout > 0:
+            raise DefinitionError(f"step {self.name!r}: heartbeat_timeout must be seconds > 0")
 
     def to_json(self) -> dict[str, JSON]:
+        extra = {} if self.heartbeat_timeout is None else {"heartbeat": self.heartbeat_timeout}
         return {
+            **extra,
             "name": self.name,
             "action": self.action,
             "compensation": self.compensation,
@@ -188,6 +193,7 @@ class StepSpec:
             deadline=data.get("deadline"),
             child=data.get("child"),
             on_give_up=data.get("on_give_up", "compensate"),
+            heartbeat_timeout=data.get("heartbeat"),
         )
 
 

@@ -35,6 +35,17 @@ class Context:
     results: Mapping[str, Any] = field(default_factory=dict)
     result: Any = None  # for a compensation: what the action returned (None if unknown)
     timeout: float = 30.0
+    last_heartbeat: Any = None  # the details an earlier attempt last sent with `heartbeat`
+    beat: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Say this call is alive, with `details` (JSON) of how far it got; safe from sync
+        and async agents. A step with `heartbeat_timeout` treats a call that stops beating
+        for that long as lost (its outcome unknown), and the next attempt reads the last
+        details as `ctx.last_heartbeat`. Beats are kept in memory and written with the
+        worker's lease renewal, so beating often costs no extra writes."""
+        if self.beat is not None:
+            self.beat(details)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ Definitions are code; what a workflow will do is frozen into its plan when it st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
-from steadyhand.core.errors import DefinitionError, UnknownWorkflowError
+from steadyhand.core.deadlines import check_deadline
+from steadyhand.core.errors import DefinitionError, InputError, UnknownWorkflowError
 from steadyhand.core.guard import Supervisor
 from steadyhand.core.plans import (
     DEFAULT_COMPENSATION_RETRY,
@@ -48,6 +49,8 @@ class Step:
     deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
     child: str | None = None  # run this workflow as a child; its result is the step's result
     on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
+    heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
+    # is treated as lost (its outcome unknown) without waiting for its whole timeout
 
 
 class App:
@@ -58,6 +61,7 @@ class App:
         self.plans: dict[str, Plan] = {}
         self.code_workflows: dict[str, CodeWorkflow] = {}
         self._code_runs: dict[str, int] = {}
+        self._code_deadlines: dict[str, float] = {}
         code_first = CodeFirst(self.code_workflows, self._registered_agent)
         self.supervisors: dict[str, Supervisor] = {"saga": saga, SUPERVISOR: code_first}
         self.services: dict[str, ServicePolicy] = {}
@@ -135,11 +139,17 @@ class App:
         return mapping
 
     @overload
-    def workflow(self, name: str, steps: Sequence[Step]) -> Plan: ...
+    def workflow(
+        self, name: str, steps: Sequence[Step], *, deadline: float | None = None
+    ) -> Plan: ...
 
     @overload
     def workflow(
-        self, name: str | None = None, *, max_supervisor_runs: int | None = None
+        self,
+        name: str | None = None,
+        *,
+        max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -151,13 +161,16 @@ class App:
         steps: Sequence[Step] | None = None,
         *,
         max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Declare a workflow.
 
         `@app.workflow()` (or `@app.workflow("name")`) on an `async def f(wf, input)`: a
         code-first workflow, replayed over its facts to decide (docs/CODE_FIRST.md).
         `app.workflow(name, [Step, ...])`: a saga; the steps run in order and are
-        compensated in reverse on failure.
+        compensated in reverse on failure. Either kind takes a `deadline` (seconds from
+        the start; `Client.start(deadline=)` overrides it): when it passes before the
+        workflow ends, the workflow rolls back.
         """
         if callable(name) and steps is None:
             return self.workflow(max_supervisor_runs=max_supervisor_runs)(name)
@@ -167,16 +180,22 @@ class App:
                 found = code_workflow(fn, name)
                 if found.name in self.plans:
                     raise DefinitionError(f"workflow {found.name!r} is declared twice")
+                seconds = _definition_deadline(found.name, deadline)
                 self.code_workflows[found.name] = found
                 self._code_runs[found.name] = max_supervisor_runs or self.max_supervisor_runs
+                if seconds is not None:
+                    self._code_deadlines[found.name] = seconds
                 self.plans[found.name] = self._code_plan(found.name)
                 return fn
 
             return register
-        return self._saga(name, steps)
+        return self._saga(name, steps, deadline)
 
     def _code_plan(self, name: str) -> Plan:
-        return code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        plan = code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        if name not in self._code_deadlines:
+            return plan
+        return replace(plan, options={**plan.options, "deadline": self._code_deadlines[name]})
 
     def _registered_agent(self, ref: Any) -> str:
         """The registered name of an agent a code-first step calls (function or name)."""
@@ -188,8 +207,9 @@ class App:
             )
         return agent_name
 
-    def _saga(self, name: str, steps: Sequence[Step]) -> Plan:
+    def _saga(self, name: str, steps: Sequence[Step], deadline: float | None = None) -> Plan:
         check_name(name, "workflow name")
+        seconds = _definition_deadline(name, deadline)
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if not steps:
@@ -210,6 +230,7 @@ class App:
                     deadline=step.deadline,
                     child=step.child,
                     on_give_up=step.on_give_up,
+                    heartbeat_timeout=step.heartbeat_timeout,
                 )
             )
         names = [s.name for s in specs]
@@ -217,7 +238,9 @@ class App:
             raise DefinitionError(f"workflow {name!r} has two steps with the same name")
         used = [a for spec in specs for a in (spec.action, spec.compensation, spec.probe)]
         services = self._service_map(used)
-        options = {"services": services} if services else {}
+        options: dict[str, Any] = {"services": services} if services else {}
+        if seconds is not None:
+            options["deadline"] = seconds
         plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
         self.plans[name] = plan
         return plan
@@ -235,10 +258,19 @@ class App:
         return register
 
     def process(
-        self, name: str, supervisor: Supervisor | str, *, max_supervisor_runs: int | None = None
+        self,
+        name: str,
+        supervisor: Supervisor | str,
+        *,
+        max_supervisor_runs: int | None = None,
+        deadline: float | None = None,
     ) -> Plan:
-        """Declare a workflow driven by a custom supervisor instead of a linear saga."""
+        """Declare a workflow driven by a custom supervisor instead of a linear saga.
+
+        `deadline` (seconds): when it passes, a `cancel_requested` fact (by `deadline`) is
+        recorded and the supervisor runs; it rolls back as it does for any cancel."""
         check_name(name, "workflow name")
+        seconds = _definition_deadline(name, deadline)
         if name in self.plans:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if isinstance(supervisor, str):
@@ -250,7 +282,10 @@ class App:
             raise DefinitionError(f"no supervisor {key!r} is registered")
         runs = max_supervisor_runs or self.max_supervisor_runs
         services = self._service_map(self.agents.names())
-        plan = Plan(name, (), key, runs, {"services": services} if services else {})
+        options: dict[str, Any] = {"services": services} if services else {}
+        if seconds is not None:
+            options["deadline"] = seconds
+        plan = Plan(name, (), key, runs, options)
         self.plans[name] = plan
         return plan
 
@@ -277,3 +312,11 @@ class App:
     def connect(self, db: str | None = None, **options: Any) -> Client:
         """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
         return Client(self, open_store(db, **options))
+
+
+def _definition_deadline(name: str, deadline: object) -> float | None:
+    """A definition's `deadline=` as seconds, or a `DefinitionError` saying what is wrong."""
+    try:
+        return check_deadline(deadline, f"workflow {name!r}: deadline")
+    except InputError as exc:
+        raise DefinitionError(str(exc)) from None

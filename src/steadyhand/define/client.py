@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
+from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
 from steadyhand.core.plans import (
     check_name,
@@ -20,6 +21,7 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
+from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
@@ -38,13 +40,39 @@ class Client:
         self.store = store
         self.engine = Engine(store, app.supervisors, plans=app.plans)
 
-    def start(self, name: str, input: Any = None, *, key: str | None = None) -> Started:
-        """Start workflow `name` with `input`; with `key`, starting twice returns the first."""
+    def start(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        key: str | None = None,
+        deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
+    ) -> Started:
+        """Start workflow `name` with `input`; with `key`, starting twice returns the first.
+
+        `deadline` (seconds, default: the definition's): when it passes before the workflow
+        ends, the workflow rolls back what took effect. `priority` (0..9, higher first)
+        orders its tasks when workers lease (a task waiting long goes first whatever its
+        priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
+        turns for a service's `max_in_flight` slots."""
         plan = self.app.plan(name)
         text = encode_json(input, "workflow input")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
             raise InputError("idempotency key must be a non-empty string of at most 500 characters")
-        return self.engine.start(new_workflow_id(), plan, json.loads(text), text, key)
+        seconds = check_deadline(deadline)
+        priority, fairness_key = check_priority(priority, fairness_key)
+        return self.engine.start(
+            new_workflow_id(),
+            plan,
+            json.loads(text),
+            text,
+            key,
+            deadline=seconds,
+            priority=priority,
+            fairness_key=fairness_key,
+        )
 
     def signal(
         self,
@@ -109,20 +137,35 @@ class Client:
                 return status
             time.sleep(poll)
 
-    def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+    def cancel(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        by: str | None = None,
+        *,
+        batch: str | None = None,
+    ) -> ActionStatus:
         """Ask a workflow to stop and roll back what took effect; a `failed` one too (a new
         round that compensates). Decided under the workflow's lock: `result` says whether
         this call did it (`done`), someone else had (`already`), or the workflow had
-        already ended completed or compensated (`ended`: nothing to roll back)."""
-        return self.engine.cancel(workflow_id, reason, by or _who())
+        already ended completed or compensated (`ended`: nothing to roll back). `batch`
+        names the bulk action this is part of (kept in the fact's data)."""
+        return self.engine.cancel(workflow_id, reason, by or _who(), batch)
 
-    def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> ActionStatus:
+    def retry(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        by: str | None = None,
+        *,
+        batch: str | None = None,
+    ) -> ActionStatus:
         """Resume a `failed` workflow: a new round of attempts where it stopped.
 
         Decided under the workflow's lock: two operators retrying at once open one round;
         the second is answered `already`. Raises `InputError` when the workflow is not
         failed (and no retry of this round explains why)."""
-        answer = self.engine.retry(workflow_id, reason, by or _who())
+        answer = self.engine.retry(workflow_id, reason, by or _who(), batch)
         if answer.result == NOT_APPLICABLE:
             raise InputError(answer.message)
         return answer

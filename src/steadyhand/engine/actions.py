@@ -19,13 +19,18 @@ from steadyhand.engine.writes import Writes
 class OperatorActions(Decider):
     """The engine's entry points for operator actions (see the module docstring)."""
 
-    def retry(self, workflow_id: str, reason: str, by: str) -> ActionStatus:
+    def retry(
+        self, workflow_id: str, reason: str, by: str, batch: str | None = None
+    ) -> ActionStatus:
         """Resume a failed workflow with a new round (see `core.actions.retry`)."""
-        return self._act(workflow_id, lambda view: actions.retry(view, reason, by))
+        return self._act(workflow_id, lambda view: actions.retry(view, reason, by, batch))
 
-    def cancel(self, workflow_id: str, reason: str, by: str) -> ActionStatus:
-        """Roll a workflow back (see `core.actions.cancel`)."""
-        return self._act(workflow_id, lambda view: actions.cancel(view, reason, by))
+    def cancel(
+        self, workflow_id: str, reason: str, by: str, batch: str | None = None
+    ) -> ActionStatus:
+        """Roll a workflow back (see `core.actions.cancel`); `batch` names the bulk action
+        it is part of, kept in the fact's data."""
+        return self._act(workflow_id, lambda view: actions.cancel(view, reason, by, batch))
 
     def _act(
         self, workflow_id: str, choose: Callable[[WorkflowView], actions.ActionPlan]

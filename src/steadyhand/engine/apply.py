@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from steadyhand.core.deadlines import check_deadline, started_data
 from steadyhand.core.decisions import (
     CallAgent,
     CancelChild,
@@ -44,8 +45,10 @@ from steadyhand.core.facts import (
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import NewFact, WorkflowRow
 from steadyhand.core.view import WorkflowView
+from steadyhand.engine.heartbeats import heartbeat_payload
 from steadyhand.engine.writes import Claim, Writes
 from steadyhand.store.base import Tx
+from steadyhand.store.priorities import inherit_priority_txn
 
 
 def idempotency_key(workflow_id: str, step: str, phase: str) -> str:
@@ -59,15 +62,26 @@ def child_id(parent_id: str, step: str) -> str:
 
 
 def create_workflow_txn(
-    tx: Tx, writes: Writes, row: WorkflowRow, input_json: str, *, wake: bool
+    tx: Tx,
+    writes: Writes,
+    row: WorkflowRow,
+    input_json: str,
+    *,
+    wake: bool,
+    deadline: float | None = None,
 ) -> bool:
     """Create a workflow: its root row, its place among the watched workflows, its
-    `workflow_started` fact and (with `wake`) a first supervisor run. False when the id or
-    the idempotency key is taken, and then nothing else is written."""
+    `workflow_started` fact (with its deadline: `deadline` seconds, else the definition's)
+    and (with `wake`) a first supervisor run. False when the id or the idempotency key is
+    taken, and then nothing else is written."""
     if not writes.insert_workflow(tx, row, input_json, dumps(row.plan.to_json())):
         return False
     writes.open(row.id, row.created_at)
-    writes.append_fact(row.id, 1, NewFact(WORKFLOW_STARTED, slot="started"), row.created_at)
+    if deadline is None:
+        deadline = check_deadline(row.plan.options.get("deadline"))
+    data = started_data(deadline, row.created_at)
+    started = NewFact(WORKFLOW_STARTED, slot="started", data=data)
+    writes.append_fact(row.id, 1, started, row.created_at)
     if wake:
         writes.wake(row.id, row.created_at, row.created_at)
     return True
@@ -174,6 +188,7 @@ class DecisionApplier:
             "action_key": idempotency_key(workflow_id, command.step, ACTION),
             "permanent": list(command.permanent),
             "transient": list(command.transient),
+            **heartbeat_payload(view, command),
         }
         service = view.service_of(command.agent)
         if claim is not None and not handed_off and service is None:
@@ -211,6 +226,8 @@ class DecisionApplier:
                 f"could not start child {cid}: its id or idempotency key {command.key!r} is "
                 "already used by another workflow"
             )
+        else:
+            inherit_priority_txn(tx, parent.workflow_id, cid)  # before its tasks are queued
         return data
 
 

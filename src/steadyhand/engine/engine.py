@@ -32,6 +32,7 @@ from steadyhand.engine.views import (
     with_services_txn,
 )
 from steadyhand.engine.writes import Writes
+from steadyhand.store.priorities import set_priority_txn
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -48,8 +49,13 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         input_json: str,
         key: str | None,
         parent_id: str | None = None,
+        deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Started:
-        """Create a workflow with its plan, or return the one its idempotency key started."""
+        """Create a workflow with its plan, or return the one its idempotency key started;
+        `deadline` (seconds) overrides the definition's; `priority` and `fairness_key`
+        order its tasks when leasing (see `store.priorities`)."""
         now = self.clock()
         with self.store.transaction() as tx:
             if key is not None:
@@ -59,12 +65,13 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
                     return Started(existing.id, created=False)
             row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
             writes = Writes()
-            if not create_workflow_txn(tx, writes, row, input_json, wake=False):
+            if not create_workflow_txn(tx, writes, row, input_json, wake=False, deadline=deadline):
                 existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
                 if existing is None:
                     raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")
                 _check_same(existing, plan.workflow, input_value, key or existing.id)
                 return Started(existing.id, created=False)
+            set_priority_txn(tx, workflow_id, priority, fairness_key)  # before any task
             view = extended(with_services_txn(tx, view_of(row, ())), writes.as_read(0))
             self.decide_and_apply_txn(tx, view, now, writes)
             writes.flush(tx)

@@ -19,6 +19,7 @@ from steadyhand.engine.views import (
     load_txn,
 )
 from steadyhand.engine.writes import Claim, Writes
+from steadyhand.store.heartbeating import heartbeat_txn
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -148,6 +149,9 @@ class OutcomeRecorder(Decider):
                     "error": f"worker {current.lease_owner} stopped renewing its lease",
                     "worker": current.lease_owner,
                 }
+                beat = heartbeat_txn(tx, current.id)  # what the agent last said it did
+                if beat is not None:
+                    data["heartbeat"] = beat
                 # No service tag: a dead worker says nothing about the remote service's health.
                 fact = NewFact(
                     call_kind(current.kind, LOST), current.step, current.attempt, slot, data

@@ -34,6 +34,7 @@ from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
 from steadyhand.ops.discovered import discovered, is_code_first
+from steadyhand.ops.timetext import when
 
 PHASE_OF_PREFIX = {prefix: phase for phase, prefix in PHASE_PREFIX.items()}
 PHASE_NOUN = {ACTION: "attempt", COMPENSATION: "compensation", "probe": "probe of attempt"}
@@ -191,7 +192,10 @@ def sentence(fact: Fact) -> str:
         return _call_sentence(fact, phase, suffix)
     who = f" by {fact.get('by')}" if fact.get("by") else ""
     if fact.kind == WORKFLOW_STARTED:
-        return "started"
+        at = fact.get("deadline_at")
+        if at is None:
+            return "started"
+        return f"started; deadline {float(fact.get('deadline', 0)):g}s, at {when(float(at))}"
     if fact.kind == CANCEL_REQUESTED:
         return f"cancel requested{who}: {fact.get('reason', '')}"
     if fact.kind == RETRY_REQUESTED and fact.get("rollback"):

@@ -24,7 +24,7 @@ from steadyhand.engine.answers import Outcome
 MAX_ERROR_CHARS = 2000
 
 
-def context_for(task: Task) -> Context:
+def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Context:
     payload = task.payload
     args = payload.get("args", {})
     assert task.step is not None and task.attempt is not None
@@ -40,6 +40,8 @@ def context_for(task: Task) -> Context:
         results=args.get("results", {}),
         result=args.get("result"),
         timeout=float(payload.get("timeout", 30.0)),
+        last_heartbeat=payload.get("last_heartbeat"),
+        beat=beat,
     )
 
 
@@ -60,9 +62,11 @@ async def perform(
     agent: Agent,
     task: Task,
     on_late_result: Callable[[Outcome], None] | None = None,
+    beat: Callable[[Any], None] | None = None,
 ) -> Outcome:
-    """Run `agent` for `task` within the call's timeout and describe what happened."""
-    ctx = context_for(task)
+    """Run `agent` for `task` within the call's timeout and describe what happened;
+    `beat` receives the agent's `ctx.heartbeat` (see `runtime.heartbeats`)."""
+    ctx = context_for(task, beat)
     started = time.perf_counter()
     try:
         if agent.is_async:

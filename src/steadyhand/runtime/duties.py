@@ -10,15 +10,17 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.core.records import Task
 from steadyhand.define.app import App
 from steadyhand.engine.engine import Engine
+from steadyhand.runtime.heartbeats import Heartbeat
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
+from steadyhand.store.heartbeating import renew_with_heartbeats
 
 log = logging.getLogger("steadyhand.worker")
 
@@ -39,6 +41,7 @@ class Duties:
         leased_ids: Callable[[], list[int]],
         kick: Callable[[], None],
         metrics: WorkerObserver | None,
+        beats: Callable[[], Mapping[int, Heartbeat]] | None = None,
     ) -> None:
         self._app = app
         self._store = store
@@ -50,6 +53,7 @@ class Duties:
         self._leased_ids = leased_ids
         self._kick = kick
         self._metrics = metrics
+        self._beats = beats
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start every duty on the running loop; the caller cancels them at shutdown."""
@@ -71,10 +75,22 @@ class Duties:
                 continue
             try:
                 until = time.time() + self._options.lease_seconds
-                await self._calls.call(self._store.renew_leases, self._worker_id, ids, until)
+                beats = self._unsaved_beats()
+                if beats:  # the agents' latest details ride along with the renewal
+                    await self._calls.call(
+                        renew_with_heartbeats, self._store, self._worker_id, ids, until, beats
+                    )
+                else:
+                    await self._calls.call(self._store.renew_leases, self._worker_id, ids, until)
             except StoreUnavailable as exc:
                 self._calls.store_failed(exc)
                 log.warning("could not renew leases (%s)", exc)
+
+    def _unsaved_beats(self) -> dict[int, str]:
+        if self._beats is None:
+            return {}
+        found = {task_id: beat.unsaved() for task_id, beat in self._beats().items()}
+        return {task_id: text for task_id, text in found.items() if text is not None}
 
     async def watchdog(self) -> None:
         """Sweep for expired leases and unwatched workflows, at a jittered interval."""

@@ -26,6 +26,7 @@ from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
 from steadyhand.runtime.calls import missing_agent, perform
 from steadyhand.runtime.duties import Duties
+from steadyhand.runtime.heartbeats import Heartbeat, watch
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
 from steadyhand.runtime.recorder import GroupCommit
 from steadyhand.runtime.storecalls import StoreCalls
@@ -56,6 +57,7 @@ class Worker:
         self.engine.noticed = noticer(metrics)
         self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
         self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
+        self._beats: dict[int, Heartbeat] = {}  # calls in flight: their agents' heartbeats
         self.store_calls = StoreCalls(self.options.concurrency)
         self.store_calls.noticed = noticer(metrics)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +132,7 @@ class Worker:
             worker_id=self.id,
             poll=self.poll,
             leased_ids=lambda: list(self._inflight),
+            beats=lambda: dict(self._beats),
             kick=self._kick_fetch,
             metrics=self.metrics,
         )
@@ -261,7 +264,13 @@ class Worker:
             return missing_agent(task, self.app.agents.names())
         extra = {"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt}
         log.debug("calling %s (%s)", name, task.kind, extra=extra)
-        outcome = await perform(agent, task, functools.partial(self._report_late, task))
+        beat = Heartbeat.for_task(task)
+        self._beats[task.id] = beat
+        try:
+            late = functools.partial(self._report_late, task)
+            outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+        finally:
+            self._beats.pop(task.id, None)
         log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
         return outcome
 

@@ -18,6 +18,7 @@ from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
+from steadyhand.store.priorities import lease_service_fairly_txn
 
 
 class Cursor(Protocol):
@@ -381,10 +382,7 @@ class Store(ABC):
                 take = min(room, allowance(gate, in_flight, trials, now))
                 if take <= 0:
                     continue
-                rows = tx.execute(
-                    "lease_service_tasks",
-                    {"owner": owner, "until": until, "now": now, "limit": take, "service": service},
-                ).fetchall()
+                rows = lease_service_fairly_txn(tx, owner, service, now, until, take)
                 leased += [task_from_row(r) for r in rows]
                 if gate is not None and rows:
                     spent = spend_tokens(gate, len(rows), now)

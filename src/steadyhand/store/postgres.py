@@ -38,6 +38,7 @@ from steadyhand.store.pg_connect import (
     with_session_attrs,
 )
 from steadyhand.store.pg_errors import connect_error, store_error
+from steadyhand.store.priorities import AGE_BOOST, lease_by_priority_sql
 from steadyhand.store.queries import IN_IDS, SHARED
 
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
@@ -46,12 +47,7 @@ _OVERRIDES = {
     "lock_workflow": SHARED["lock_workflow"] + " FOR UPDATE",
     "lock_task": SHARED["lock_task"] + " FOR UPDATE",
     "wake_supervisor": SHARED["wake_supervisor"].replace("min(", "LEAST("),
-    "lease_tasks": SHARED["lease_tasks"].replace(
-        "ORDER BY due_at LIMIT :limit", "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
-    ),
-    "lease_service_tasks": SHARED["lease_service_tasks"].replace(
-        "ORDER BY due_at LIMIT :limit", "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
-    ),
+    "lease_tasks": lease_by_priority_sql("FOR UPDATE SKIP LOCKED"),
     "lock_gate": SHARED["lock_gate"] + " FOR UPDATE",
     "lock_workflows": SHARED["lock_workflows"] + " FOR UPDATE",
     # Heartbeats and releases skip rows another transaction holds (see Store.renew_leases).
@@ -388,7 +384,14 @@ class PostgresStore(Store):
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
         with self.transaction() as tx:
             rows = tx.execute(
-                "lease_tasks", {"owner": owner, "limit": limit, "now": now, "until": until}
+                "lease_tasks",
+                {
+                    "owner": owner,
+                    "limit": limit,
+                    "now": now,
+                    "until": until,
+                    "aged": now - AGE_BOOST,
+                },
             ).fetchall()
         return [task_from_row(r) for r in rows]
 

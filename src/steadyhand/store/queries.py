@@ -10,6 +10,8 @@ an array parameter matched with `= ANY(:ids)` (see `Tx.ids`).
 
 from __future__ import annotations
 
+from steadyhand.store.priorities import lease_by_priority_sql
+
 IN_IDS = "IN (SELECT value FROM json_each(:ids))"
 """How the shared (SQLite) statements match a set of ids; PostgreSQL swaps in `ANY`."""
 
@@ -119,15 +121,8 @@ SHARED: dict[str, str] = {
                lease_expires_at, service
         FROM tasks WHERE id = :task_id
     """,
-    "lease_tasks": """
-        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
-        WHERE id IN (
-            SELECT id FROM tasks WHERE lease_owner IS NULL AND due_at <= :now AND service IS NULL
-            ORDER BY due_at LIMIT :limit
-        )
-        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-                  lease_expires_at, service
-    """,
+    # Highest priority first, and anything waiting longer than AGE_BOOST before all.
+    "lease_tasks": lease_by_priority_sql(),
     "renew_leases": f"""
         UPDATE tasks SET lease_expires_at = :until
         WHERE id IN (SELECT id FROM tasks WHERE id {IN_IDS} AND lease_owner = :owner)
@@ -186,16 +181,6 @@ SHARED: dict[str, str] = {
     """,
     "service_in_flight": """
         SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND service = :service
-    """,
-    "lease_service_tasks": """
-        UPDATE tasks SET lease_owner = :owner, lease_expires_at = :until
-        WHERE id IN (
-            SELECT id FROM tasks
-            WHERE lease_owner IS NULL AND service = :service AND due_at <= :now
-            ORDER BY due_at LIMIT :limit
-        )
-        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-                  lease_expires_at, service
     """,
     "recent_service_outcomes": """
         SELECT kind, at FROM facts

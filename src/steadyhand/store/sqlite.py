@@ -20,6 +20,7 @@ from steadyhand.core.errors import InputError, StoreError
 from steadyhand.core.records import Task
 from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
+from steadyhand.store.priorities import AGE_BOOST
 from steadyhand.store.queries import SHARED
 from steadyhand.store.sqlite_errors import store_error
 from steadyhand.store.wakeup import WakeChannel
@@ -182,7 +183,14 @@ class SqliteStore(Store):
             return []
         with self.transaction() as tx:
             rows = tx.execute(
-                "lease_tasks", {"owner": owner, "limit": limit, "now": now, "until": until}
+                "lease_tasks",
+                {
+                    "owner": owner,
+                    "limit": limit,
+                    "now": now,
+                    "until": until,
+                    "aged": now - AGE_BOOST,
+                },
             ).fetchall()
         return [task_from_row(r) for r in rows]
 

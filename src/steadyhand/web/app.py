@@ -30,6 +30,7 @@ from steadyhand.define.app import App
 from steadyhand.define.client import Client
 from steadyhand.ops.metrics import store_registry
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows
+from steadyhand.ops.schedule_report import schedule_lines
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
@@ -216,6 +217,7 @@ class Dashboard:
                 "failed": failed,
                 "outcomes": outcomes,
                 "replica_lag": lag,
+                "schedules": schedule_lines(self.store),
             }
 
         context = await run_in_threadpool(read)
