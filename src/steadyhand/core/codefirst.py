@@ -94,6 +94,8 @@ def decide(
     records: tuple[Command, ...] = tuple(replay.records)
     if ending.kind == "blocked":
         return Decision((*records, *_merged(ending.commands)), _awaiting(ending), saw)
+    if ending.kind == "continued":
+        return _continued(view, records, ending.value, saw)
     if ending.kind == "returned":
         try:
             encode_json(ending.value, f"the result of workflow {view.name}")
@@ -106,6 +108,26 @@ def decide(
         return _roll_back(view, replay, now, str(ending.error), saw, records)
     reason = bug_reason(view.name, ending.error)
     return Decision((Fail(reason),), reason.split("\n", 1)[0], saw)
+
+
+def _continued(
+    view: WorkflowView, records: tuple[Command, ...], next_input: Any, saw: str
+) -> Decision:
+    """`wf.continue_as_new(input)`: end this run, and start the next in the same commit."""
+    if view.parent_id is not None:
+        reason = (
+            f"workflow {view.name} called wf.continue_as_new, but it runs as a child of "
+            f"{view.parent_id}, which waits for this run to end: continue the parent instead "
+            "(a bug in the workflow code; fix it, then `steadyhand retry`)"
+        )
+        return Decision((Fail(reason),), reason, saw)
+    try:
+        encode_json(next_input, f"the input of the next run of {view.name}")
+    except InputError as exc:
+        reason = f"{exc} (a bug in the workflow code; fix it, then `steadyhand retry`)"
+        return Decision((Fail(reason),), reason, saw)
+    command = Complete(continue_as_new=True, next_input=next_input)
+    return Decision((*records, command), "the workflow continues as a new run", saw)
 
 
 def bug_reason(name: str, error: BaseException) -> str:

@@ -72,12 +72,16 @@ class RecordFact:
 
 @dataclass(frozen=True)
 class Complete:
-    """End the workflow `completed` with `result`."""
+    """End the workflow `completed` with `result`; with `continue_as_new`, the same step
+    starts its next run (a fresh history, `next_input` as its input) in the same
+    transaction, and the result names that run (`{"continued_as": id}`)."""
 
     result: Any = None
+    continue_as_new: bool = False
+    next_input: Any = None
 
     def describe(self) -> str:
-        return "complete the workflow"
+        return "continue as a new run" if self.continue_as_new else "complete the workflow"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ SLEEP_BEGAN = "sleep_began"  # a code-first `wf.sleep` began; data has `until` (
 PATCH_RECORDED = "patch_recorded"  # a code-first `wf.patched(id)` was answered; data has `value`
 CHILD_STARTED = "child_started"  # a child workflow was started for `step`; data has its id
 CHILD_CANCEL_REQUESTED = "child_cancel_requested"  # the parent asked its child to roll back
+CONTINUED_FROM = "continued_from"  # this run continues an earlier one (wf.continue_as_new)
 SUPERVISOR_RAISED = "supervisor_raised"  # supervisor code raised: a bug; data has the traceback
 DECISION_REFUSED = "decision_refused"  # a decision could not be applied; data says what is wrong
 CANCEL_IGNORED = "cancel_ignored"  # a cancel arrived after the end; nothing changed

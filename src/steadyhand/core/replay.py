@@ -47,6 +47,7 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.core.workflow import (
     Await,
     ChildCall,
+    ContinuedAsNew,
     Gather,
     MapCall,
     Sleep,
@@ -60,8 +61,9 @@ __all__ = ["RECHECK_SECONDS", "Ending", "Halt", "Replay", "WorkflowStart", "chan
 
 @dataclass
 class Ending:
-    """How one replay ended: `returned` (value), `raised` (StepFailed / WaitTimedOut),
-    `bug` (any other exception) or `blocked` (commands and why)."""
+    """How one replay ended: `returned` (value), `continued` (value: the next run's input),
+    `raised` (StepFailed / WaitTimedOut), `bug` (any other exception) or `blocked`
+    (commands and why)."""
 
     kind: str
     value: Any = None
@@ -140,6 +142,8 @@ class Replay(Answers):
                     return Ending("returned", stop.value)
                 except (StepFailed, WaitTimedOut) as exc:
                     return Ending("raised", error=exc)
+                except ContinuedAsNew as again:
+                    return Ending("continued", again.input)
                 except Exception as exc:
                     if _outside_io(exc):
                         raise Halt(_refusal(exc)) from None

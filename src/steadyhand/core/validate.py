@@ -97,6 +97,8 @@ def _command_problem(command: object) -> str | None:
             return f"data must be a mapping, not {_shown(command.data)}"
         return _json_problem(dict(command.data), "data")
     if isinstance(command, Complete):
+        if command.continue_as_new:
+            return _json_problem(command.next_input, "next_input")
         return _json_problem(command.result, "result")
     if isinstance(command, EndCompensated | Fail):
         return None if isinstance(command.reason, str) else "reason must be a string"

@@ -91,6 +91,16 @@ class MapCall(Await):
     name: str = "map"
 
 
+class ContinuedAsNew(BaseException):
+    """Raised by `wf.continue_as_new`: ends this run and starts the next with `input`.
+
+    A BaseException, so that workflow code catching `Exception` cannot swallow it."""
+
+    def __init__(self, input: Any) -> None:
+        super().__init__("continue as new")
+        self.input = input
+
+
 class Host(Protocol):
     """What the handle asks of the replay that drives it (answers that need the facts)."""
 
@@ -269,6 +279,15 @@ class Workflow:
         if self._random is None:
             self._random = _random.Random(self.workflow_id)
         return self._random.random()
+
+    def continue_as_new(self, input: Any = None) -> Any:
+        """End this run and start a fresh one of the same workflow with `input`, in one
+        transaction: a history that would grow without bound (a subscription renewed
+        monthly for years) stays short, and the run budget counts per run. The run that
+        continues ends `completed` with `{"continued_as": <next run's id>}`; an event or a
+        start addressed by the workflow's key reaches the newest run. Use `return
+        wf.continue_as_new(...)` or call it as a statement: it does not return."""
+        raise ContinuedAsNew(input)
 
     def patched(self, change_id: str) -> bool:
         """Whether to take the new path of a change named `change_id`: False for workflows

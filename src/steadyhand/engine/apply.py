@@ -30,6 +30,7 @@ from steadyhand.core.facts import (
     CHILD_CANCEL_REQUESTED,
     CHILD_STARTED,
     COMPENSATION,
+    CONTINUED_FROM,
     SCHEDULED,
     SUPERVISOR_RAN,
     TERMINAL_STATES,
@@ -138,6 +139,8 @@ class DecisionApplier:
                     )
             elif isinstance(command, Complete | EndCompensated | Fail):
                 ended = terminal_fact(command, view.round)
+                if isinstance(command, Complete) and command.continue_as_new:
+                    ended = self._continue_txn(tx, view, command, ended, now, writes)
                 append(ended)
                 writes.closed.append(workflow_id)
                 if view.parent_id is not None:
@@ -208,6 +211,27 @@ class DecisionApplier:
         )
         return False
 
+    def _continue_txn(
+        self,
+        tx: Tx,
+        view: WorkflowView,
+        command: Complete,
+        ended: NewFact,
+        now: float,
+        writes: Writes,
+    ) -> NewFact:
+        """Start the next run of a workflow that continues as new (the current deploy's
+        plan, a fresh history, `next_input`); returns this run's terminal fact naming it."""
+        next_id = next_run_id(view.workflow_id)
+        plan = self.plans.get(view.name, view.plan)
+        row = WorkflowRow(next_id, view.name, None, command.next_input, plan, None, now)
+        create_workflow_txn(tx, writes, row, dumps(command.next_input), wake=True)
+        writes.append_fact(
+            next_id, 2, NewFact(CONTINUED_FROM, data={"workflow_id": view.workflow_id}), now
+        )
+        result = {"continued_as": next_id}
+        return NewFact(ended.kind, slot=ended.slot, data={"result": result, **result})
+
     def _start_child_txn(
         self, tx: Tx, parent: WorkflowView, command: StartChild, now: float, writes: Writes
     ) -> dict[str, Any]:
@@ -275,6 +299,15 @@ def breadcrumb(view: WorkflowView, decision: Decision, elapsed: float) -> NewFac
             "decide_ms": round(elapsed * 1000, 3),
         },
     )
+
+
+def next_run_id(workflow_id: str) -> str:
+    """The id of the run a workflow continues as: `<id>~2`, then `<id>~3`, ... (fixed, so
+    asking twice never starts two)."""
+    base, _, number = workflow_id.rpartition("~")
+    if base and number.isdigit():
+        return f"{base}~{int(number) + 1}"
+    return f"{workflow_id}~2"
 
 
 def terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> NewFact:

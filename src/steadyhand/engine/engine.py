@@ -28,6 +28,7 @@ from steadyhand.engine.outcomes import OutcomeRecorder
 from steadyhand.engine.views import (
     extended,
     load_txn,
+    newest_run,
     view_of,
     with_services_txn,
 )
@@ -62,7 +63,7 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
                 existing = tx.workflow_by_key(key)
                 if existing is not None:
                     _check_same(existing, plan.workflow, input_value, key)
-                    return Started(existing.id, created=False)
+                    return Started(newest_run(tx, existing).id, created=False)
             row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
             writes = Writes()
             if not create_workflow_txn(tx, writes, row, input_json, wake=False, deadline=deadline):

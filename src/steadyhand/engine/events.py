@@ -18,6 +18,7 @@ from steadyhand.engine.deciding import Decider
 from steadyhand.engine.views import (
     extended,
     load_txn,
+    newest_run,
     view_of,
     with_services_txn,
 )
@@ -77,7 +78,7 @@ class EventIntake(Decider):
             target = workflow_id
             if target is None and key is not None:
                 found = tx.workflow_by_key(key)
-                target = found.id if found else None
+                target = newest_run(tx, found).id if found else None
             if target is None:
                 if start is None or key is None:
                     which = f"id {workflow_id!r}" if workflow_id else f"key {key!r}"
@@ -93,7 +94,7 @@ class EventIntake(Decider):
                     existing = tx.workflow_by_key(key)
                     if existing is None:  # pragma: no cover - the insert lost to this key
                         raise IdempotencyConflict(f"workflow id {new_id} is already taken")
-                    target = existing.id
+                    target = newest_run(tx, existing).id
             if created:  # the new root row is ours until commit: no lock to take
                 fresh = with_services_txn(tx, view_of(row, ()))
                 view: WorkflowView | None = extended(fresh, writes.as_read(0))

@@ -10,7 +10,13 @@ from typing import Any
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.circuit import gate_of
-from steadyhand.core.facts import CHILD_STARTED, RETRY_REQUESTED, TERMINAL_STATES, Fact
+from steadyhand.core.facts import (
+    CHILD_STARTED,
+    RETRY_REQUESTED,
+    TERMINAL_KINDS,
+    TERMINAL_STATES,
+    Fact,
+)
 from steadyhand.core.records import WorkflowRow
 from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.store.base import Tx
@@ -105,3 +111,26 @@ def children_txn(tx: Tx, facts: tuple[Fact, ...]) -> dict[str, ChildState]:
             cid, TERMINAL_STATES[row[1]], data.get("result"), data.get("reason")
         )
     return children
+
+
+def newest_run(tx: Tx, row: WorkflowRow) -> WorkflowRow:
+    """The run a workflow's key stands for now: a workflow that continued as new
+    (`wf.continue_as_new`) hands its key on to its next run, and so on."""
+    for _ in range(10_000):  # a chain, never a cycle (run ids only grow)
+        following = continued_as(tx.read_facts(row.id))
+        if following is None:
+            return row
+        found = tx.get_workflow(following)
+        if found is None:
+            return row
+        row = found
+    return row
+
+
+def continued_as(facts: tuple[Fact, ...]) -> str | None:
+    """The next run's id, if this run ended by continuing as new."""
+    for fact in reversed(facts):
+        if fact.kind in TERMINAL_KINDS:
+            value = fact.get("continued_as")
+            return value if isinstance(value, str) else None
+    return None
