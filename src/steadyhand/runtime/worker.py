@@ -103,9 +103,6 @@ class Worker:
         await self.store_calls.call_until_answered(
             self.engine.publish_schedules, self.app.schedules
         )
-        await self.store_calls.call_until_answered(
-            self.engine.publish_schedules, self.app.schedules
-        )
         log.info("worker %s started on %s", self.id, self.store.url)
         background = [
             *self._duties().start(),
