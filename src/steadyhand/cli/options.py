@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from steadyhand.core.errors import InputError, NotFoundError, StoreError, StoreUnavailable
+from steadyhand.core.redact import redact
 from steadyhand.define.app import App
 from steadyhand.define.client import Client
 from steadyhand.store import Store, open_reader, open_store
@@ -103,7 +104,8 @@ def open_store_patiently(db: str | None, max_delay: float = 10.0) -> Store:
         try:
             return open_store(db)
         except StoreUnavailable as exc:
-            log.warning("store unavailable at start (%s); retrying in %.1fs", exc, delay)
+            problem = redact(str(exc))
+            log.warning("store unavailable at start (%s); retrying in %.1fs", problem, delay)
             time.sleep(delay)
             delay = min(delay * 2, max_delay)
 
@@ -120,16 +122,16 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except StoreUnavailable as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except NotFoundError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_USAGE)
         except StoreError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
 
     wrapper.__name__ = fn.__name__

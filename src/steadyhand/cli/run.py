@@ -19,6 +19,7 @@ from steadyhand.cli.options import (
 )
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
+from steadyhand.core.redact import redact_url
 from steadyhand.define.client import Client
 from steadyhand.ops.timetext import parse_duration
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -114,7 +115,7 @@ def migrate(db: str | None) -> None:
         version = store.migrate()
     finally:
         store.close()
-    click.echo(f"{resolve_url(db)}: schema version {version}")
+    click.echo(f"{redact_url(resolve_url(db))}: schema version {version}")
 
 
 @click.command()

@@ -42,7 +42,7 @@ class EventIntake(Decider):
         with self.store.transaction() as tx:
             view = load_txn(tx, workflow_id, deciding=False)
             if view is None:
-                raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+                raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
             writes = Writes()
             added = fact.slot is None or view.slot(fact.slot) is None
             added = added and writes.append_fact(workflow_id, view.last_seq + 1, fact, now)
@@ -83,7 +83,7 @@ class EventIntake(Decider):
                 if start is None or key is None:
                     which = f"id {workflow_id!r}" if workflow_id else f"key {key!r}"
                     raise NotFoundError(
-                        f"no workflow with {which} in {self.store.url}; name a workflow to "
+                        f"no workflow with {which} in {self.store.safe_url}; name a workflow to "
                         "start so the first event creates it"
                     )
                 new_id, plan, input_value, input_json = start
@@ -101,7 +101,7 @@ class EventIntake(Decider):
             else:
                 view = load_txn(tx, target, deciding=False)
             if view is None:
-                raise NotFoundError(f"no workflow {target!r} in {self.store.url}")
+                raise NotFoundError(f"no workflow {target!r} in {self.store.safe_url}")
             if start is not None and not created and view.name != start[1].workflow:
                 raise IdempotencyConflict(
                     f"key {key!r} belongs to workflow {view.workflow_id} ({view.name}), not a "

@@ -18,6 +18,7 @@ from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
+from steadyhand.core.redact import redact_url
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -309,6 +310,11 @@ class Store(ABC):
 
     url: str
     dialect: str
+
+    @property
+    def safe_url(self) -> str:
+        """The store's URL with any password hidden: the only form messages and logs show."""
+        return redact_url(self.url)
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Tx]:
