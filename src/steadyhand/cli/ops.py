@@ -17,6 +17,7 @@ import click
 
 from steadyhand.cli.options import (
     EXIT_USAGE,
+    cli_store,
     db_option,
     guarded,
     open_for_reading,
@@ -31,7 +32,6 @@ from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_work
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import tell
 from steadyhand.ops.timetext import parse_duration, parse_since
-from steadyhand.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_ENV = "STEADYHAND_DASHBOARD_TOKEN"
@@ -235,7 +235,7 @@ def dashboard(
         sys.exit(EXIT_USAGE)
     store = open_for_reading(db, read_db)
     # Pages and /metrics read the replica; retry and cancel write to the primary.
-    primary = None if read_db is None or read_only else open_store(db)
+    primary = None if read_db is None or read_only else cli_store(db)
     options = DashboardOptions(
         token=token, read_only=read_only, refresh=refresh, stuck=_rule(stuck_after)
     )

@@ -11,11 +11,13 @@ import click
 from steadyhand.cli.options import (
     EXIT_NOT_APPLICABLE,
     app_option,
+    cli_store,
     client_for,
     db_option,
     guarded,
     load_app,
     open_store_patiently,
+    url_option,
 )
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
@@ -101,15 +103,16 @@ def serve(app_ref: str, db: str | None, host: str, port: int, secrets: tuple[str
 
     keys = secrets_from_env()
     keys.update(secrets_from_env(",".join(secrets)))
-    client = Client(load_app(app_ref), open_store(db))
+    client = Client(load_app(app_ref), cli_store(db))
     uvicorn.run(create_ingress(client, keys), host=host, port=port, log_level="warning")
 
 
 @click.command()
-@db_option
+@url_option
 @guarded
 def migrate(db: str | None) -> None:
-    """Create or upgrade the store's schema (also done automatically on first use)."""
+    """Create or upgrade the store's schema (other commands do it too, unless told
+    `--no-migrate`; none of them attempts DDL when the schema is already current)."""
     store = open_store(db, migrate=False)
     try:
         version = store.migrate()

@@ -87,7 +87,7 @@ class Guard:
         if not raw.isascii() or len(raw) > 200:
             return None
         body, _, signature = raw.rpartition(".")
-        nonce, flag, issued = (body.split(".") + ["", "", ""])[:3]
+        nonce, flag, issued = [*body.split("."), "", "", ""][:3]
         if not nonce or flag not in ("0", "1") or not issued.isdigit() or len(issued) > 12:
             return None
         if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
