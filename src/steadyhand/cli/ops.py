@@ -30,7 +30,7 @@ from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
 from steadyhand.ops.discovered import discovered, in_progress, is_code_first
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
 from steadyhand.ops.stats import collect
-from steadyhand.ops.story import tell
+from steadyhand.ops.story import TIMELINE_PAGE, tell
 from steadyhand.ops.timetext import parse_duration, parse_since
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,6 +138,9 @@ def status(
     type=click.Path(file_okay=False, path_type=Path),
     help="Read the workflow from this archive (`steadyhand archive`) instead of the store.",
 )
+@click.option("--after", default=0, show_default=True, help="Start the timeline after fact #N.")
+@click.option("--limit", default=TIMELINE_PAGE, show_default=True, help="Facts per page.")
+@click.option("--all", "everything", is_flag=True, help="The whole timeline in one page.")
 @stuck_option
 @db_option
 @read_db_option
@@ -146,13 +149,18 @@ def explain(
     workflow_id: str,
     as_json: bool,
     archive_dir: Path | None,
+    after: int,
+    limit: int,
+    everything: bool,
     stuck_after: str | None,
     db: str | None,
     read_db: str | None,
 ) -> None:
-    """Tell the whole story: the plan, every fact, every supervisor decision and why."""
+    """Tell the story: the plan, the facts (a page at a time), each decision and why."""
     from steadyhand.cli.render import dumps, print_explain, story_json
 
+    if limit < 1 or after < 0:
+        raise InputError("--limit must be at least 1 and --after at least 0")
     if archive_dir is not None:
         from steadyhand.ops.archive import find, view_of
 
@@ -167,7 +175,9 @@ def explain(
             )
         finally:
             store.close()
-    story = tell(view, derive_status(view, tasks), stuck)
+    story = tell(
+        view, derive_status(view, tasks), stuck, after=after, limit=None if everything else limit
+    )
     if as_json:
         click.echo(dumps(story_json(story, view)))
     else:

@@ -106,6 +106,12 @@ def print_explain(story: Story, console: Console | None = None) -> None:
             text.append(f"\n  why: {entry.why}", style="")
         timeline.add_row(str(entry.seq), f"+{entry.offset:.3f}s", text)
     console.print(timeline)
+    if story.next_after is not None:
+        console.print(
+            f"{len(story.entries)} of {story.total} facts shown; the next page: "
+            f"--after {story.next_after} (or --all)",
+            style="dim",
+        )
     verdict_style = "bold red" if story.stuck or story.status.state == "failed" else "bold"
     console.print(Text(story.verdict, style=verdict_style))
 
@@ -129,6 +135,8 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
             }
             for e in story.entries
         ],
+        "total_facts": story.total,
+        "next_after": story.next_after,
     }
 
 

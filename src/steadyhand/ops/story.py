@@ -57,6 +57,7 @@ TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plai
     "withdrawn": "warn",
 }
 MAX_VALUE_CHARS = 300
+TIMELINE_PAGE = 500  # facts told at once: a workflow with 100,000 events stays readable
 _EPOCH = re.compile(r"\bat (\d{9,}\.\d+)\b")
 
 
@@ -103,13 +104,28 @@ class Story:
     verdict: str
     stuck: str | None
     rounds: int
+    total: int = 0  # facts in the whole history (entries may hold one page of them)
+    next_after: int | None = None  # the `after` of the next page, None on the last
 
 
-def tell(view: WorkflowView, status: Status, stuck: str | None = None) -> Story:
-    """Build the story of `view` (see the module docstring)."""
-    entries = [_entry(view, fact) for fact in view.facts]
+def tell(
+    view: WorkflowView,
+    status: Status,
+    stuck: str | None = None,
+    *,
+    after: int = 0,
+    limit: int | None = TIMELINE_PAGE,
+) -> Story:
+    """Build the story of `view` (see the module docstring). The timeline is one page: the
+    facts after seq `after`, at most `limit` of them (None: all)."""
+    facts = [fact for fact in view.facts if fact.seq > after]
+    page = facts if limit is None else facts[: max(limit, 1)]
+    more = page[-1].seq if len(page) < len(facts) else None
+    entries = [_entry(view, fact) for fact in page]
     verdict = _verdict(view, status, stuck)
-    return Story(status, plan_lines(view), entries, verdict, stuck, view.round)
+    return Story(
+        status, plan_lines(view), entries, verdict, stuck, view.round, len(view.facts), more
+    )
 
 
 def plan_lines(view: WorkflowView) -> list[StepLine]:

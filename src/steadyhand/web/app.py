@@ -34,7 +34,7 @@ from steadyhand.ops.metrics import store_registry
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows
 from steadyhand.ops.schedule_report import schedule_lines
 from steadyhand.ops.stats import collect
-from steadyhand.ops.story import short, tell
+from steadyhand.ops.story import TIMELINE_PAGE, short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
 from steadyhand.store.base import Store
 from steadyhand.web.hosts import HostGuard
@@ -69,6 +69,7 @@ class DashboardOptions:
     allowed_hosts: frozenset[str] | None = None  # Host names answered (None: any; see hosts.py)
     login_attempts: int = 5  # failed logins per client within `login_window`, then 429
     login_window: float = 300.0
+    timeline_page: int = TIMELINE_PAGE  # facts of one workflow's timeline per page
 
 
 def create_app(
@@ -296,9 +297,12 @@ class Dashboard:
             inspect_workflow, self.store, workflow_id, now, self.options.stuck
         )
         status = derive_status(view, tasks)
+        after = request.query_params.get("after", "0")
+        if not after.isdigit() or len(after) > 12:
+            raise InputError("after must be a fact number")
         context = {
             "page": "workflow",
-            "story": tell(view, status, stuck),
+            "story": tell(view, status, stuck, after=int(after), limit=self.options.timeline_page),
             "view": view,
             "tasks": tasks,
             "input": short(view.input, 2000),
