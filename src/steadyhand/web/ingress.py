@@ -84,7 +84,10 @@ def secrets_from_env(value: str | None = None) -> dict[str, str]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, sep, secret = item.partition("=")
         if not sep or not name or not secret:
-            raise InputError(f"ingress secret {item!r} is not source=secret")
+            raise InputError(  # never echo the item: it may be a secret missing its source
+                "an ingress secret is not source=secret (check $STEADYHAND_INGRESS_SECRETS "
+                "and --secret)"
+            )
         found[name] = secret
     return found
 
