@@ -292,14 +292,14 @@ class Dashboard:
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = request.path_params["workflow_id"]
+        after = request.query_params.get("after", "0")
+        if not after.isdigit() or len(after) > 12:
+            raise InputError("after must be a fact number")
         now = time.time()
         view, tasks, stuck = await run_in_threadpool(
             inspect_workflow, self.store, workflow_id, now, self.options.stuck
         )
         status = derive_status(view, tasks)
-        after = request.query_params.get("after", "0")
-        if not after.isdigit() or len(after) > 12:
-            raise InputError("after must be a fact number")
         context = {
             "page": "workflow",
             "story": tell(view, status, stuck, after=int(after), limit=self.options.timeline_page),
