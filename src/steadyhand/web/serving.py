@@ -26,6 +26,7 @@ class ServeLimits:
 
     def uvicorn_options(self) -> dict[str, object]:
         return {
+            "http": "h11",  # the parser whose head-size limit applies (httptools has none)
             "limit_concurrency": self.max_connections,
             "timeout_keep_alive": self.keep_alive,
             "h11_max_incomplete_event_size": self.max_header_bytes,
