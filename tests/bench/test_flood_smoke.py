@@ -4,6 +4,7 @@ benchmarks are not tests)."""
 from __future__ import annotations
 
 from bench.flood import flooded, measure
+
 from steadyhand.store import Store
 
 
