@@ -18,7 +18,7 @@ from steadyhand.core.redact import redact
 from steadyhand.define.app import App
 from steadyhand.define.client import Client
 from steadyhand.store import Store, open_reader, open_store
-from steadyhand.store.migrations import latest_version
+from steadyhand.store.migrations import require_current
 
 EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_APPLICABLE = 1, 2, 4, 5
 
@@ -117,16 +117,12 @@ def cli_store(db: str | None) -> Store:
     if ctx is not None and ctx.meta.get(_NO_MIGRATE):
         store = open_store(db, migrate=False)
         try:
-            store.require_current(latest_version(_dialect_folder(store)))
+            require_current(store)
         except BaseException:
             store.close()
             raise
         return store
     return open_store(db)
-
-
-def _dialect_folder(store: Store) -> str:
-    return "postgres" if store.dialect == "postgresql" else store.dialect
 
 
 def app_option(required: bool) -> Callable[[F], F]:

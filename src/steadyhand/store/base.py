@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.circuit import spend_tokens
-from steadyhand.core.errors import StoreError
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
@@ -332,17 +331,6 @@ class Store(ABC):
     @abstractmethod
     def schema_version(self) -> int:
         """The schema version in place (0 for an empty store), read without any DDL."""
-
-    def require_current(self, target: int) -> None:
-        """Refuse (StoreError) a schema other than `target`, saying how to fix it: for
-        commands told not to migrate (`--no-migrate`, least-privilege roles)."""
-        current = self.schema_version()
-        if current != target:
-            what = "has no steadyhand schema" if current == 0 else f"is at version {current}"
-            raise StoreError(
-                f"the store {self.safe_url} {what}; this steadyhand needs version {target}. "
-                "Run `steadyhand migrate` as the database owner, then try again."
-            )
 
     @abstractmethod
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
