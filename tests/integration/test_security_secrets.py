@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from steadyhand import Client, open_store
+from steadyhand import App, Client, Context, PermanentError, Step, open_store
 from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.core.redact import redact
@@ -24,6 +24,7 @@ from steadyhand.store import Store
 from steadyhand.web import DashboardOptions, create_app
 from steadyhand.web.ingress import create_ingress, sign
 from tests.apps.events import app
+from tests.conftest import running_worker
 
 PASSWORD = "Sup3r-Secret-Pw-1b2c"
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +195,24 @@ def test_a_malformed_secret_is_refused_without_echoing_it(monkeypatch: pytest.Mo
     result = CliRunner().invoke(main, ["serve", "--app", APP, "--db", "sqlite:///unused.db"])
     assert result.exit_code == 2
     assert "whsec_lonely_secret" not in result.output + result.stderr
+
+
+def test_an_agent_error_quoting_a_connection_url_is_recorded_redacted(store: Store) -> None:
+    deploy = App()
+
+    @deploy.agent()
+    def book(ctx: Context) -> str:
+        raise PermanentError(f"could not connect to postgresql://app:{PASSWORD}@db/x")
+
+    deploy.workflow("book", [Step("book", book)])
+    client = Client(deploy, store)
+    workflow_id = client.start("book", {}).workflow_id
+    with running_worker(deploy, store):
+        assert client.wait(workflow_id, timeout=20).done
+    failed = client.view(workflow_id).latest("attempt_failed")
+    assert failed is not None and "postgresql://app:***@db/x" in str(failed.get("error"))
+    with store.snapshot() as tx:
+        stored = " ".join(r[0] for r in tx.query("SELECT data FROM facts").fetchall())
+    assert PASSWORD not in stored
+    explained = CliRunner().invoke(main, ["explain", workflow_id, "--db", store.url])
+    assert explained.exit_code == 0 and PASSWORD not in explained.output

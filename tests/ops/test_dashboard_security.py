@@ -160,3 +160,22 @@ def test_a_long_timeline_is_paged_in_the_dashboard_and_in_explain(
     story = json.loads(paged.stdout)
     assert story["total_facts"] == total and story["next_after"] is None
     assert [f["seq"] for f in story["facts"]] == list(range(21, total + 1))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--name", "a\x00b"],
+        ["list", "--cursor", "\x00"],
+        ["list", "--cursor", "1e999~x"],
+        ["status", "w\x00"],
+        ["explain", "\ud800"],
+        ["cancel", "w\x00"],
+    ],
+)
+def test_hostile_cli_arguments_are_usage_errors(scenario: Scenario, args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--db", scenario.url])
+    assert result.exit_code == 2, result.output
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(
+        result.exception, SystemExit
+    )
