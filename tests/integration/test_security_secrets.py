@@ -16,7 +16,17 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from steadyhand import App, Client, Context, PermanentError, Step, open_store
+from steadyhand import (
+    App,
+    Client,
+    Context,
+    Decision,
+    Fail,
+    PermanentError,
+    Step,
+    WorkflowView,
+    open_store,
+)
 from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.core.redact import redact
@@ -216,3 +226,37 @@ def test_an_agent_error_quoting_a_connection_url_is_recorded_redacted(store: Sto
     assert PASSWORD not in stored
     explained = CliRunner().invoke(main, ["explain", workflow_id, "--db", store.url])
     assert explained.exit_code == 0 and PASSWORD not in explained.output
+
+
+def test_a_reason_quoting_a_connection_url_is_shown_redacted(store: Store) -> None:
+    """A supervisor's reason is recorded as written; every place that shows it (status,
+    list, explain, the dashboard's pages) redacts it."""
+    deploy = App()
+
+    @deploy.supervisor()
+    def gives_up(view: WorkflowView, now: float) -> Decision:
+        reason = f"ledger at postgresql://ledger:{PASSWORD}@db/x refused us"
+        return Decision((Fail(reason),), reason)
+
+    deploy.process("doomed", gives_up)
+    client = Client(deploy, store)
+    workflow_id = client.start("doomed", {}).workflow_id
+    with running_worker(deploy, store):
+        assert client.wait(workflow_id, timeout=20).state == "failed"
+    shown = {
+        name: CliRunner().invoke(main, [*args, "--db", store.url], env={"COLUMNS": "300"}).output
+        for name, args in {
+            "status": ["status", workflow_id],
+            "explain": ["explain", workflow_id],
+            "list": ["list", "--state", "failed"],
+        }.items()
+    }
+    token = "t" * 32
+    with TestClient(create_app(store, DashboardOptions(token=token))) as browser:
+        for path in (f"/workflows/{workflow_id}", "/workflows?state=failed", "/"):
+            page = browser.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert page.status_code == 200
+            shown[path] = page.text
+    assert "ledger:***@db" in shown["status"]
+    for name, text in shown.items():
+        assert PASSWORD not in text, name

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.stuck import ago
 from steadyhand.core.view import WorkflowView
@@ -61,7 +62,7 @@ def print_status(
     if status.result is not None:
         table.add_row("result", Text(short(status.result, 500)))
     if status.reason:
-        table.add_row("reason", Text(status.reason))
+        table.add_row("reason", Text(redact(status.reason)))
     table.add_row("facts", str(status.facts))
     console.print(table)
 
@@ -160,7 +161,7 @@ def print_list(rows: list[Row], next_cursor: str | None, console: Console | None
             current,
             when(row.created_at),
             f"{ago(now - row.updated_at)} ago",
-            Text(row.stuck or row.reason or "", overflow="fold"),
+            Text(redact(row.stuck or row.reason or ""), overflow="fold"),
         )
     console.print(table)
     if not rows:

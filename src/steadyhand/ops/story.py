@@ -31,6 +31,7 @@ from steadyhand.core.facts import (
     Fact,
 )
 from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
+from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
 from steadyhand.ops.discovered import discovered, is_code_first
@@ -122,7 +123,7 @@ def tell(
     page = facts if limit is None else facts[: max(limit, 1)]
     more = page[-1].seq if len(page) < len(facts) else None
     entries = [_entry(view, fact) for fact in page]
-    verdict = _verdict(view, status, stuck)
+    verdict = redact(_verdict(view, status, stuck))
     return Story(
         status, plan_lines(view), entries, verdict, stuck, view.round, len(view.facts), more
     )
@@ -173,7 +174,7 @@ def _entry(view: WorkflowView, fact: Fact) -> Entry:
         kind=fact.kind,
         step=fact.step,
         attempt=fact.attempt,
-        text=sentence(fact),
+        text=redact(sentence(fact)),  # facts recorded before redaction existed, too
         tone=TONE.get(fact.kind) or TONE.get(suffix, ""),
     )
     if fact.kind != SUPERVISOR_RAN:
@@ -185,7 +186,7 @@ def _entry(view: WorkflowView, fact: Fact) -> Entry:
         text=f"supervisor run {fact.get('run', '?')}: {'; '.join(decided) or 'wait'}",
         saw=fact.get("saw"),
         decided=decided,
-        why=fact.get("why"),
+        why=redact(str(fact.get("why"))) if fact.get("why") is not None else None,
         decide_ms=float(ms) if isinstance(ms, int | float) else None,
     )
 

@@ -101,7 +101,7 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=when, ago=ago, short=short)
+        self.env.filters.update(when=when, ago=ago, short=short, redact=redact)
         self.env.globals.update(state_style=STATE_STYLE, filters=FILTERS)
         static = str(resources.files("steadyhand.web").joinpath("static"))
         self.app = Starlette(
