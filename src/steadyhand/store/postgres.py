@@ -361,7 +361,7 @@ class PostgresStore(Store):
                     return 0
                 row = conn.execute(QUERIES["schema_version"]).fetchone()
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL is unavailable: {redact(str(exc))}") from exc
+            raise self._error(exc) from exc
         return int((row[0] if row else None) or 0)
 
     def migrate(self) -> int:
