@@ -157,6 +157,7 @@ class Client:
         this call did it (`done`), someone else had (`already`), or the workflow had
         already ended completed or compensated (`ended`: nothing to roll back). `batch`
         names the bulk action this is part of (kept in the fact's data)."""
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         return self.engine.cancel(workflow_id, reason, by or _who(), batch)
 
     def retry(
@@ -172,6 +173,7 @@ class Client:
         Decided under the workflow's lock: two operators retrying at once open one round;
         the second is answered `already`. Raises `InputError` when the workflow is not
         failed (and no retry of this round explains why)."""
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         answer = self.engine.retry(workflow_id, reason, by or _who(), batch)
         if answer.result == NOT_APPLICABLE:
             raise InputError(answer.message)
