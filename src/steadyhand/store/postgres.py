@@ -23,7 +23,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from steadyhand.core import jsoncodec
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import Task
-from steadyhand.core.redact import redact
 from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.pg_connect import (
