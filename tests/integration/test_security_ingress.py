@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from steadyhand import App, Client, Step
+from steadyhand import App, Client, Step, Workflow
 from steadyhand.core.facts import EVENT_RECEIVED, SUPERVISOR_RAN
 from steadyhand.store import Store
 from steadyhand.web.hosts import allowed_hosts
@@ -102,6 +102,30 @@ def test_a_waiting_step_accepts_its_event_only_from_named_sources(store: Store) 
     assert status.result == {"settled": {"by": "bank"}}
     kinds = [f for f in client.view(workflow_id).facts if f.kind == EVENT_RECEIVED]
     assert [f.get("source") for f in kinds] == ["shop", "bank"]  # the forgery stays on record
+
+
+def test_a_code_first_wait_accepts_its_event_only_from_named_sources(store: Store) -> None:
+    guarded = App()
+
+    @guarded.workflow()
+    async def payout(wf: Workflow, order: Any) -> Any:
+        return await wf.wait_for("paid", sources=["bank"])
+
+    client = Client(guarded, store)
+    workflow_id = client.start("payout", {}).workflow_id
+    with running_worker(guarded, store):
+        client.signal("paid", {"by": "shop"}, workflow_id=workflow_id, source="shop")
+        seen = client.view(workflow_id).events("paid")[0].seq
+        deadline = time.monotonic() + 20
+        while not any(  # a supervisor run (a replay) that saw the shop's event
+            f.kind == SUPERVISOR_RAN and f.seq > seen for f in client.view(workflow_id).facts
+        ):
+            assert time.monotonic() < deadline, "no supervisor run after the event"
+            time.sleep(0.02)
+        assert not client.status(workflow_id).done
+        client.signal("paid", {"by": "bank"}, workflow_id=workflow_id, source="bank")
+        status = client.wait(workflow_id, timeout=20)
+    assert status.state == "completed" and status.result == {"by": "bank"}
 
 
 # -- §3 DNS rebinding and cross-origin posts ---------------------------------------------------
