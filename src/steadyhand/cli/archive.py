@@ -17,10 +17,10 @@ from pathlib import Path
 
 import click
 
-from steadyhand.cli.options import EXIT_UNAVAILABLE, db_option, guarded
+from steadyhand.cli.options import EXIT_UNAVAILABLE, cli_store, db_option, guarded
 from steadyhand.ops import archive as archives
 from steadyhand.ops.timetext import parse_since, when
-from steadyhand.store import archiving, open_store
+from steadyhand.store import archiving
 
 
 @click.group(invoke_without_command=True)
@@ -51,7 +51,7 @@ def archive(
     if not ended_before or (to is None and not dry_run):
         raise click.UsageError("give --ended-before (e.g. 30d) and --to DIR (or --dry-run)")
     cutoff = parse_since(ended_before, time.time())
-    store = open_store(db)
+    store = cli_store(db)
     try:
         report = archives.archive(
             store,
@@ -103,7 +103,7 @@ def verify(directory: Path) -> None:
 @guarded
 def runs(db: str | None) -> None:
     """List the archive runs recorded in the store."""
-    store = open_store(db)
+    store = cli_store(db)
     try:
         recorded = archiving.runs(store)
     finally:

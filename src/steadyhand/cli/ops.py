@@ -17,6 +17,7 @@ import click
 
 from steadyhand.cli.options import (
     EXIT_USAGE,
+    cli_store,
     db_option,
     guarded,
     open_for_reading,
@@ -29,9 +30,8 @@ from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
 from steadyhand.ops.discovered import discovered, in_progress, is_code_first
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
 from steadyhand.ops.stats import collect
-from steadyhand.ops.story import tell
+from steadyhand.ops.story import TIMELINE_PAGE, tell
 from steadyhand.ops.timetext import parse_duration, parse_since
-from steadyhand.store import open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_ENV = "STEADYHAND_DASHBOARD_TOKEN"
@@ -138,6 +138,9 @@ def status(
     type=click.Path(file_okay=False, path_type=Path),
     help="Read the workflow from this archive (`steadyhand archive`) instead of the store.",
 )
+@click.option("--after", default=0, show_default=True, help="Start the timeline after fact #N.")
+@click.option("--limit", default=TIMELINE_PAGE, show_default=True, help="Facts per page.")
+@click.option("--all", "everything", is_flag=True, help="The whole timeline in one page.")
 @stuck_option
 @db_option
 @read_db_option
@@ -146,13 +149,18 @@ def explain(
     workflow_id: str,
     as_json: bool,
     archive_dir: Path | None,
+    after: int,
+    limit: int,
+    everything: bool,
     stuck_after: str | None,
     db: str | None,
     read_db: str | None,
 ) -> None:
-    """Tell the whole story: the plan, every fact, every supervisor decision and why."""
+    """Tell the story: the plan, the facts (a page at a time), each decision and why."""
     from steadyhand.cli.render import dumps, print_explain, story_json
 
+    if limit < 1 or after < 0:
+        raise InputError("--limit must be at least 1 and --after at least 0")
     if archive_dir is not None:
         from steadyhand.ops.archive import find, view_of
 
@@ -167,7 +175,9 @@ def explain(
             )
         finally:
             store.close()
-    story = tell(view, derive_status(view, tasks), stuck)
+    story = tell(
+        view, derive_status(view, tasks), stuck, after=after, limit=None if everything else limit
+    )
     if as_json:
         click.echo(dumps(story_json(story, view)))
     else:
@@ -204,10 +214,18 @@ def stats(
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, help="Port to listen on.")
-@click.option("--token", default=None, help=f"Access token (default ${TOKEN_ENV}).")
+@click.option("--token-file", default=None, help="Read the access token from this file.")
+@click.option("--token", default=None, help=f"Access token (prefer --token-file or ${TOKEN_ENV}).")
 @click.option("--no-auth", is_flag=True, help="Serve without a token (only on 127.0.0.1).")
 @click.option("--read-only", is_flag=True, help="Show everything; refuse retry and cancel.")
 @click.option("--refresh", default=5.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--session-hours", default=12.0, show_default=True, help="A login lasts this long.")
+@click.option(
+    "--allowed-host",
+    "allowed",
+    multiple=True,
+    help="A Host name browsers use to reach it (repeatable; default: the bound address).",
+)
 @stuck_option
 @db_option
 @read_db_option
@@ -215,45 +233,63 @@ def stats(
 def dashboard(
     host: str,
     port: int,
+    token_file: str | None,
     token: str | None,
     no_auth: bool,
     read_only: bool,
     refresh: float,
+    session_hours: float,
+    allowed: tuple[str, ...],
     stuck_after: str | None,
     db: str | None,
     read_db: str | None,
 ) -> None:
     """Serve the web dashboard (overview, workflows, explain, retry/cancel) and /metrics."""
-    import uvicorn
-
+    from steadyhand.cli.secrets import token_from
     from steadyhand.web import DashboardOptions, create_app
+    from steadyhand.web.hosts import allowed_hosts
+    from steadyhand.web.serving import serve
 
-    token = token or os.environ.get(TOKEN_ENV) or None
+    token = token_from(token, token_file, os.environ.get(TOKEN_ENV))
     problem = check_access(host, token, no_auth)
     if problem:
         click.echo(f"error: {problem}", err=True)
         sys.exit(EXIT_USAGE)
+    if session_hours <= 0:
+        raise InputError("--session-hours must be more than 0")
     store = open_for_reading(db, read_db)
     # Pages and /metrics read the replica; retry and cancel write to the primary.
-    primary = None if read_db is None or read_only else open_store(db)
+    primary = None if read_db is None or read_only else cli_store(db)
     options = DashboardOptions(
-        token=token, read_only=read_only, refresh=refresh, stuck=_rule(stuck_after)
+        token=token,
+        read_only=read_only,
+        refresh=refresh,
+        stuck=_rule(stuck_after),
+        session_seconds=session_hours * 3600,
+        allowed_hosts=allowed_hosts(host, allowed),
     )
     try:
         access = "token required" if token else "NO AUTH (local only)"
         click.echo(f"steadyhand dashboard on http://{host}:{port}/ ({access})", err=True)
-        app = create_app(store, options, primary)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        serve(create_app(store, options, primary), host, port)
     finally:
         store.close()
         if primary is not None:
             primary.close()
 
 
+MIN_TOKEN_CHARS = 24  # off loopback: a token guessable in a weekend is no token
+
+
 def check_access(host: str, token: str | None, no_auth: bool) -> str | None:
     """Why the dashboard must not start with these settings, or None when it may."""
     if token and no_auth:
         return "--no-auth and a token exclude each other; drop one"
+    if token and host not in LOCAL_HOSTS and len(token) < MIN_TOKEN_CHARS:
+        return (
+            f"a dashboard bound to {host} needs a token of at least {MIN_TOKEN_CHARS} "
+            "characters; make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
     if token:
         return None
     if not no_auth:

@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 import click
 
 from steadyhand.core.errors import InputError, NotFoundError, StoreError, StoreUnavailable
+from steadyhand.core.redact import redact
 from steadyhand.define.app import App
 from steadyhand.define.client import Client
 from steadyhand.store import Store, open_reader, open_store
+from steadyhand.store.migrations import require_current
 
 EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_APPLICABLE = 1, 2, 4, 5
 
@@ -44,7 +46,31 @@ def load_app(ref: str) -> App:
     return app
 
 
+NO_MIGRATE_ENV = "STEADYHAND_NO_MIGRATE"
+_NO_MIGRATE = "steadyhand.no_migrate"
+
+
+def _remember_no_migrate(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[_NO_MIGRATE] = True
+
+
 def db_option(fn: F) -> F:
+    """`--db`, and `--no-migrate` for roles that may not (or must not) change the schema."""
+    fn = click.option(
+        "--no-migrate",
+        is_flag=True,
+        envvar=NO_MIGRATE_ENV,
+        expose_value=False,
+        callback=_remember_no_migrate,
+        help="Never change the schema; refuse a store that is not current "
+        f"(${NO_MIGRATE_ENV}=1). Only `steadyhand migrate` upgrades it then.",
+    )(fn)
+    return url_option(fn)
+
+
+def url_option(fn: F) -> F:
+    """`--db` alone (for `migrate`, which changes the schema by definition)."""
     return click.option(
         "--db",
         envvar="STEADYHAND_DB",
@@ -68,7 +94,7 @@ def open_for_reading(db: str | None, read_db: str | None) -> Store:
     """The store a read-only command reads: the replica when given (telling, on stderr, how
     stale it may be), else the store itself."""
     if read_db is None:
-        return open_store(db)
+        return cli_store(db)
     store = open_reader(read_db)
     try:
         lag = store.replica_lag()
@@ -82,6 +108,21 @@ def open_for_reading(db: str | None, read_db: str | None) -> Store:
             err=True,
         )
     return store
+
+
+def cli_store(db: str | None) -> Store:
+    """Open the store for a command. A current schema is never touched (no DDL at all);
+    an older one is upgraded, unless `--no-migrate` says to refuse it instead."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(_NO_MIGRATE):
+        store = open_store(db, migrate=False)
+        try:
+            require_current(store)
+        except BaseException:
+            store.close()
+            raise
+        return store
+    return open_store(db)
 
 
 def app_option(required: bool) -> Callable[[F], F]:
@@ -101,16 +142,17 @@ def open_store_patiently(db: str | None, max_delay: float = 10.0) -> Store:
     delay = 0.5
     while True:
         try:
-            return open_store(db)
+            return cli_store(db)
         except StoreUnavailable as exc:
-            log.warning("store unavailable at start (%s); retrying in %.1fs", exc, delay)
+            problem = redact(str(exc))
+            log.warning("store unavailable at start (%s); retrying in %.1fs", problem, delay)
             time.sleep(delay)
             delay = min(delay * 2, max_delay)
 
 
 def client_for(db: str | None, app_ref: str | None = None) -> Client:
     app = load_app(app_ref) if app_ref else App()
-    return Client(app, open_store(db))
+    return Client(app, cli_store(db))
 
 
 def guarded(fn: F) -> F:
@@ -120,16 +162,16 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except StoreUnavailable as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except NotFoundError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_USAGE)
         except StoreError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
 
     wrapper.__name__ = fn.__name__

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.stuck import ago
 from steadyhand.core.view import WorkflowView
@@ -61,7 +62,7 @@ def print_status(
     if status.result is not None:
         table.add_row("result", Text(short(status.result, 500)))
     if status.reason:
-        table.add_row("reason", Text(status.reason))
+        table.add_row("reason", Text(redact(status.reason)))
     table.add_row("facts", str(status.facts))
     console.print(table)
 
@@ -106,6 +107,12 @@ def print_explain(story: Story, console: Console | None = None) -> None:
             text.append(f"\n  why: {entry.why}", style="")
         timeline.add_row(str(entry.seq), f"+{entry.offset:.3f}s", text)
     console.print(timeline)
+    if story.next_after is not None:
+        console.print(
+            f"{len(story.entries)} of {story.total} facts shown; the next page: "
+            f"--after {story.next_after} (or --all)",
+            style="dim",
+        )
     verdict_style = "bold red" if story.stuck or story.status.state == "failed" else "bold"
     console.print(Text(story.verdict, style=verdict_style))
 
@@ -129,6 +136,8 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
             }
             for e in story.entries
         ],
+        "total_facts": story.total,
+        "next_after": story.next_after,
     }
 
 
@@ -152,7 +161,7 @@ def print_list(rows: list[Row], next_cursor: str | None, console: Console | None
             current,
             when(row.created_at),
             f"{ago(now - row.updated_at)} ago",
-            Text(row.stuck or row.reason or "", overflow="fold"),
+            Text(redact(row.stuck or row.reason or ""), overflow="fold"),
         )
     console.print(table)
     if not rows:

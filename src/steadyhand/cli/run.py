@@ -11,14 +11,17 @@ import click
 from steadyhand.cli.options import (
     EXIT_NOT_APPLICABLE,
     app_option,
+    cli_store,
     client_for,
     db_option,
     guarded,
     load_app,
     open_store_patiently,
+    url_option,
 )
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
+from steadyhand.core.redact import redact_url
 from steadyhand.define.client import Client
 from steadyhand.ops.timetext import parse_duration
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -38,7 +41,12 @@ from steadyhand.store import open_store, resolve_url
 @click.option("--poll", "poll_interval", type=float, default=None, help="Poll interval (s).")
 @click.option("--watchdog", "watchdog_interval", default=2.0, show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics here.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Bind /metrics to.")
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind /metrics to (it has no auth: open it wider only behind your own access control).",
+)
 @click.option(
     "--slow-decision",
     type=click.FloatRange(min=0, min_open=True),
@@ -86,35 +94,74 @@ def worker(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True)
 @click.option(
+    "--secret-file",
+    "secret_files",
+    multiple=True,
+    help="source=path: the sender's secret is in that file (repeatable).",
+)
+@click.option(
+    "--sources",
+    "sources_file",
+    default=None,
+    help="JSON file: per source its secret_file/secret_env and the events and workflows "
+    "it may send and start (see docs/SECURITY.md).",
+)
+@click.option(
     "--secret",
     "secrets",
     multiple=True,
-    help="source=secret for one sender (repeatable; also $STEADYHAND_INGRESS_SECRETS).",
+    help="source=secret (visible in ps: prefer --secret-file or $STEADYHAND_INGRESS_SECRETS).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed",
+    multiple=True,
+    help="A Host name senders use (repeatable; default: the bound address).",
 )
 @guarded
-def serve(app_ref: str, db: str | None, host: str, port: int, secrets: tuple[str, ...]) -> None:
+def serve(
+    app_ref: str,
+    db: str | None,
+    host: str,
+    port: int,
+    secret_files: tuple[str, ...],
+    sources_file: str | None,
+    secrets: tuple[str, ...],
+    allowed: tuple[str, ...],
+) -> None:
     """Accept signed events over HTTP (POST /events/<source>)."""
-    import uvicorn
-
+    from steadyhand.cli.secrets import secrets_from_files, warn_argument
+    from steadyhand.web.hosts import allowed_hosts
     from steadyhand.web.ingress import create_ingress, secrets_from_env
+    from steadyhand.web.serving import serve as serve_app
+    from steadyhand.web.sources import Source, sources_from_file
 
-    keys = secrets_from_env()
+    if secrets:
+        warn_argument("--secret", "--secret-file or $STEADYHAND_INGRESS_SECRETS")
+    keys: dict[str, str | Source] = {}
+    keys.update(secrets_from_env())
     keys.update(secrets_from_env(",".join(secrets)))
-    client = Client(load_app(app_ref), open_store(db))
-    uvicorn.run(create_ingress(client, keys), host=host, port=port, log_level="warning")
+    keys.update(secrets_from_files(secret_files))
+    if sources_file:
+        keys.update(sources_from_file(sources_file))
+    client = Client(load_app(app_ref), cli_store(db))
+    ingress = create_ingress(client, keys, allowed_hosts=allowed_hosts(host, allowed))
+    click.echo(f"steadyhand ingress on http://{host}:{port}/events/<source>", err=True)
+    serve_app(ingress, host, port)
 
 
 @click.command()
-@db_option
+@url_option
 @guarded
 def migrate(db: str | None) -> None:
-    """Create or upgrade the store's schema (also done automatically on first use)."""
+    """Create or upgrade the store's schema (other commands do it too, unless told
+    `--no-migrate`; none of them attempts DDL when the schema is already current)."""
     store = open_store(db, migrate=False)
     try:
         version = store.migrate()
     finally:
         store.close()
-    click.echo(f"{resolve_url(db)}: schema version {version}")
+    click.echo(f"{redact_url(resolve_url(db))}: schema version {version}")
 
 
 @click.command()

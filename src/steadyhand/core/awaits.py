@@ -192,10 +192,13 @@ class Answers:
         timed_out = self.view.slot(f"wait:{name}:timed_out")
         if timed_out is not None:
             return Failed(WaitTimedOut(event, req.timeout or 0.0), timed_out.at)
-        index = self._consumed.get(event, 0)
+        counter = event if req.sources is None else f"{event}\x00{','.join(req.sources)}"
+        index = self._consumed.get(counter, 0)
         arrived = self.view.of(EVENT_RECEIVED, event)
+        if req.sources is not None:
+            arrived = [f for f in arrived if f.get("source") in req.sources]
         if len(arrived) > index:  # the n-th wait for an event takes its n-th arrival
-            self._consumed[event] = index + 1
+            self._consumed[counter] = index + 1
             return Done(arrived[index].get("payload"), arrived[index].at)
         began = self.view.slot(f"wait:{name}:began")
         since = began.at if began is not None else self.now_at

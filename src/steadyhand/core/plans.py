@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steadyhand.core.errors import DefinitionError, InputError
+from steadyhand.core.limits import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES
 
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
-
-MAX_PAYLOAD_BYTES = 1_000_000
-"""Largest workflow input, event or agent result accepted, once encoded as JSON."""
 
 
 def exception_names(types: Iterable[type[BaseException] | str]) -> tuple[str, ...]:
@@ -144,9 +142,19 @@ class StepSpec:
     child: str | None = None  # a workflow run as a child; its result is the step's result
     on_give_up: str = "compensate"  # or "fail": stop without rolling back, for a person
     heartbeat_timeout: float | None = None  # a call silent this long is lost (see heartbeats)
+    sources: tuple[str, ...] | None = None  # accept `wait_for` only from these event sources
 
     def __post_init__(self) -> None:
         check_name(self.name, "step name")
+        if self.sources is not None:
+            object.__setattr__(self, "sources", tuple(self.sources))
+            if self.wait_for is None or not self.sources:
+                raise DefinitionError(
+                    f"step {self.name!r}: sources names who may send its wait_for event; "
+                    "give wait_for and at least one source"
+                )
+            for source in self.sources:
+                check_name(source, "event source")
         if self.timeout <= 0 or self.compensation_timeout <= 0:
             raise DefinitionError(f"step {self.name!r}: timeouts must be positive seconds")
         if self.action is None and self.wait_for is None and self.child is None:
@@ -176,6 +184,7 @@ class StepSpec:
             "deadline": self.deadline,
             "child": self.child,
             "on_give_up": self.on_give_up,
+            **({"sources": list(self.sources)} if self.sources is not None else {}),
         }
 
     @classmethod
@@ -194,6 +203,7 @@ class StepSpec:
             child=data.get("child"),
             on_give_up=data.get("on_give_up", "compensate"),
             heartbeat_timeout=data.get("heartbeat"),
+            sources=tuple(data["sources"]) if data.get("sources") is not None else None,
         )
 
 
@@ -242,10 +252,14 @@ def plan_from_text(text: str) -> Plan:
 
 def check_name(name: object, what: str) -> str:
     """Names appear in keys, URLs and logs: keep them short and plain."""
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise DefinitionError(f"{what} must be a non-empty string of at most 200 characters")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        raise DefinitionError(
+            f"{what} must be a non-empty string of at most {MAX_NAME_CHARS} characters"
+        )
     if any(ch.isspace() or ch in "/:" for ch in name):
         raise DefinitionError(f"{what} {name!r} must not contain spaces, '/' or ':'")
+    if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name):
+        raise DefinitionError(f"{what} must not contain control characters or lone surrogates")
     return name
 
 

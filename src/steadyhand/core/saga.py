@@ -105,8 +105,9 @@ def _results(view: WorkflowView, progress: dict[str, Progress]) -> dict[str, Any
             child = _child(view, spec)
             if child is not None and child.state == "completed":
                 results[spec.name] = child.result
-        elif spec.wait_for is not None and view.event(spec.wait_for) is not None:
-            results[spec.name] = view.event(spec.wait_for).get("payload")  # type: ignore[union-attr]
+        elif spec.wait_for is not None and view.event(spec.wait_for, spec.sources) is not None:
+            event = view.event(spec.wait_for, spec.sources)
+            results[spec.name] = event.get("payload")  # type: ignore[union-attr]
         elif spec.action is not None and progress[spec.name].status == DONE:
             results[spec.name] = progress[spec.name].result
     return results
@@ -156,7 +157,7 @@ def _forward(view: WorkflowView, now: float, progress: dict[str, Progress], saw:
         if step.status != DONE:
             return _advance_action(view, now, progress, saw, spec, step, results)
         if spec.wait_for is not None:
-            event = view.event(spec.wait_for)
+            event = view.event(spec.wait_for, spec.sources)
             if event is None:
                 return _await_event(view, now, progress, saw, spec)
             results[name] = event.get("payload")
@@ -340,7 +341,7 @@ def _summarise(view: WorkflowView, progress: dict[str, Progress]) -> str:
             continue
         label = step.status.replace("_", " ")
         if spec.wait_for is not None and step.status == DONE:
-            arrived = view.event(spec.wait_for) is not None
+            arrived = view.event(spec.wait_for, spec.sources) is not None
             label = f"{spec.wait_for} {'received' if arrived else 'awaited'}"
         if step.attempt and step.status != DONE:
             label += f" (attempt {step.attempt})"

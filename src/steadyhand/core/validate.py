@@ -34,7 +34,7 @@ from steadyhand.core.facts import (
     TERMINAL_KINDS,
     WITHDRAWN,
 )
-from steadyhand.core.plans import MAX_PAYLOAD_BYTES
+from steadyhand.core.limits import MAX_PAYLOAD_BYTES
 
 _MAX_DEPTH = 500  # deeper JSON than this is refused where inputs enter, too
 _TEXT_LIMIT = 2000  # characters of an exception's message kept in a fact

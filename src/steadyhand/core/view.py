@@ -98,10 +98,15 @@ class WorkflowView:
         fact = self.latest(kind, step)
         return None if fact is None else (fact.data or {})
 
-    def event(self, name: str) -> Fact | None:
-        """The first arrival of event `name` (later duplicates with other keys are ignored)."""
-        found = self._by_kind.get((EVENT_RECEIVED, name))
-        return found[0] if found else None
+    def event(self, name: str, sources: tuple[str, ...] | None = None) -> Fact | None:
+        """The first arrival of event `name` (later duplicates with other keys are ignored);
+        with `sources`, only an arrival from one of those senders counts (others stay on
+        record, ignored)."""
+        found = self._by_kind.get((EVENT_RECEIVED, name)) or ()
+        for fact in found:
+            if sources is None or fact.get("source") in sources:
+                return fact
+        return None
 
     def events(self, name: str | None = None) -> list[Fact]:
         return self.of(EVENT_RECEIVED, name)

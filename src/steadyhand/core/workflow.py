@@ -72,6 +72,7 @@ class WaitFor(Await):
     name: str
     event: str
     timeout: float | None = None
+    sources: tuple[str, ...] | None = None  # only an arrival from these senders counts
 
 
 @dataclass(eq=False)
@@ -255,12 +256,26 @@ class Workflow:
             raise DefinitionError("wf.sleep_until takes a Unix time in seconds")
         return Sleep(self._names.take("sleep", None), until=float(epoch_seconds))
 
-    def wait_for(self, event: str, *, timeout: float | None = None) -> WaitFor:
-        """Wait for outside event `event`: its payload, or `WaitTimedOut` after `timeout`."""
+    def wait_for(
+        self,
+        event: str,
+        *,
+        timeout: float | None = None,
+        sources: tuple[str, ...] | list[str] | None = None,
+    ) -> WaitFor:
+        """Wait for outside event `event`: its payload, or `WaitTimedOut` after `timeout`.
+        With `sources`, only an arrival from one of those senders (the ingress source, or
+        `source=` of `Client.signal`) counts; others stay on record, ignored."""
         check_name(event, "event name")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise DefinitionError("wf.wait_for: timeout must be positive seconds (or None)")
-        return WaitFor(self._names.take(event, None), event, timeout)
+        if sources is not None:
+            if isinstance(sources, str) or not sources:
+                raise DefinitionError("wf.wait_for: sources is a non-empty list of source names")
+            for source in sources:
+                check_name(source, "event source")
+        allowed = None if sources is None else tuple(sources)
+        return WaitFor(self._names.take(event, None), event, timeout, allowed)
 
     def child(self, workflow: str, input: Any = None, *, key: str | None = None) -> ChildCall:
         """Run workflow `workflow` as a child: its result, or `StepFailed` if it ended

@@ -51,6 +51,7 @@ class Step:
     on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
     heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
     # is treated as lost (its outcome unknown) without waiting for its whole timeout
+    sources: tuple[str, ...] | None = None  # accept `wait_for` only from these event sources
 
 
 class App:
@@ -231,6 +232,7 @@ class App:
                     child=step.child,
                     on_give_up=step.on_give_up,
                     heartbeat_timeout=step.heartbeat_timeout,
+                    sources=step.sources,
                 )
             )
         names = [s.name for s in specs]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
 from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
+from steadyhand.core.limits import MAX_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import (
     check_name,
     encode_json,
@@ -59,8 +60,8 @@ class Client:
         turns for a service's `max_in_flight` slots."""
         plan = self.app.plan(name)
         text = encode_json(input, "workflow input")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
-            raise InputError("idempotency key must be a non-empty string of at most 500 characters")
+        if key is not None:
+            check_text(key, "idempotency key", MAX_KEY_CHARS)
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         return self.engine.start(
@@ -98,8 +99,12 @@ class Client:
             raise InputError(str(exc)) from None
         if (workflow_id is None) == (key is None):
             raise InputError("name the workflow by exactly one of workflow_id or key")
-        if dedupe_key is not None and (not isinstance(dedupe_key, str) or len(dedupe_key) > 500):
-            raise InputError("dedupe_key must be a string of at most 500 characters")
+        if workflow_id is not None:
+            check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
+        if key is not None:
+            check_text(key, "key", MAX_KEY_CHARS)
+        if dedupe_key is not None:
+            check_text(dedupe_key, "dedupe_key", MAX_KEY_CHARS, empty=True)
         data: dict[str, Any] = {"payload": json.loads(encode_json(payload, "event payload"))}
         if source:
             data["source"] = source
@@ -117,15 +122,17 @@ class Client:
         )
 
     def view(self, workflow_id: str) -> WorkflowView:
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         found = self.engine.read(workflow_id)
         if found is None:
-            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
         return found[0]
 
     def status(self, workflow_id: str) -> Status:
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         found = self.engine.read(workflow_id)
         if found is None:
-            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+            raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
         return derive_status(*found)
 
     def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
@@ -150,6 +157,7 @@ class Client:
         this call did it (`done`), someone else had (`already`), or the workflow had
         already ended completed or compensated (`ended`: nothing to roll back). `batch`
         names the bulk action this is part of (kept in the fact's data)."""
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         return self.engine.cancel(workflow_id, reason, by or _who(), batch)
 
     def retry(
@@ -165,6 +173,7 @@ class Client:
         Decided under the workflow's lock: two operators retrying at once open one round;
         the second is answered `already`. Raises `InputError` when the workflow is not
         failed (and no retry of this round explains why)."""
+        check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         answer = self.engine.retry(workflow_id, reason, by or _who(), batch)
         if answer.result == NOT_APPLICABLE:
             raise InputError(answer.message)

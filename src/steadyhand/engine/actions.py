@@ -39,7 +39,7 @@ class OperatorActions(Decider):
         with self.store.transaction() as tx:
             view = load_txn(tx, workflow_id, deciding=False)
             if view is None:
-                raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.url}")
+                raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
             plan = choose(view)
             writes = Writes()
             seq = view.last_seq

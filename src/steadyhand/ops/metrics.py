@@ -249,7 +249,7 @@ class WorkerMetrics:
         elif what == "store_error":
             self.store_errors.labels(detail).inc()
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> Callable[[], None]:
+    def serve(self, port: int, host: str = "127.0.0.1") -> Callable[[], None]:
         """Expose these counters on http://host:port/metrics from a background thread;
         returns a function that stops serving."""
         server, thread = start_http_server(port, addr=host, registry=self.registry)

@@ -8,6 +8,7 @@ index, and everything else from `workflows_created` / `workflows_name`.
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from steadyhand.core.facts import (
     TERMINAL_STATES,
     Fact,
 )
+from steadyhand.core.limits import MAX_FILTER_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
@@ -166,7 +168,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         if not sep or not workflow_id:
             raise ValueError(cursor)
-        return float(at), workflow_id
+        value = float(at)
+        if not math.isfinite(value):
+            raise ValueError(cursor)
+        return value, workflow_id
     except ValueError:
         raise InputError(f"cursor {cursor!r} is not one this listing handed out") from None
 
@@ -185,6 +190,10 @@ def list_workflows(store: Store, listing: Listing, now: float, rule: StuckRule) 
 
     if listing.state is not None and listing.state not in FILTERS:
         raise InputError(f"unknown state {listing.state!r}; choose one of {', '.join(FILTERS)}")
+    if listing.name is not None:
+        check_text(listing.name, "name filter", MAX_FILTER_CHARS, empty=True)
+    if listing.cursor is not None:
+        check_text(listing.cursor, "cursor", MAX_FILTER_CHARS, empty=True)
     limit = max(1, min(listing.limit, MAX_PAGE))
     with store.snapshot() as tx:
         reporting(store, tx)
@@ -307,10 +316,11 @@ def inspect_workflow(
     """One workflow's facts, tasks and (if it is stuck) why, read in one snapshot."""
     from steadyhand.core.errors import NotFoundError
 
+    check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
     with store.snapshot() as tx:
         row = tx.get_workflow(workflow_id)
         if row is None:
-            raise NotFoundError(f"no workflow {workflow_id!r} in {store.url}")
+            raise NotFoundError(f"no workflow {workflow_id!r} in {store.safe_url}")
         view = WorkflowView(
             workflow_id=row.id,
             name=row.name,

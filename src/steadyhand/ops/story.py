@@ -31,6 +31,7 @@ from steadyhand.core.facts import (
     Fact,
 )
 from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
+from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
 from steadyhand.ops.discovered import discovered, is_code_first
@@ -57,6 +58,7 @@ TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plai
     "withdrawn": "warn",
 }
 MAX_VALUE_CHARS = 300
+TIMELINE_PAGE = 500  # facts told at once: a workflow with 100,000 events stays readable
 _EPOCH = re.compile(r"\bat (\d{9,}\.\d+)\b")
 
 
@@ -103,13 +105,28 @@ class Story:
     verdict: str
     stuck: str | None
     rounds: int
+    total: int = 0  # facts in the whole history (entries may hold one page of them)
+    next_after: int | None = None  # the `after` of the next page, None on the last
 
 
-def tell(view: WorkflowView, status: Status, stuck: str | None = None) -> Story:
-    """Build the story of `view` (see the module docstring)."""
-    entries = [_entry(view, fact) for fact in view.facts]
-    verdict = _verdict(view, status, stuck)
-    return Story(status, plan_lines(view), entries, verdict, stuck, view.round)
+def tell(
+    view: WorkflowView,
+    status: Status,
+    stuck: str | None = None,
+    *,
+    after: int = 0,
+    limit: int | None = TIMELINE_PAGE,
+) -> Story:
+    """Build the story of `view` (see the module docstring). The timeline is one page: the
+    facts after seq `after`, at most `limit` of them (None: all)."""
+    facts = [fact for fact in view.facts if fact.seq > after]
+    page = facts if limit is None else facts[: max(limit, 1)]
+    more = page[-1].seq if len(page) < len(facts) else None
+    entries = [_entry(view, fact) for fact in page]
+    verdict = redact(_verdict(view, status, stuck))
+    return Story(
+        status, plan_lines(view), entries, verdict, stuck, view.round, len(view.facts), more
+    )
 
 
 def plan_lines(view: WorkflowView) -> list[StepLine]:
@@ -157,7 +174,7 @@ def _entry(view: WorkflowView, fact: Fact) -> Entry:
         kind=fact.kind,
         step=fact.step,
         attempt=fact.attempt,
-        text=sentence(fact),
+        text=redact(sentence(fact)),  # facts recorded before redaction existed, too
         tone=TONE.get(fact.kind) or TONE.get(suffix, ""),
     )
     if fact.kind != SUPERVISOR_RAN:
@@ -169,7 +186,7 @@ def _entry(view: WorkflowView, fact: Fact) -> Entry:
         text=f"supervisor run {fact.get('run', '?')}: {'; '.join(decided) or 'wait'}",
         saw=fact.get("saw"),
         decided=decided,
-        why=fact.get("why"),
+        why=redact(str(fact.get("why"))) if fact.get("why") is not None else None,
         decide_ms=float(ms) if isinstance(ms, int | float) else None,
     )
 

@@ -18,6 +18,7 @@ from steadyhand.core.errors import InputError, OutcomeUnknown, PermanentError, T
 from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from steadyhand.core.plans import RetryPolicy, encode_json
 from steadyhand.core.records import Task
+from steadyhand.core.redact import redact
 from steadyhand.define.agents import Agent, Context, ProbeAnswer
 from steadyhand.engine.answers import Outcome
 
@@ -82,7 +83,7 @@ async def perform(
     except TimeoutError:
         return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
     except OutcomeUnknown as exc:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        message = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         return Outcome(UNCERTAIN, {"error": message[:MAX_ERROR_CHARS], **_took(started)})
     except _AgentTimeoutError:
         return _failure(TimeoutError("the agent raised TimeoutError"), task, started)
@@ -139,7 +140,8 @@ def _failure(exc: BaseException, task: Task, started: float) -> Outcome:
         retry_after = exc.retry_after
     else:
         permanent = policy.is_permanent(exc)
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # Recorded forever and shown by explain and the dashboard: no connection password.
+    message = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     data: dict[str, Any] = {
         "error": message[:MAX_ERROR_CHARS],
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",

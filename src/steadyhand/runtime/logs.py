@@ -1,4 +1,5 @@
 """Logging set-up for the command line: readable lines for people, JSON lines for machines.
+Both formats pass every line through `core.redact`, so no password reaches a log.
 
 Every record may carry `workflow_id`, `step` and `attempt` (passed as `extra`); both
 formats print them, so one grep finds everything that happened to one workflow.
@@ -10,6 +11,8 @@ import json
 import logging
 import sys
 import time
+
+from steadyhand.core.redact import redact
 
 CONTEXT_FIELDS = ("workflow_id", "step", "attempt")
 
@@ -23,20 +26,20 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = redact(super().format(record))
         context = [
             f"{name}={getattr(record, name)}"
             for name in CONTEXT_FIELDS

@@ -103,7 +103,7 @@ class Worker:
         await self.store_calls.call_until_answered(
             self.engine.publish_schedules, self.app.schedules
         )
-        log.info("worker %s started on %s", self.id, self.store.url)
+        log.info("worker %s started on %s", self.id, self.store.safe_url)
         background = [
             *self._duties().start(),
             asyncio.create_task(self._recorder.run(), name="recorder"),

@@ -6,6 +6,7 @@ import os
 
 from steadyhand.core.errors import InputError
 from steadyhand.core.records import NewFact, Task, WorkflowRow
+from steadyhand.core.redact import redact_url
 from steadyhand.store.base import Store, Tx
 
 DEFAULT_URL = "sqlite:///steadyhand.db"
@@ -40,7 +41,7 @@ def open_store(url: str | None = None, **options: object) -> Store:
 
         return SqliteStore(resolved, **options)  # type: ignore[arg-type]
     raise InputError(
-        f"unsupported store URL {resolved!r}: use sqlite:///path/to/file.db or "
+        f"unsupported store URL {redact_url(resolved)!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:port/database"
     )
 

@@ -18,6 +18,7 @@ from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
+from steadyhand.core.redact import redact_url
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -310,6 +311,11 @@ class Store(ABC):
     url: str
     dialect: str
 
+    @property
+    def safe_url(self) -> str:
+        """The store's URL with any password hidden: the only form messages and logs show."""
+        return redact_url(self.url)
+
     @abstractmethod
     def transaction(self) -> AbstractContextManager[Tx]:
         """A short write transaction; commits on success, rolls back on any exception."""
@@ -321,6 +327,10 @@ class Store(ABC):
     @abstractmethod
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in place."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version in place (0 for an empty store), read without any DDL."""
 
     @abstractmethod
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:

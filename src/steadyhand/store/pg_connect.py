@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from steadyhand.core.errors import InputError
+from steadyhand.core.redact import redact as redact_text
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 WRITER_ATTRS = "read-write"
@@ -76,13 +77,9 @@ def with_session_attrs(conninfo: str, attrs: str) -> str:
 
 
 def redact(conninfo: str) -> str:
-    """The URL with its password replaced by `***`, fit for a message or a log."""
-    parts = urlsplit(conninfo)
-    userinfo, at, rest = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{rest}"))
-    return conninfo
+    """The URL with its password replaced by `***`, fit for a message or a log: the one
+    redaction of `core.redact` (which also hides `?password=`)."""
+    return redact_text(conninfo)
 
 
 def reroute_message(exc: psycopg.Error) -> str:

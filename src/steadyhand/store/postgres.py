@@ -351,8 +351,24 @@ class PostgresStore(Store):
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
 
+    def schema_version(self) -> int:
+        """The schema version in place (0 when there is none), read without any DDL."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                found = conn.execute("SELECT to_regclass('steadyhand_schema')").fetchone()
+                if found is None or found[0] is None:
+                    return 0
+                row = conn.execute(QUERIES["schema_version"]).fetchone()
+        except _UNAVAILABLE as exc:
+            raise self._error(exc) from exc
+        return int((row[0] if row else None) or 0)
+
     def migrate(self) -> int:
+        """Upgrade the schema if it is behind. A current schema is left alone (no DDL is
+        even attempted), so a role without CREATE can open a migrated store."""
         target = latest_version("postgres")
+        if self.schema_version() == target:
+            return target
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))

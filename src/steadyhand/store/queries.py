@@ -59,6 +59,13 @@ SHARED: dict[str, str] = {
         VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
         ON CONFLICT (workflow_id, slot) WHERE slot IS NOT NULL DO NOTHING
     """,
+    # Appending one event: the next seq, whether its dedupe slot is taken, whether the
+    # workflow is open; three index lookups, whatever the length of its history.
+    "append_point": """
+        SELECT (SELECT COALESCE(MAX(seq), 0) FROM facts WHERE workflow_id = :id),
+               EXISTS (SELECT 1 FROM facts WHERE workflow_id = :id AND slot = :slot),
+               EXISTS (SELECT 1 FROM open_workflows WHERE workflow_id = :id)
+    """,
     "insert_fact": """
         INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
         VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)

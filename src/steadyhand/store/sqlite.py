@@ -7,6 +7,7 @@ write lock at BEGIN is the workflow lock; readers never block in WAL mode. Worke
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -25,6 +26,30 @@ from steadyhand.store.queries import SHARED
 from steadyhand.store.sqlite_errors import store_error
 from steadyhand.store.wakeup import WakeChannel
 
+_HAS_SCHEMA_TABLE = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'steadyhand_schema'"
+)
+
+
+# "Insert unless present" without ON CONFLICT: the BEFORE INSERT triggers of migration 006
+# (which close REPLACE) refuse a taken key before any conflict clause could skip it.
+QUERIES = {
+    **SHARED,
+    "append_fact": """
+        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
+        SELECT :id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service
+        WHERE :slot IS NULL
+           OR NOT EXISTS (SELECT 1 FROM facts WHERE workflow_id = :id AND slot = :slot)
+    """,
+    "insert_workflow": """
+        INSERT INTO workflows (id, name, idempotency_key, input, plan, parent_id, created_at)
+        SELECT :id, :name, :key, :input, :plan, :parent_id, :now
+        WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE id = :id)
+          AND (:key IS NULL OR NOT EXISTS (SELECT 1 FROM workflows WHERE idempotency_key = :key))
+    """,
+}
+NEW_FILE_MODE = 0o600  # a new store (and its -wal and -shm, which SQLite creates alike)
+
 
 class SqliteTx(Tx):
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -32,7 +57,7 @@ class SqliteTx(Tx):
         self.wants_broadcast = False
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        return self._conn.execute(SHARED[name], params or {})
+        return self._conn.execute(QUERIES[name], params or {})
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
         return self._conn.execute(sql, params or {})
@@ -44,7 +69,7 @@ class SqliteTx(Tx):
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            self._conn.executemany(SHARED[name], [encode_json_params(row) for row in rows])
+            self._conn.executemany(QUERIES[name], [encode_json_params(row) for row in rows])
 
 
 def sqlite_path(url: str) -> Path:
@@ -81,6 +106,7 @@ class SqliteStore(Store):
                 f"the directory {self.path.parent} for the SQLite store does not exist; create "
                 "it or point --db / STEADYHAND_DB elsewhere"
             )
+        _create_private(self.path)
         if migrate:
             self.migrate()
 
@@ -96,6 +122,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA recursive_triggers=ON")  # REPLACE fires DELETE triggers
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -142,6 +169,16 @@ class SqliteStore(Store):
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
 
+    def schema_version(self) -> int:
+        """The schema version in place (0 when there is none), read without any DDL."""
+        try:
+            with self._begin("DEFERRED") as tx:
+                if tx.query(_HAS_SCHEMA_TABLE).fetchone() is None:
+                    return 0
+                return int(tx.execute("schema_version").fetchone()[0] or 0)
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
+
     def migrate(self) -> int:
         try:
             return self._migrate()
@@ -149,7 +186,10 @@ class SqliteStore(Store):
             raise self._error(exc) from exc
 
     def _migrate(self) -> int:
+        """Upgrade the schema if it is behind; a current schema is left alone."""
         target = latest_version("sqlite")
+        if self.schema_version() == target:
+            return target
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -226,6 +266,13 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+
+
+def _create_private(path: Path) -> None:
+    """Create a new store file readable by its owner only (0600): it holds every input,
+    result and event. An existing file keeps the mode its owner gave it."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, NEW_FILE_MODE))
 
 
 def _statements(script: str) -> list[str]:

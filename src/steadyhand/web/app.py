@@ -7,12 +7,13 @@ of JavaScript that reload the page while it is open. Store calls run in a thread
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,7 +24,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from steadyhand.core.errors import InputError, NotFoundError, StoreUnavailable
+from steadyhand.core.errors import InputError, NotFoundError, StoreError
+from steadyhand.core.redact import redact
 from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import StuckRule, ago
 from steadyhand.define.app import App
@@ -32,11 +34,14 @@ from steadyhand.ops.metrics import store_registry
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows
 from steadyhand.ops.schedule_report import schedule_lines
 from steadyhand.ops.stats import collect
-from steadyhand.ops.story import short, tell
+from steadyhand.ops.story import TIMELINE_PAGE, short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
 from steadyhand.store.base import Store
+from steadyhand.web.hosts import HostGuard
 from steadyhand.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard
+from steadyhand.web.throttle import LoginThrottle
 
+log = logging.getLogger("steadyhand.dashboard")
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_FORM_BYTES = 16_384
 SECURITY_HEADERS = {
@@ -60,6 +65,11 @@ class DashboardOptions:
     page_size: int = 50
     window: float = 3600.0  # the overview's recent window
     metrics_window: float = 300.0
+    session_seconds: float = SESSION_SECONDS  # a login lasts this long, then asks again
+    allowed_hosts: frozenset[str] | None = None  # Host names answered (None: any; see hosts.py)
+    login_attempts: int = 5  # failed logins per client within `login_window`, then 429
+    login_window: float = 300.0
+    timeline_page: int = TIMELINE_PAGE  # facts of one workflow's timeline per page
 
 
 def create_app(
@@ -80,7 +90,8 @@ class Dashboard:
     ) -> None:
         self.store = store
         self.options = options
-        self.guard = Guard(options.token)
+        self.guard = Guard(options.token, options.session_seconds)
+        self.throttle = LoginThrottle(options.login_attempts, options.login_window)
         self.client = Client(App(), primary or store)
         self.reads_replica = primary is not None
         self.registry = store_registry(store, options.stuck, options.metrics_window)
@@ -90,7 +101,7 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=when, ago=ago, short=short)
+        self.env.filters.update(when=when, ago=ago, short=short, redact=redact)
         self.env.globals.update(state_style=STATE_STYLE, filters=FILTERS)
         static = str(resources.files("steadyhand.web").joinpath("static"))
         self.app = Starlette(
@@ -106,6 +117,7 @@ class Dashboard:
                 Mount("/static", StaticFiles(directory=static), name="static"),
             ],
         )
+        self.app.add_middleware(HostGuard, hosts=options.allowed_hosts)
 
     # -- gatekeeping ------------------------------------------------------------------------
     def page(self, handler: Handler) -> Handler:
@@ -126,9 +138,14 @@ class Dashboard:
             try:
                 response = await handler(request)
             except NotFoundError as exc:
-                response = self.render(request, "error.html", {"message": str(exc)}, 404)
-            except StoreUnavailable as exc:
-                response = self.render(request, "error.html", {"message": str(exc)}, 503)
+                log.info("dashboard: %s", redact(str(exc)))
+                response = self.render(request, "error.html", {"message": "No such workflow."}, 404)
+            except StoreError as exc:
+                log.error("dashboard: store error: %s", redact(str(exc)))
+                message = "The store is unavailable; this page will work again once it is back."
+                response = self.render(request, "error.html", {"message": message}, 503)
+            except InputError as exc:
+                response = self.render(request, "error.html", {"message": str(exc)}, 400)
             if fresh is not None:
                 self._set_cookie(request, response, fresh)
             return response
@@ -154,7 +171,7 @@ class Dashboard:
         response.set_cookie(
             SESSION_COOKIE,
             value,
-            max_age=SESSION_SECONDS,
+            max_age=int(self.options.session_seconds),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -168,11 +185,20 @@ class Dashboard:
             return RedirectResponse(target, 303)
         error = None
         if request.method == "POST":
+            client = request.client.host if request.client else "?"
+            wait = self.throttle.retry_after(client, time.time())
+            if wait:
+                response = _plain(f"too many failed logins; try again in {wait:.0f}s", 429)
+                response.headers["retry-after"] = str(int(wait + 0.999))
+                return response
             form = await _form(request)
             if self.guard.token_matches(form.get("token")):
+                self.throttle.succeeded(client)
                 response = RedirectResponse(target, 303)
                 self._set_cookie(request, response, self.guard.new_session(authenticated=True))
                 return _secure(response)
+            self.throttle.failed(client, time.time())
+            log.warning("dashboard: failed login from %s", client)
             error = "That token is not the one this dashboard was started with."
         html = self.env.get_template("login.html").render(
             request=request,
@@ -187,6 +213,9 @@ class Dashboard:
         return _secure(HTMLResponse(html, 401 if error else 200))
 
     async def logout(self, request: Request) -> Response:
+        session = self.guard.session(request)
+        if session is not None:
+            self.guard.revoke(session)
         response = RedirectResponse("/login", 303)
         response.delete_cookie(SESSION_COOKIE)
         return _secure(response)
@@ -263,6 +292,9 @@ class Dashboard:
 
     async def workflow(self, request: Request) -> Response:
         workflow_id = request.path_params["workflow_id"]
+        after = request.query_params.get("after", "0")
+        if not after.isdigit() or len(after) > 12:
+            raise InputError("after must be a fact number")
         now = time.time()
         view, tasks, stuck = await run_in_threadpool(
             inspect_workflow, self.store, workflow_id, now, self.options.stuck
@@ -270,7 +302,7 @@ class Dashboard:
         status = derive_status(view, tasks)
         context = {
             "page": "workflow",
-            "story": tell(view, status, stuck),
+            "story": tell(view, status, stuck, after=int(after), limit=self.options.timeline_page),
             "view": view,
             "tasks": tasks,
             "input": short(view.input, 2000),
@@ -286,8 +318,6 @@ class Dashboard:
         if self.options.read_only:
             return _plain("this dashboard is read-only: retry and cancel are refused", 403)
         form = await _form(request)
-        if not self.guard.same_origin(request):
-            return _plain("cross-origin form posts are refused", 403)
         if not self.guard.csrf_ok(request, form.get("csrf")):
             return _plain("the form's CSRF token is missing or wrong: reload the page", 403)
         reason = (form.get("reason") or "").strip()[:500] or f"{action} from the dashboard"
@@ -299,7 +329,7 @@ class Dashboard:
             notice = f"{action} {done}: {answer.message}; the workflow is now {answer.state}"
         except InputError as exc:
             notice = f"{action} refused: {exc}"
-        target = f"/workflows/{workflow_id}?{urlencode({'notice': notice})}"
+        target = f"/workflows/{quote(workflow_id, safe='')}?{urlencode({'notice': notice})}"
         return _secure(RedirectResponse(target, 303))
 
 

@@ -4,6 +4,10 @@ cookie), and a CSRF token bound to the session that every form POST must carry b
 The signing key is derived from the access token, so sessions survive restarts and work
 across replicas, and changing the token logs everybody out. Without a token (`--no-auth`,
 local only) the key is random and sessions exist only to carry the CSRF token.
+
+A session carries its issue time under the signature and expires `session_seconds` later
+(default 12 h). Logging out revokes the session: its nonce is remembered (in this process,
+until the session would have expired anyway), so a copied cookie stops working too.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -25,13 +32,23 @@ class Session:
 
     nonce: str
     authenticated: bool
+    issued: int
 
 
 class Guard:
     """Checks tokens, signs and verifies sessions, and issues and checks CSRF tokens."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(
+        self,
+        token: str | None,
+        session_seconds: float = SESSION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.token = token
+        self.session_seconds = session_seconds
+        self._clock = clock
+        self._revoked: dict[str, float] = {}  # nonce -> when its session would expire
+        self._revoked_lock = threading.Lock()
         if token:
             self._key = hmac.new(token.encode(), b"steadyhand-dashboard-v1", "sha256").digest()
         else:
@@ -44,7 +61,9 @@ class Guard:
     def token_matches(self, candidate: str | None) -> bool:
         if not self.token or not candidate:
             return False
-        return hmac.compare_digest(candidate.encode(), self.token.encode())
+        return hmac.compare_digest(
+            candidate.encode("utf-8", "surrogatepass"), self.token.encode("utf-8", "surrogatepass")
+        )
 
     def bearer(self, request: Request) -> bool:
         """Whether the request carries `Authorization: Bearer <token>` (scripts, Prometheus)."""
@@ -55,21 +74,40 @@ class Guard:
         """A fresh signed cookie value."""
         nonce = secrets.token_urlsafe(18)
         flag = "1" if authenticated else "0"
-        return f"{nonce}.{flag}.{self._sign(f'{nonce}.{flag}')}"
+        body = f"{nonce}.{flag}.{int(self._clock())}"
+        return f"{body}.{self._sign(body)}"
 
     def session(self, request: Request) -> Session | None:
         """The request's session if its cookie is present and genuine."""
         return self.verify(request.cookies.get(SESSION_COOKIE, ""))
 
     def verify(self, raw: str) -> Session | None:
-        """The session a cookie value stands for, or None when it is not one we signed."""
-        nonce, _, rest = raw.partition(".")
-        flag, _, signature = rest.partition(".")
-        if not nonce or flag not in ("0", "1"):
+        """The session a cookie value stands for, or None when it is not one we signed, it
+        has expired, or it was logged out."""
+        if not raw.isascii() or len(raw) > 200:
             return None
-        if not hmac.compare_digest(signature, self._sign(f"{nonce}.{flag}")):
+        body, _, signature = raw.rpartition(".")
+        nonce, flag, issued = [*body.split("."), "", "", ""][:3]
+        if not nonce or flag not in ("0", "1") or not issued.isdigit() or len(issued) > 12:
             return None
-        return Session(nonce, flag == "1")
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
+            return None
+        now = self._clock()
+        if not int(issued) <= now + 60 < int(issued) + self.session_seconds + 60:
+            return None
+        with self._revoked_lock:
+            if nonce in self._revoked:
+                return None
+        return Session(nonce, flag == "1", int(issued))
+
+    def revoke(self, session: Session) -> None:
+        """Log `session` out for good (see the module docstring)."""
+        now = self._clock()
+        with self._revoked_lock:
+            for nonce, until in list(self._revoked.items()):
+                if until < now:
+                    del self._revoked[nonce]
+            self._revoked[session.nonce] = session.issued + self.session_seconds
 
     def allowed(self, request: Request) -> bool:
         """May this request see the dashboard?"""
@@ -77,14 +115,6 @@ class Guard:
             return True
         session = self.session(request)
         return session is not None and session.authenticated
-
-    def same_origin(self, request: Request) -> bool:
-        """A browser's Origin (when sent) must name this very host: a second CSRF fence."""
-        origin = request.headers.get("origin")
-        if not origin or origin == "null":
-            return origin is None
-        host = request.headers.get("host", "")
-        return origin.split("://", 1)[-1] == host
 
     def csrf_token(self, session: Session) -> str:
         return self._sign(f"csrf.{session.nonce}")
@@ -94,9 +124,9 @@ class Guard:
         if self.bearer(request):
             return True  # browsers never add this header on their own: no cross-site risk
         session = self.session(request)
-        if session is None or not submitted:
+        if session is None or not submitted or not submitted.isascii():
             return False
-        return hmac.compare_digest(submitted, self.csrf_token(session))
+        return hmac.compare_digest(submitted.encode(), self.csrf_token(session).encode())
 
     def _sign(self, message: str) -> str:
         return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()

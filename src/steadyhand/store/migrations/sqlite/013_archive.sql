@@ -44,3 +44,11 @@ CREATE TRIGGER IF NOT EXISTS archive_removals_refuse_update BEFORE UPDATE ON arc
 BEGIN SELECT RAISE(ABORT, 'steadyhand archive_removals are append-only: UPDATE is refused'); END;
 CREATE TRIGGER IF NOT EXISTS archive_removals_refuse_delete BEFORE DELETE ON archive_removals
 BEGIN SELECT RAISE(ABORT, 'steadyhand archive_removals are append-only: DELETE is refused'); END;
+
+-- REPLACE would delete the row in its way without firing the DELETE triggers (see 006).
+CREATE TRIGGER IF NOT EXISTS archive_runs_refuse_replace BEFORE INSERT ON archive_runs
+WHEN EXISTS (SELECT 1 FROM archive_runs WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'steadyhand archive_runs are append-only: that id is taken'); END;
+CREATE TRIGGER IF NOT EXISTS archive_removals_refuse_replace BEFORE INSERT ON archive_removals
+WHEN EXISTS (SELECT 1 FROM archive_removals WHERE workflow_id = NEW.workflow_id)
+BEGIN SELECT RAISE(ABORT, 'steadyhand archive_removals are append-only: already archived'); END;
