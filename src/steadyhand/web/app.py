@@ -59,7 +59,8 @@ class DashboardOptions:
     stuck: StuckRule = field(default_factory=StuckRule.from_env)
     page_size: int = 50
     window: float = 3600.0  # the overview's recent window
-    metrics_window: float = 300.0
+    metrics_window: float = 300.0  # the history the first scrape's counters start from
+    metrics_settle: float = 2.0  # facts younger than this are counted by the next scrape
 
 
 def create_app(
@@ -83,7 +84,9 @@ class Dashboard:
         self.guard = Guard(options.token)
         self.client = Client(App(), primary or store)
         self.reads_replica = primary is not None
-        self.registry = store_registry(store, options.stuck, options.metrics_window)
+        self.registry = store_registry(
+            store, options.stuck, options.metrics_window, options.metrics_settle
+        )
         self.env = Environment(
             loader=PackageLoader("steadyhand.web", "templates"),
             autoescape=select_autoescape(default=True),
