@@ -7,6 +7,8 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
@@ -25,6 +27,7 @@ from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
+    from steadyhand.ops.reports import Page
 
 
 def new_workflow_id() -> str:
@@ -136,6 +139,39 @@ class Client:
             if status.done or time.monotonic() >= deadline:
                 return status
             time.sleep(poll)
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        key: str | None = None,
+        id_prefix: str | None = None,
+        service: str | None = None,
+        input: Mapping[str, Any] | None = None,
+        since: float | datetime | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of workflows, newest first, filtered as `steadyhand list` filters them:
+        `state` (running, waiting, compensating, completed, compensated, failed, stuck),
+        `name`, idempotency `key`, `id_prefix`, a remote `service` it called, `input`
+        values (`{"customer.id": 42}`), `since` (a Unix time, an aware datetime, "2h", an
+        ISO time). Pass `page.next_cursor` as `cursor` for the next page."""
+        from steadyhand.ops.search import make_listing, search
+
+        listing = make_listing(
+            state=state,
+            name=name,
+            key=key,
+            id_prefix=id_prefix,
+            service=service,
+            input=input,
+            since=since,
+            limit=limit,
+            cursor=cursor,
+        )
+        return search(self.store, listing)
 
     def cancel(
         self,

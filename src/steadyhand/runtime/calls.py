@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,9 @@ from steadyhand.define.agents import Agent, Context, ProbeAnswer
 from steadyhand.engine.answers import Outcome
 
 MAX_ERROR_CHARS = 2000
+LOGGED_ERROR_CHARS = 300
+
+log = logging.getLogger("steadyhand.worker")
 
 
 def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Context:
@@ -43,6 +47,27 @@ def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Contex
         last_heartbeat=payload.get("last_heartbeat"),
         beat=beat,
     )
+
+
+def log_outcome(agent: str, task: Task, outcome: Outcome, extra: dict[str, Any]) -> None:
+    """One INFO line per attempt outcome, so a person tailing the log sees what happens:
+    `workflow W step S action attempt 2 (agent book_hotel): failed (transient) in 12.3 ms:
+    HTTPError: 503`."""
+    data = outcome.data or {}
+    took = data.get("duration_ms")
+    what = outcome.suffix
+    if outcome.suffix == FAILED and "permanent" in data:
+        what += " (permanent)" if data["permanent"] else " (transient)"
+    line = (
+        f"workflow {task.workflow_id} step {task.step} {task.kind} attempt {task.attempt} "
+        f"(agent {agent}): {what}"
+    )
+    if took is not None:
+        line += f" in {took:g} ms"
+    error = data.get("error")
+    if error:
+        line += f": {str(error)[:LOGGED_ERROR_CHARS]}"
+    log.info("%s", line, extra={**extra, "outcome": outcome.suffix})
 
 
 def missing_agent(task: Task, known: list[str]) -> Outcome:

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-CONTEXT_FIELDS = ("workflow_id", "step", "attempt")
+CONTEXT_FIELDS = ("workflow_id", "step", "attempt", "outcome")
 
 
 class JsonFormatter(logging.Formatter):

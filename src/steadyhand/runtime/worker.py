@@ -11,6 +11,7 @@ lease expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -24,10 +25,11 @@ from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.app import App
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
-from steadyhand.runtime.calls import missing_agent, perform
+from steadyhand.runtime.calls import log_outcome, missing_agent, perform
 from steadyhand.runtime.duties import Duties
 from steadyhand.runtime.heartbeats import Heartbeat, watch
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
+from steadyhand.runtime.presence import mark_stopped
 from steadyhand.runtime.recorder import GroupCommit
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
@@ -116,6 +118,8 @@ class Worker:
                 job.cancel()
             self.store.interrupt_wait()  # the listener's wait runs in the pool
             await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):  # presence is a courtesy, not a duty
+                await self.store_calls.call(mark_stopped, self.store, self.id)
             await self.store_calls.finish()
             log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)
 
@@ -268,7 +272,7 @@ class Worker:
             outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
         finally:
             self._beats.pop(task.id, None)
-        log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
+        log_outcome(name, task, outcome, extra)
         return outcome
 
     async def _record(self, task: Task, outcome: Outcome) -> None:
