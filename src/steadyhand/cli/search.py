@@ -17,7 +17,7 @@ def search_options(fn: F) -> F:
             click.option("--key", default=None, help="Only the workflow with this key."),
             click.option("--id", "id_prefix", default=None, help="Only ids that start with this."),
             click.option(
-                "--service", default=None, help="Only workflows that called this remote service."
+                "--service", default=None, help="Only workflows whose plan calls this service."
             ),
             click.option(
                 "--input",

@@ -132,13 +132,19 @@ class Client:
         return derive_status(*found)
 
     def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
-        """Block until the workflow ends (or `timeout`), returning its last status."""
+        """Block until the workflow ends and return its final status; raise `TimeoutError`
+        when `timeout` seconds pass first (the workflow keeps running)."""
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(workflow_id)
-            if status.done or time.monotonic() >= deadline:
+            if status.done:
                 return status
-            time.sleep(poll)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s"
+                )
+            time.sleep(min(poll, left))
 
     def list(
         self,
@@ -155,7 +161,7 @@ class Client:
     ) -> Page:
         """One page of workflows, newest first, filtered as `steadyhand list` filters them:
         `state` (running, waiting, compensating, completed, compensated, failed, stuck),
-        `name`, idempotency `key`, `id_prefix`, a remote `service` it called, `input`
+        `name`, idempotency `key`, `id_prefix`, a remote `service` its plan calls, `input`
         values (`{"customer.id": 42}`), `since` (a Unix time, an aware datetime, "2h", an
         ISO time). Pass `page.next_cursor` as `cursor` for the next page."""
         from steadyhand.ops.search import make_listing, search

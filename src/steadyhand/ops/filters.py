@@ -1,5 +1,5 @@
 """Filters a listing adds on a workflow's root row: idempotency key, id prefix, a remote
-service it called, and values in its input (JSON containment on PostgreSQL, `json_extract`
+service its plan calls, and values in its input (JSON containment on PostgreSQL, `json_extract`
 on SQLite). Each returns SQL on the alias `w` (the workflows table) and its parameters, so
 `reports` can apply them to open, ended or all workflows alike.
 """
@@ -14,6 +14,12 @@ from typing import Any
 from steadyhand.core.errors import InputError
 
 MAX_INPUT_FILTERS = 8
+SERVICE_SQL = {
+    "postgresql": "EXISTS (SELECT 1 FROM jsonb_each_text(CAST(w.plan AS JSONB) -> 'options' "
+    "-> 'services') s WHERE s.value = :service)",
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(w.plan, '$.options.services') s "
+    "WHERE s.value = :service)",
+}
 _PATH_PART = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 
 
@@ -62,10 +68,8 @@ def workflow_conditions(
         escaped = id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append("w.id LIKE :id_prefix ESCAPE '\\'")
         params["id_prefix"] = escaped + "%"
-    if service:
-        conds.append(
-            "EXISTS (SELECT 1 FROM facts sf WHERE sf.workflow_id = w.id AND sf.service = :service)"
-        )
+    if service:  # the plan frozen at start maps each agent to its service
+        conds.append(SERVICE_SQL[dialect])
         params["service"] = service
     pairs = list(input.items()) if isinstance(input, Mapping) else list(input)
     if len(pairs) > MAX_INPUT_FILTERS:

@@ -65,7 +65,8 @@ LIST_ALL_SQL = """
 # PostgreSQL from walking `workflows_created` and re-checking every open row per workflow.
 LIST_OPEN_SQL = """
     SELECT w.id, w.created_at FROM (
-        SELECT ow.id, ow.name, ow.created_at, ow.idempotency_key, ow.input FROM open_workflows o
+        SELECT ow.id, ow.name, ow.created_at, ow.idempotency_key, ow.input, ow.plan
+        FROM open_workflows o
         JOIN workflows ow ON ow.id = o.workflow_id
         WHERE NOT {ended} {state} {fence}
     ) w WHERE 1 = 1 {filters}
