@@ -1,6 +1,6 @@
 """A small shop for the client, CLI and tracing tests: an order charges a card through the
 `payments` service and ships (a `"decline": true` input makes the charge fail for good, so
-the order rolls back); an approval waits for an `approved` event."""
+the order rolls back, and with `"refund_broken": true` too it ends failed); an approval waits for an `approved` event."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def charge(ctx: Context) -> dict[str, Any]:
 
 @app.agent()
 def refund(ctx: Context) -> dict[str, Any]:
+    if (ctx.input or {}).get("refund_broken"):
+        raise PermanentError("refunds are switched off")
     return {"refunded": True}
 
 
