@@ -7,7 +7,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,21 +60,34 @@ class Client:
         orders its tasks when workers lease (a task waiting long goes first whatever its
         priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
         turns for a service's `max_in_flight` slots."""
-        plan = self.app.plan(name)
-        text = encode_json(input, "workflow input")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
-            raise InputError("idempotency key must be a non-empty string of at most 500 characters")
+        return self.start_many(
+            [(name, input, key)], deadline=deadline, priority=priority, fairness_key=fairness_key
+        )[0]
+
+    def start_many(
+        self,
+        requests: Iterable[tuple[str, Any, str | None]],
+        *,
+        deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
+    ) -> list[Started]:
+        """Start several workflows, each `(name, input, key or None)`, in one transaction:
+        all are created (or found by their keys), or, on any error, none is. The options
+        are those of `start`, for every one of them."""
+        batch = []
+        for name, input, key in requests:
+            plan = self.app.plan(name)
+            text = encode_json(self.app.checked_input(name, input), "workflow input")
+            if key is not None and (not isinstance(key, str) or not key or len(key) > 500):
+                raise InputError(
+                    "idempotency key must be a non-empty string of at most 500 characters"
+                )
+            batch.append((new_workflow_id(), plan, json.loads(text), text, key, None))
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
-        return self.engine.start(
-            new_workflow_id(),
-            plan,
-            json.loads(text),
-            text,
-            key,
-            deadline=seconds,
-            priority=priority,
-            fairness_key=fairness_key,
+        return self.engine.start_many(
+            batch, deadline=seconds, priority=priority, fairness_key=fairness_key
         )
 
     def signal(
@@ -113,7 +126,7 @@ class Client:
         begin = None
         if start is not None:
             plan = self.app.plan(start)
-            text = encode_json(start_input, "workflow input")
+            text = encode_json(self.app.checked_input(start, start_input), "workflow input")
             begin = (new_workflow_id(), plan, json.loads(text), text)
         return self.engine.signal(
             event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin

@@ -20,6 +20,7 @@ from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from steadyhand.core.plans import RetryPolicy, encode_json
 from steadyhand.core.records import Task
 from steadyhand.define.agents import Agent, Context, ProbeAnswer
+from steadyhand.define.typed import build
 from steadyhand.engine.answers import Outcome
 
 MAX_ERROR_CHARS = 2000
@@ -93,17 +94,20 @@ async def perform(
     `beat` receives the agent's `ctx.heartbeat` (see `runtime.heartbeats`)."""
     ctx = context_for(task, beat)
     started = time.perf_counter()
+    args: tuple[Any, ...] = (ctx,)
     try:
+        if agent.input_type is not None:  # checked at start; a failure here is permanent
+            args = (ctx, typed_input(agent, ctx))
         if agent.is_async:
             async with asyncio.timeout(ctx.timeout) as scope:
                 try:
-                    value = await agent.fn(ctx)
+                    value = await agent.fn(*args)
                 except TimeoutError:
                     if scope.expired():
                         raise
                     raise _AgentTimeoutError from None
         else:
-            value = await _run_in_thread(agent, ctx, task, on_late_result)
+            value = await _run_in_thread(agent, args, task, on_late_result)
     except TimeoutError:
         return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
     except OutcomeUnknown as exc:
@@ -114,6 +118,16 @@ async def perform(
     except Exception as exc:
         return _failure(exc, task, started)
     return _success(value, task, started)
+
+
+def typed_input(agent: Agent, ctx: Context) -> Any:
+    """The input as the agent's annotated type (a plan started before the type changed may
+    no longer fit: that is permanent, retrying cannot help)."""
+    assert agent.input_type is not None
+    try:
+        return build(agent.input_type, ctx.input, f"the input of agent {agent.name}")
+    except InputError as exc:
+        raise PermanentError(str(exc)) from None
 
 
 class _AgentTimeoutError(Exception):
@@ -220,7 +234,7 @@ _THREADS = AgentThreads()
 
 async def _run_in_thread(
     agent: Agent,
-    ctx: Context,
+    args: tuple[Any, ...],
     task: Task,
     on_late_result: Callable[[Outcome], None] | None,
 ) -> Any:
@@ -236,7 +250,7 @@ async def _run_in_thread(
 
     def target() -> None:
         try:
-            value = agent.fn(ctx)
+            value = agent.fn(*args)
         except BaseException as exc:
             error: BaseException | None = exc
             value = None
@@ -261,7 +275,7 @@ async def _run_in_thread(
 
     _THREADS.submit(target, name=f"agent-{agent.name}")
     try:
-        async with asyncio.timeout(ctx.timeout):  # cancels only the future, not the thread
+        async with asyncio.timeout(args[0].timeout):  # cancels only the future, not the thread
             return await future
     except TimeoutError:
         state["abandoned"] = True
