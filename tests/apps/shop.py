@@ -1,6 +1,7 @@
 """A small shop for the client, CLI and tracing tests: an order charges a card through the
-`payments` service and ships (a `"decline": true` input makes the charge fail for good, so
-the order rolls back, and with `"refund_broken": true` too it ends failed); an approval waits for an `approved` event."""
+`payments` service and ships. `"decline": true` makes the charge fail for good (the order
+rolls back); `"undeliverable": true` fails the shipping, and with `"refund_broken": true`
+the refund fails too (the order ends failed). An approval waits for an `approved` event."""
 
 from __future__ import annotations
 
