@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
@@ -30,6 +30,9 @@ from steadyhand.define.client import Client
 from steadyhand.define.codefirst import code_plan, code_workflow
 from steadyhand.define.typed import build, is_input_type, to_json_value, typed_parameter
 from steadyhand.store import open_store
+
+if TYPE_CHECKING:
+    from steadyhand.define.async_client import AsyncClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -357,6 +360,13 @@ class App:
     def connect(self, db: str | None = None, **options: Any) -> Client:
         """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
         return Client(self, open_store(db, **options))
+
+    def connect_async(self, db: str | None = None, **options: Any) -> AsyncClient:
+        """An `AsyncClient` for asyncio services, bound to the store at `db` (opening the
+        store connects once, synchronously: do it at start-up, e.g. in a lifespan hook)."""
+        from steadyhand.define.async_client import AsyncClient
+
+        return AsyncClient(self, open_store(db, **options))
 
 
 def _definition_deadline(name: str, deadline: object) -> float | None:
