@@ -72,7 +72,7 @@ def test_wait_raises_timeout_error_when_the_workflow_outlives_it(store: Store) -
     async def scenario() -> None:
         client = AsyncClient(app, store)
         waiting = (await client.start("approval", {})).workflow_id
-        with pytest.raises(TimeoutError, match="still waiting after 0.2s"):
+        with pytest.raises(TimeoutError, match=r"still waiting after 0\.2s"):
             await client.wait(waiting, timeout=0.2)
         assert not client._waiters, "a waiter that gave up leaves nothing behind"
 
