@@ -13,10 +13,17 @@ QUICK = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.02)
 
 app = App()
 app.service("payments")
+SPANS_SEEN: list[Any] = []  # the span context current inside `charge` (tracing tests)
 
 
 @app.agent(service="payments")
 def charge(ctx: Context) -> dict[str, Any]:
+    try:
+        from opentelemetry import trace
+
+        SPANS_SEEN.append(trace.get_current_span().get_span_context())
+    except ImportError:
+        pass
     if (ctx.input or {}).get("decline"):
         raise PermanentError("card declined")
     return {"charged": (ctx.input or {}).get("amount", 0)}

@@ -47,6 +47,13 @@ from steadyhand.store import open_store, resolve_url
     show_default=True,
     help="Warn (and count) when a supervisor takes longer than this many seconds to decide.",
 )
+@click.option(
+    "--otel",
+    is_flag=True,
+    envvar="STEADYHAND_OTEL",
+    help="Export OpenTelemetry spans, configured by the OTEL_* variables "
+    "(e.g. OTEL_TRACES_EXPORTER=console|otlp); needs steadyhand[otel].",
+)
 @guarded
 def worker(
     app_ref: str,
@@ -58,9 +65,14 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     slow_decision: float,
+    otel: bool,
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
+    if otel:
+        from steadyhand.runtime import tracing
+
+        tracing.configure_from_env()
     store = open_store_patiently(db)
     options = WorkerOptions(
         concurrency=concurrency,
@@ -79,6 +91,8 @@ def worker(
         Worker(app, store, options, metrics).run()
     finally:
         store.close()
+        if otel:
+            tracing.shutdown()
 
 
 @click.command()

@@ -20,6 +20,7 @@ from steadyhand.core.plans import (
 )
 from steadyhand.core.status import Status, derive_status
 from steadyhand.core.view import WorkflowView
+from steadyhand.define.tracecontext import caller_trace
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
@@ -86,9 +87,15 @@ class Client:
             batch.append((new_workflow_id(), plan, json.loads(text), text, key, None))
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
-        return self.engine.start_many(
-            batch, deadline=seconds, priority=priority, fairness_key=fairness_key
-        )
+        names = ",".join(sorted({request[1].workflow for request in batch}))
+        with caller_trace(f"steadyhand start {names}", {"steadyhand.workflow": names}) as trace:
+            return self.engine.start_many(
+                batch,
+                deadline=seconds,
+                priority=priority,
+                fairness_key=fairness_key,
+                trace=trace,
+            )
 
     def signal(
         self,
@@ -128,9 +135,12 @@ class Client:
             plan = self.app.plan(start)
             text = encode_json(self.app.checked_input(start, start_input), "workflow input")
             begin = (new_workflow_id(), plan, json.loads(text), text)
-        return self.engine.signal(
-            event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
-        )
+        with caller_trace(f"steadyhand signal {event}", {"steadyhand.event": event}) as trace:
+            if trace is not None:
+                data["trace"] = trace
+            return self.engine.signal(
+                event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+            )
 
     def view(self, workflow_id: str) -> WorkflowView:
         found = self.engine.read(workflow_id)

@@ -70,9 +70,11 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         deadline: float | None = None,
         priority: int = 0,
         fairness_key: str | None = None,
+        trace: Mapping[str, Any] | None = None,
     ) -> list[Started]:
         """`start` for each (id, plan, input, input JSON, key, parent id), all in one
-        transaction: every workflow is created (or found by its key), or none is."""
+        transaction: every workflow is created (or found by its key), or none is. `trace`
+        (the caller's trace context) is kept in each `workflow_started` fact."""
         now = self.clock()
         with self.store.transaction() as tx:
             return [
@@ -83,6 +85,7 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
                     deadline=deadline,
                     priority=priority,
                     fairness_key=fairness_key,
+                    trace=trace,
                 )
                 for request in requests
             ]
@@ -101,6 +104,7 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         deadline: float | None,
         priority: int,
         fairness_key: str | None,
+        trace: Mapping[str, Any] | None = None,
     ) -> Started:
         if key is not None:
             existing = tx.workflow_by_key(key)
@@ -109,7 +113,11 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
                 return Started(newest_run(tx, existing).id, created=False)
         row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
         writes = Writes()
-        if not create_workflow_txn(tx, writes, row, input_json, wake=False, deadline=deadline):
+        started = {"trace": dict(trace)} if trace else None
+        created = create_workflow_txn(
+            tx, writes, row, input_json, wake=False, deadline=deadline, started=started
+        )
+        if not created:
             existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
             if existing is None:
                 raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")

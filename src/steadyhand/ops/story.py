@@ -7,6 +7,7 @@ Pure (facts in, plain values out), so `steadyhand explain` and the dashboard tel
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from steadyhand.core.facts import (
 from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
+from steadyhand.define.tracecontext import trace_id_of
 from steadyhand.ops.discovered import discovered, is_code_first
 from steadyhand.ops.timetext import when
 
@@ -57,6 +59,7 @@ TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plai
     "withdrawn": "warn",
 }
 MAX_VALUE_CHARS = 300
+TRACE_URL_ENV = "STEADYHAND_TRACE_URL"
 _EPOCH = re.compile(r"\bat (\d{9,}\.\d+)\b")
 
 
@@ -103,13 +106,23 @@ class Story:
     verdict: str
     stuck: str | None
     rounds: int
+    trace_id: str | None = None  # the OpenTelemetry trace its start (or a signal) carried
+
+    @property
+    def trace_url(self) -> str | None:
+        """A link to the trace, from $STEADYHAND_TRACE_URL (e.g. `https://…/trace/{trace_id}`)."""
+        template = os.environ.get(TRACE_URL_ENV)
+        if not self.trace_id or not template or "{trace_id}" not in template:
+            return None
+        return template.replace("{trace_id}", self.trace_id)
 
 
 def tell(view: WorkflowView, status: Status, stuck: str | None = None) -> Story:
     """Build the story of `view` (see the module docstring)."""
     entries = [_entry(view, fact) for fact in view.facts]
     verdict = _verdict(view, status, stuck)
-    return Story(status, plan_lines(view), entries, verdict, stuck, view.round)
+    trace_id = trace_id_of(view.facts)
+    return Story(status, plan_lines(view), entries, verdict, stuck, view.round, trace_id)
 
 
 def plan_lines(view: WorkflowView) -> list[StepLine]:
@@ -225,7 +238,7 @@ def sentence(fact: Fact) -> str:
             f"{fact.get('phase', 'call')} {fact.get('attempt', '')} of {fact.step} answered late "
             f"({fact.get('outcome')}) after it was recorded as {fact.get('recorded')}"
         )
-    details = ", ".join(f"{k}={short(v)}" for k, v in (fact.data or {}).items())
+    details = ", ".join(f"{k}={short(v)}" for k, v in (fact.data or {}).items() if k != "trace")
     return fact.kind.replace("_", " ") + (f": {details}" if details else "")
 
 

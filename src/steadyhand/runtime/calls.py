@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -273,7 +275,8 @@ async def _run_in_thread(
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
 
-    _THREADS.submit(target, name=f"agent-{agent.name}")
+    context = contextvars.copy_context()  # the attempt's span, for the agent's own spans
+    _THREADS.submit(functools.partial(context.run, target), name=f"agent-{agent.name}")
     try:
         async with asyncio.timeout(args[0].timeout):  # cancels only the future, not the thread
             return await future
