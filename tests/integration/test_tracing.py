@@ -5,6 +5,12 @@ facts where `explain` shows it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from opentelemetry import trace
@@ -12,11 +18,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from steadyhand import Client, Worker
+from steadyhand import Client, Worker, open_store
 from steadyhand.cli.main import main
 from steadyhand.store import Store
 from tests.apps.shop import SPANS_SEEN, app
 from tests.conftest import FAST
+
+APP = "tests.apps.shop:app"
 
 
 @pytest.fixture
@@ -105,3 +113,34 @@ def test_a_signal_carries_its_trace_into_what_it_causes(
 def test_without_a_provider_the_worker_makes_no_spans(store: Store) -> None:
     worker = Worker(app, store, FAST)
     assert worker.tracing is None, "no SDK configured in this process: tracing stays off"
+
+
+def test_worker_otel_flag_exports_spans_configured_by_otel_variables(tmp_path: Path) -> None:
+    """`steadyhand worker --otel` in its own process, with OTEL_TRACES_EXPORTER=console."""
+    url = f"sqlite:///{tmp_path / 'steadyhand.db'}"
+    store = open_store(url)
+    client = Client(app, store)
+    started = client.start("order", {"amount": 1}).workflow_id
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "shop"}
+    command = [sys.executable, "-m", "steadyhand", "worker", "--otel", "--app", APP, "--db", url]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.wait(started, timeout=30).state == "completed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        store.close()
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert '"name": "steadyhand action charge"' in text
+    assert '"service.name": "shop"' in text
+
+
+def test_otel_flag_refuses_an_unknown_exporter_clearly(tmp_path: Path) -> None:
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "carrier-pigeon"}
+    url = f"sqlite:///{tmp_path / 'steadyhand.db'}"
+    command = [sys.executable, "-m", "steadyhand", "worker", "--otel", "--app", APP, "--db", url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "OTEL_TRACES_EXPORTER='carrier-pigeon' is not supported" in done.stderr
+    assert "Traceback" not in done.stderr
