@@ -35,6 +35,7 @@ from steadyhand.ops.stats import collect
 from steadyhand.ops.story import short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
 from steadyhand.store.base import Store
+from steadyhand.web.panels import panels, search
 from steadyhand.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -221,6 +222,7 @@ class Dashboard:
                 "outcomes": outcomes,
                 "replica_lag": lag,
                 "schedules": schedule_lines(self.store),
+                **panels(self.store, now, self.options.window),
             }
 
         context = await run_in_threadpool(read)
@@ -248,7 +250,14 @@ class Dashboard:
             )
         except (InputError, ValueError) as exc:
             error, page, listing = str(exc), None, Listing()
-        params = {k: v for k, v in q.items() if k in ("state", "name", "since", "limit") and v}
+        query = (q.get("q") or "").strip()[:500]
+        if query and page is not None:  # an id, an id prefix or an idempotency key
+            rule = self.options.stuck
+            page = await run_in_threadpool(search, self.store, query, listing, now, rule)
+            if len(page.rows) == 1 and not (q.get("state") or q.get("cursor")):
+                return _secure(RedirectResponse(f"/workflows/{page.rows[0].id}", 303))
+        keep = ("state", "name", "since", "limit", "q")
+        params = {k: v for k, v in q.items() if k in keep and v}
         next_url = None
         if page is not None and page.next_cursor:
             next_url = "/workflows?" + urlencode({**params, "cursor": page.next_cursor})
@@ -261,6 +270,7 @@ class Dashboard:
             "error": error,
             "next_url": next_url,
             "first_url": first_url,
+            "query": query,
         }
         return self.render(request, "workflows.html", context, 400 if error else 200)
 
