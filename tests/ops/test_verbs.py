@@ -93,7 +93,7 @@ def test_watch_follows_a_workflow_until_it_ends(worked: Store) -> None:
     assert watched.exit_code == 3, watched.output
     lines = watched.stdout.splitlines()
     assert lines[0].startswith(f"{started} (order)")
-    assert any("[charge#1]" in line and "card declined" in line for line in lines)
+    assert any("[charge#1]" in line and "card declined" in line for line in lines), lines
     assert "ended compensated" in lines[-1]
     seqs = [line for line in lines if "supervisor run" in line]
     assert len(seqs) == len(set(seqs)), "each fact is printed once"

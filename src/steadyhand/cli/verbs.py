@@ -95,8 +95,13 @@ def watch(
 
     Exits like `start --wait`: 0 completed, 3 compensated, 6 failed, 7 still running.
     """
+    from steadyhand.core.status import derive_status
+    from steadyhand.core.stuck import StuckRule
+    from steadyhand.ops.reports import inspect_workflow
     from steadyhand.ops.story import tell
     from steadyhand.ops.timetext import when
+
+    rule = StuckRule.from_env()
 
     if interval <= 0:
         raise InputError("--interval must be more than 0 seconds")
@@ -104,8 +109,9 @@ def watch(
     seen = 0
     with client_for(db, app_ref) as client:
         while True:
-            view = client.view(workflow_id)
-            status = client.status(workflow_id)
+            # One snapshot for the facts and the state: an ending is never seen before its facts.
+            view, tasks, _ = inspect_workflow(client.store, workflow_id, time.time(), rule)
+            status = derive_status(view, tasks)
             if seen == 0:
                 click.echo(f"{workflow_id} ({view.name}), started {when(view.created_at)}")
             for entry in tell(view, status).entries:
