@@ -106,7 +106,7 @@ def test_wait_is_woken_by_the_store_not_by_polling(store: Store) -> None:
             await asyncio.sleep(0.01)
         await client.signal("approved", workflow_id=waiting)
         final = await waiter
-        await client.aclose()
+        await client.aclose(close_store=False)  # the worker still uses the store
         return final.state
 
     with running_worker(app, store):

@@ -157,14 +157,16 @@ class AsyncClient:
             return False
         return True
 
-    async def aclose(self) -> None:
-        """Stop listening and close the store."""
+    async def aclose(self, *, close_store: bool = True) -> None:
+        """Stop listening and (unless `close_store=False`, for a store shared with others in
+        this process, e.g. a worker) close the store."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(BaseException):
                 await self._listener
             self._listener = None
-        await self._run(self.sync.close)
+        if close_store:
+            await self._run(self.sync.close)
 
     async def __aenter__(self) -> AsyncClient:
         return self
