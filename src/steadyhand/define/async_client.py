@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from steadyhand.core.actions import ActionStatus
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
 from steadyhand.define.client import Client
@@ -65,12 +66,17 @@ class AsyncClient:
     async def view(self, workflow_id: str) -> WorkflowView:
         return await self._run(self.sync.view, workflow_id)
 
-    async def cancel(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Ask a running workflow to stop and roll back what it did."""
+    async def cancel(
+        self, workflow_id: str, reason: str = "", by: str | None = None
+    ) -> ActionStatus:
+        """Ask a workflow to stop and roll back what took effect (see `Client.cancel`)."""
         return await self._run(self.sync.cancel, workflow_id, reason, by)
 
-    async def retry(self, workflow_id: str, reason: str = "", by: str | None = None) -> Status:
-        """Resume a `failed` workflow: a new round of attempts where it stopped."""
+    async def retry(
+        self, workflow_id: str, reason: str = "", by: str | None = None
+    ) -> ActionStatus:
+        """Resume a `failed` workflow: a new round of attempts where it stopped (see
+        `Client.retry`; `InputError` when it is not failed)."""
         return await self._run(self.sync.retry, workflow_id, reason, by)
 
     async def list(
