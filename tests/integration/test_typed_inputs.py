@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from steadyhand import App, Client, Context, DefinitionError, InputError, Step
+from steadyhand import App, Client, Context, DefinitionError, InputError, Step, Workflow
 from steadyhand.store import Store
 from tests.apps.typed import SEEN, Address, Order, Parcel, app
 from tests.conftest import running_worker
@@ -51,3 +51,22 @@ def test_a_wrong_annotation_is_a_definition_error() -> None:
         other.agent()(agent)
     with pytest.raises(DefinitionError, match="input= must be a pydantic model or a dataclass"):
         other.workflow("w", [Step("s", wait_for="x")], input=dict)
+
+
+def test_a_code_first_workflow_annotated_with_a_dataclass_validates_at_start(
+    store: Store,
+) -> None:
+    flows = App()
+
+    @flows.workflow()
+    async def shipment(wf: Workflow, parcel: Parcel) -> str:
+        return "sent"
+
+    client = Client(flows, store)
+    with pytest.raises(InputError, match=r"weight must be a number"):
+        client.start("shipment", {"weight": "heavy", "to": {"city": "Oslo"}})
+    started = client.start("shipment", Parcel(1.5, Address("Oslo")))
+    assert client.view(started.workflow_id).input == {
+        "weight": 1.5,
+        "to": {"city": "Oslo", "lines": []},
+    }
