@@ -39,6 +39,7 @@ from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.core.workflow import Workflow
 from steadyhand.define.agents import Context, ProbeAnswer
 from steadyhand.define.app import App, Step
+from steadyhand.define.async_client import AsyncClient
 from steadyhand.define.client import Client
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.runtime.worker import Worker, WorkerOptions
@@ -46,6 +47,7 @@ from steadyhand.store import open_store
 
 __all__ = [
     "App",
+    "AsyncClient",
     "CallAgent",
     "CancelChild",
     "ChildState",

@@ -193,7 +193,7 @@ def _wait_through_outage(client: Client, workflow_id: str) -> str:
     while time.monotonic() < deadline:
         try:
             status = client.wait(workflow_id, timeout=5)
-        except StoreUnavailable:
+        except (StoreUnavailable, TimeoutError):
             time.sleep(0.2)
             continue
         if status.done:

@@ -4,18 +4,22 @@ backends) and a worker's own counters served on `--metrics-port`.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from steadyhand import Client, Worker, open_store
-from steadyhand.ops.metrics import WorkerMetrics
+from steadyhand.core.stuck import StuckRule
+from steadyhand.ops.metrics import WorkerMetrics, store_registry
 from steadyhand.web import DashboardOptions, create_app
 from tests.apps.scripted import app
 from tests.conftest import FAST
 from tests.ops.conftest import FAIL_SCRIPT, Scenario, free_port, serve
+from tests.ops.promtool import promtool, promtool_check_metrics
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -30,25 +34,43 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_the_dashboard_exports_store_wide_metrics(scenario: Scenario) -> None:
     store = open_store(scenario.url)
     try:
-        with serve(create_app(store, DashboardOptions(token="m"))) as base:
+        with serve(create_app(store, DashboardOptions(token="m", metrics_settle=0))) as base:
             scrape = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer m"})
     finally:
         store.close()
     assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
     got = samples(scrape.text)
     for state in ("completed", "compensated", "failed"):
-        assert got[("steadyhand_workflows_ended", (("state", state),))] == 1
+        assert got[("steadyhand_workflows_ended_total", (("state", state),))] == 1
     assert got[("steadyhand_workflows", (("state", "running"),))] == 0
     assert got[("steadyhand_workflows_stuck", ())] == 0
-    assert got[("steadyhand_workflows_started", ())] == 3
+    assert got[("steadyhand_workflows_started_total", ())] == 3
     assert got[("steadyhand_queue_depth", (("kind", "action"),))] == 0
     assert got[("steadyhand_queue_lag_seconds", ())] == 0
     car_failed = (("outcome", "failed"), ("phase", "action"), ("step", "car"))
-    assert got[("steadyhand_calls", car_failed)] == 2
-    assert got[("steadyhand_retries", (("phase", "compensation"), ("step", "hotel")))] == 3
-    assert got[("steadyhand_compensations_began", ())] == 2
-    p50 = got[("steadyhand_decision_latency_ms", (("quantile", "0.5"),))]
-    assert 0 < p50 <= got[("steadyhand_decision_latency_ms", (("quantile", "1"),))]
+    assert got[("steadyhand_calls_total", car_failed)] == 2
+    retries = (("phase", "compensation"), ("step", "hotel"))
+    assert got[("steadyhand_retries_total", retries)] == 3
+    assert got[("steadyhand_compensations_began_total", ())] == 2
+    decisions = got[("steadyhand_decision_seconds_count", ())]
+    assert decisions > 0 and got[("steadyhand_decision_seconds_sum", ())] > 0
+    assert got[("steadyhand_decision_seconds_bucket", (("le", "+Inf"),))] == decisions
+    assert not any(name.endswith("_ms") for name, _ in got)
+    assert promtool_check_metrics(scrape.text) == ""
+
+
+def test_counters_count_each_fact_once_across_scrapes(scenario: Scenario) -> None:
+    store = open_store(scenario.url)
+    try:
+        registry = store_registry(store, StuckRule.from_env(), settle=0)
+        first = samples(generate_latest(registry).decode())
+        second = samples(generate_latest(registry).decode())
+    finally:
+        store.close()
+    started = ("steadyhand_workflows_started_total", ())
+    assert first[started] == second[started] == 3
+    decisions = ("steadyhand_decision_seconds_count", ())
+    assert first[decisions] == second[decisions] > 0
 
 
 def test_a_worker_counts_calls_retries_compensations_and_decisions(tmp_path: Path) -> None:
@@ -74,7 +96,8 @@ def test_a_worker_counts_calls_retries_compensations_and_decisions(tmp_path: Pat
         thread.join(timeout=30)
         store.close()
     try:
-        got = samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        got = samples(text)
     finally:
         stop_serving()
     hotel_ok = (("outcome", "succeeded"), ("phase", "action"), ("step", "hotel"))
@@ -85,3 +108,17 @@ def test_a_worker_counts_calls_retries_compensations_and_decisions(tmp_path: Pat
     assert got[("steadyhand_worker_compensations_total", undo_failed)] == 4
     assert got[("steadyhand_worker_decision_seconds_count", (("trigger", "outcome"),))] >= 15
     assert got[("steadyhand_worker_call_seconds_count", (("phase", "action"),))] >= 10
+    assert promtool_check_metrics(text) == ""
+
+
+def test_the_example_alert_rules_pass_promtool() -> None:
+    rules = Path(__file__).parents[2] / "docs" / "alerts.yml"
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 6 rules found" in done.stdout

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the store could not be reached; 2 bad usage or input;
 3 a recorded history would not replay on this code (replay-check); 4 no such workflow;
-5 the requested action does not apply (e.g. retry of a running one).
+5 the requested action does not apply (e.g. retry of a running one);
+after waiting (`start --wait`, `watch`): 3 compensated, 6 failed, 7 still running.
 Each command lives in the module of its kind; this module only assembles the group.
 """
 
@@ -12,7 +13,7 @@ import click
 
 from steadyhand.chaos.command import chaos
 from steadyhand.chaos.failover_command import failover
-from steadyhand.cli import bulk, ops, run
+from steadyhand.cli import bulk, ops, run, verbs
 from steadyhand.cli.archive import archive
 from steadyhand.cli.replaycheck import replay_check
 from steadyhand.cli.schedules import schedules
@@ -37,6 +38,8 @@ for _command in (
     run.start,
     bulk.cancel,  # one workflow (run.cancel) or a selection
     bulk.retry,
+    verbs.signal,
+    verbs.watch,
     ops.list_command,
     ops.status,
     ops.explain,

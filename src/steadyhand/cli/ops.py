@@ -23,15 +23,18 @@ from steadyhand.cli.options import (
     open_for_reading,
     read_db_option,
 )
+from steadyhand.cli.search import search_options
 from steadyhand.core.errors import InputError
 from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
 from steadyhand.ops.discovered import discovered, in_progress, is_code_first
-from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
+from steadyhand.ops.filters import parse_input_filter
+from steadyhand.ops.reports import FILTERS, inspect_workflow, list_workflows, rows_json
+from steadyhand.ops.search import make_listing
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import TIMELINE_PAGE, tell
-from steadyhand.ops.timetext import parse_duration, parse_since
+from steadyhand.ops.timetext import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_ENV = "STEADYHAND_DASHBOARD_TOKEN"
@@ -61,6 +64,7 @@ def _rule(stuck_after: str | None) -> StuckRule:
 )
 @click.option("--limit", default=50, show_default=True, help="Rows per page (at most 500).")
 @click.option("--cursor", default=None, help="Continue after the page that printed it.")
+@search_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @stuck_option
 @db_option
@@ -72,6 +76,10 @@ def list_command(
     since: str | None,
     limit: int,
     cursor: str | None,
+    key: str | None,
+    id_prefix: str | None,
+    service: str | None,
+    input_filters: tuple[str, ...],
     as_json: bool,
     stuck_after: str | None,
     db: str | None,
@@ -82,12 +90,17 @@ def list_command(
 
     now = time.time()
     rule = _rule(stuck_after)
-    listing = Listing(
+    listing = make_listing(
         state=state,
         name=name,
-        since=None if since is None else parse_since(since, now),
+        key=key,
+        id_prefix=id_prefix,
+        service=service,
+        input=dict(parse_input_filter(text) for text in input_filters),
+        since=since,
         limit=limit,
         cursor=cursor,
+        now=now,
     )
     store = open_for_reading(db, read_db)
     try:

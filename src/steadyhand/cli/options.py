@@ -155,6 +155,23 @@ def client_for(db: str | None, app_ref: str | None = None) -> Client:
     return Client(app, cli_store(db))
 
 
+EXTRA_OF_MODULE = {
+    "starlette": "web",
+    "uvicorn": "web",
+    "jinja2": "web",
+    "httpx": "web",
+    "opentelemetry": "otel",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The packaging extra that brings the module `exc` could not import, if one does."""
+    top = (exc.name or "").partition(".")[0]
+    return EXTRA_OF_MODULE.get(top)
+
+
 def guarded(fn: F) -> F:
     """Turn steadyhand errors into one clear line and a meaningful exit code."""
 
@@ -173,6 +190,14 @@ def guarded(fn: F) -> F:
         except StoreError as exc:
             click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
+        except ImportError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise
+            click.echo(
+                f"error: {exc}; install it with: pip install 'steadyhand[{extra}]'", err=True
+            )
+            sys.exit(EXIT_USAGE)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

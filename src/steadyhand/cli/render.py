@@ -71,6 +71,10 @@ def print_explain(story: Story, console: Console | None = None) -> None:
     """The story: status, the plan step by step, the timeline, and the verdict."""
     console = console or Console()
     print_status(story.status, console, story.stuck)
+    if story.trace_id:
+        console.print(
+            f"trace {story.trace_id}" + (f"  {story.trace_url}" if story.trace_url else "")
+        )
     if story.plan:
         plan = Table(title="plan", title_justify="left", expand=False)
         plan.add_column("step")
@@ -125,6 +129,7 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
         "stuck": story.stuck,
         "verdict": story.verdict,
         "rounds": story.rounds,
+        "trace_id": story.trace_id,
         "input": view.input,
         "plan": [asdict(line) for line in story.plan],
         "facts": [

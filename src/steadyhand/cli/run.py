@@ -3,11 +3,11 @@ retry."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from steadyhand.cli.jsonarg import read_json_arg
 from steadyhand.cli.options import (
     EXIT_NOT_APPLICABLE,
     app_option,
@@ -19,6 +19,7 @@ from steadyhand.cli.options import (
     open_store_patiently,
     url_option,
 )
+from steadyhand.cli.verbs import wait_and_exit
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
 from steadyhand.core.redact import redact_url
@@ -54,6 +55,13 @@ from steadyhand.store import open_store, resolve_url
     show_default=True,
     help="Warn (and count) when a supervisor takes longer than this many seconds to decide.",
 )
+@click.option(
+    "--otel",
+    is_flag=True,
+    envvar="STEADYHAND_OTEL",
+    help="Export OpenTelemetry spans, configured by the OTEL_* variables "
+    "(e.g. OTEL_TRACES_EXPORTER=console|otlp); needs steadyhand[otel].",
+)
 @guarded
 def worker(
     app_ref: str,
@@ -65,9 +73,14 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     slow_decision: float,
+    otel: bool,
 ) -> None:
     """Run a worker: lease tasks, call agents, supervise. SIGTERM/SIGINT stop it gracefully."""
     app = load_app(app_ref)
+    if otel:
+        from steadyhand.runtime import tracing
+
+        tracing.configure_from_env()
     store = open_store_patiently(db)
     options = WorkerOptions(
         concurrency=concurrency,
@@ -86,6 +99,8 @@ def worker(
         Worker(app, store, options, metrics).run()
     finally:
         store.close()
+        if otel:
+            tracing.shutdown()
 
 
 @click.command()
@@ -166,13 +181,17 @@ def migrate(db: str | None) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--input", "input_text", default="null", help="Workflow input as JSON.")
+@click.option(
+    "--input", "input_text", default="null", help="Input: JSON, @file.json, or - for stdin."
+)
 @click.option("--key", default=None, help="Idempotency key: starting twice returns the first.")
 @click.option(
     "--deadline", default=None, help="Roll back if not ended within this long: 90s, 2h, 1d."
 )
 @click.option("--priority", type=click.IntRange(0, 9), default=0, help="0..9, higher first.")
 @click.option("--fairness-key", default=None, help="Calls of different keys take turns.")
+@click.option("--wait", is_flag=True, help="Wait for the end; print the result; exit by state.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after seconds.")
 @app_option(required=True)
 @db_option
 @guarded
@@ -183,22 +202,24 @@ def start(
     deadline: str | None,
     priority: int,
     fairness_key: str | None,
+    wait: bool,
+    timeout: float | None,
     app_ref: str,
     db: str | None,
 ) -> None:
-    """Start workflow NAME and print its id."""
+    """Start workflow NAME and print its id (with --wait: its result, and exit 0 completed,
+    3 compensated, 6 failed, 7 still running after --timeout)."""
     seconds = None if deadline is None else parse_duration(deadline)
-    try:
-        value = json.loads(input_text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"--input is not valid JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'"
-        ) from None
+    value = read_json_arg(input_text, "--input")
     with client_for(db, app_ref) as client:
         started = client.start(
             name, value, key=key, deadline=seconds, priority=priority, fairness_key=fairness_key
         )
-    click.echo(started.workflow_id)
+        if not wait:
+            click.echo(started.workflow_id)
+            return
+        click.echo(started.workflow_id, err=True)
+        wait_and_exit(client, started.workflow_id, timeout)
 
 
 @click.command()

@@ -13,6 +13,7 @@ from typing import Any
 
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.plans import check_name
+from steadyhand.define.typed import input_type_of
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class ProbeAnswer:
         return cls("unknown")
 
 
-AgentFn = Callable[[Context], Any] | Callable[[Context], Awaitable[Any]]
+AgentFn = Callable[..., Any] | Callable[..., Awaitable[Any]]
+"""`fn(ctx)`, or `fn(ctx, typed_input)` with a pydantic model or dataclass annotation."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Agent:
     name: str
     fn: AgentFn
     service: str | None = None
+    input_type: type | None = None  # a pydantic model or dataclass: handed in as 2nd argument
 
     @property
     def is_async(self) -> bool:
@@ -100,7 +103,7 @@ class AgentRegistry:
         agent_name = check_name(name or getattr(fn, "__name__", ""), "agent name")
         if agent_name in self._agents and self._agents[agent_name].fn is not fn:
             raise DefinitionError(f"two different functions are registered as agent {agent_name!r}")
-        agent = Agent(agent_name, fn, service)
+        agent = Agent(agent_name, fn, service, input_type_of(fn))
         self._agents[agent_name] = agent
         self._names[id(fn)] = agent_name
         return agent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
@@ -28,7 +28,11 @@ from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.define.agents import AgentFn, AgentRegistry
 from steadyhand.define.client import Client
 from steadyhand.define.codefirst import code_plan, code_workflow
+from steadyhand.define.typed import build, is_input_type, to_json_value, typed_parameter
 from steadyhand.store import open_store
+
+if TYPE_CHECKING:
+    from steadyhand.define.async_client import AsyncClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,6 +72,7 @@ class App:
         self.services: dict[str, ServicePolicy] = {}
         self.schedules: dict[str, ScheduleSpec] = {}
         self.max_supervisor_runs = max_supervisor_runs
+        self.input_types: dict[str, list[type]] = {}  # workflow -> types its input must fit
 
     def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
         """Register a function as an agent, under `name` (default: the function's name)."""
@@ -141,7 +146,12 @@ class App:
 
     @overload
     def workflow(
-        self, name: str, steps: Sequence[Step], *, deadline: float | None = None
+        self,
+        name: str,
+        steps: Sequence[Step],
+        *,
+        deadline: float | None = None,
+        input: type | None = None,
     ) -> Plan: ...
 
     @overload
@@ -151,6 +161,7 @@ class App:
         *,
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
+        input: type | None = None,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -163,6 +174,7 @@ class App:
         *,
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
+        input: type | None = None,
     ) -> Any:
         """Declare a workflow.
 
@@ -172,9 +184,13 @@ class App:
         compensated in reverse on failure. Either kind takes a `deadline` (seconds from
         the start; `Client.start(deadline=)` overrides it): when it passes before the
         workflow ends, the workflow rolls back.
+
+        `input=` (a pydantic model or dataclass) validates the input at `start`; so does the
+        annotation of any step agent that takes its input typed (`def f(ctx, order: Order)`)
+        and of a code-first workflow's input parameter.
         """
         if callable(name) and steps is None:
-            return self.workflow(max_supervisor_runs=max_supervisor_runs)(name)
+            return self.workflow(max_supervisor_runs=max_supervisor_runs, input=input)(name)
         if steps is None:
 
             def register(fn: F) -> F:
@@ -187,10 +203,11 @@ class App:
                 if seconds is not None:
                     self._code_deadlines[found.name] = seconds
                 self.plans[found.name] = self._code_plan(found.name)
+                self._declare_input(found.name, input or typed_parameter(fn, 1), ())
                 return fn
 
             return register
-        return self._saga(name, steps, deadline)
+        return self._saga(name, steps, deadline, input)
 
     def _code_plan(self, name: str) -> Plan:
         plan = code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
@@ -208,7 +225,13 @@ class App:
             )
         return agent_name
 
-    def _saga(self, name: str, steps: Sequence[Step], deadline: float | None = None) -> Plan:
+    def _saga(
+        self,
+        name: str,
+        steps: Sequence[Step],
+        deadline: float | None = None,
+        input: type | None = None,
+    ) -> Plan:
         check_name(name, "workflow name")
         seconds = _definition_deadline(name, deadline)
         if name in self.plans:
@@ -244,8 +267,31 @@ class App:
         if seconds is not None:
             options["deadline"] = seconds
         plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
+        self._declare_input(name, input, [a for a in used if a])
         self.plans[name] = plan
         return plan
+
+    def _declare_input(self, name: str, declared: type | None, agents: Sequence[str]) -> None:
+        if declared is not None and not is_input_type(declared):
+            raise DefinitionError(
+                f"workflow {name!r}: input= must be a pydantic model or a dataclass, "
+                f"not {declared!r}"
+            )
+        types = [declared] if declared is not None else []
+        for agent_name in agents:
+            agent = self.agents.get(agent_name)
+            if agent is not None and agent.input_type is not None:
+                types.append(agent.input_type)
+        self.input_types[name] = list(dict.fromkeys(types))
+
+    def checked_input(self, name: str, value: Any) -> Any:
+        """The input to store for workflow `name`: a model or dataclass instance as plain
+        data, validated against every type the workflow's declaration or agents ask for
+        (an `InputError` says which field is wrong). Untyped workflows take any JSON."""
+        value = to_json_value(value)
+        for tp in self.input_types.get(name, ()):
+            value = to_json_value(build(tp, value, f"the input of workflow {name!r}"))
+        return value
 
     def supervisor(self, name: str | None = None) -> Callable[[Supervisor], Supervisor]:
         """Register a custom supervisor: a pure function (facts, now) -> Decision."""
@@ -266,6 +312,7 @@ class App:
         *,
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
+        input: type | None = None,
     ) -> Plan:
         """Declare a workflow driven by a custom supervisor instead of a linear saga.
 
@@ -288,6 +335,7 @@ class App:
         if seconds is not None:
             options["deadline"] = seconds
         plan = Plan(name, (), key, runs, options)
+        self._declare_input(name, input, ())
         self.plans[name] = plan
         return plan
 
@@ -314,6 +362,13 @@ class App:
     def connect(self, db: str | None = None, **options: Any) -> Client:
         """A client bound to the store at `db` (default: $STEADYHAND_DB or ./steadyhand.db)."""
         return Client(self, open_store(db, **options))
+
+    def connect_async(self, db: str | None = None, **options: Any) -> AsyncClient:
+        """An `AsyncClient` for asyncio services, bound to the store at `db` (opening the
+        store connects once, synchronously: do it at start-up, e.g. in a lifespan hook)."""
+        from steadyhand.define.async_client import AsyncClient
+
+        return AsyncClient(self, open_store(db, **options))
 
 
 def _definition_deadline(name: str, deadline: object) -> float | None:

@@ -7,6 +7,8 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
@@ -19,6 +21,7 @@ from steadyhand.core.plans import (
 )
 from steadyhand.core.status import Status, derive_status
 from steadyhand.core.view import WorkflowView
+from steadyhand.define.tracecontext import caller_trace
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
@@ -26,6 +29,7 @@ from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
+    from steadyhand.ops.reports import Page
 
 
 def new_workflow_id() -> str:
@@ -58,22 +62,39 @@ class Client:
         orders its tasks when workers lease (a task waiting long goes first whatever its
         priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
         turns for a service's `max_in_flight` slots."""
-        plan = self.app.plan(name)
-        text = encode_json(input, "workflow input")
-        if key is not None:
-            check_text(key, "idempotency key", MAX_KEY_CHARS)
+        return self.start_many(
+            [(name, input, key)], deadline=deadline, priority=priority, fairness_key=fairness_key
+        )[0]
+
+    def start_many(
+        self,
+        requests: Iterable[tuple[str, Any, str | None]],
+        *,
+        deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
+    ) -> list[Started]:
+        """Start several workflows, each `(name, input, key or None)`, in one transaction:
+        all are created (or found by their keys), or, on any error, none is. The options
+        are those of `start`, for every one of them."""
+        batch = []
+        for name, input, key in requests:
+            plan = self.app.plan(name)
+            text = encode_json(self.app.checked_input(name, input), "workflow input")
+            if key is not None:
+                check_text(key, "idempotency key", MAX_KEY_CHARS)
+            batch.append((new_workflow_id(), plan, json.loads(text), text, key, None))
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
-        return self.engine.start(
-            new_workflow_id(),
-            plan,
-            json.loads(text),
-            text,
-            key,
-            deadline=seconds,
-            priority=priority,
-            fairness_key=fairness_key,
-        )
+        names = ",".join(sorted({request[1].workflow for request in batch}))
+        with caller_trace(f"steadyhand start {names}", {"steadyhand.workflow": names}) as trace:
+            return self.engine.start_many(
+                batch,
+                deadline=seconds,
+                priority=priority,
+                fairness_key=fairness_key,
+                trace=trace,
+            )
 
     def signal(
         self,
@@ -115,11 +136,14 @@ class Client:
         begin = None
         if start is not None:
             plan = self.app.plan(start)
-            text = encode_json(start_input, "workflow input")
+            text = encode_json(self.app.checked_input(start, start_input), "workflow input")
             begin = (new_workflow_id(), plan, json.loads(text), text)
-        return self.engine.signal(
-            event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
-        )
+        with caller_trace(f"steadyhand signal {event}", {"steadyhand.event": event}) as trace:
+            if trace is not None:
+                data["trace"] = trace
+            return self.engine.signal(
+                event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+            )
 
     def view(self, workflow_id: str) -> WorkflowView:
         check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
@@ -136,13 +160,52 @@ class Client:
         return derive_status(*found)
 
     def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
-        """Block until the workflow ends (or `timeout`), returning its last status."""
+        """Block until the workflow ends and return its final status; raise `TimeoutError`
+        when `timeout` seconds pass first (the workflow keeps running)."""
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(workflow_id)
-            if status.done or time.monotonic() >= deadline:
+            if status.done:
                 return status
-            time.sleep(poll)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s"
+                )
+            time.sleep(min(poll, left))
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        key: str | None = None,
+        id_prefix: str | None = None,
+        service: str | None = None,
+        input: Mapping[str, Any] | None = None,
+        since: float | datetime | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of workflows, newest first, filtered as `steadyhand list` filters them:
+        `state` (running, waiting, compensating, completed, compensated, failed, stuck),
+        `name`, idempotency `key`, `id_prefix`, a remote `service` its plan calls, `input`
+        values (`{"customer.id": 42}`), `since` (a Unix time, an aware datetime, "2h", an
+        ISO time). Pass `page.next_cursor` as `cursor` for the next page."""
+        from steadyhand.ops.search import make_listing, search
+
+        listing = make_listing(
+            state=state,
+            name=name,
+            key=key,
+            id_prefix=id_prefix,
+            service=service,
+            input=input,
+            since=since,
+            limit=limit,
+            cursor=cursor,
+        )
+        return search(self.store, listing)
 
     def cancel(
         self,

@@ -31,6 +31,7 @@ from steadyhand.core.facts import (
     CHILD_STARTED,
     COMPENSATION,
     CONTINUED_FROM,
+    EVENT_RECEIVED,
     SCHEDULED,
     SUPERVISOR_RAN,
     TERMINAL_STATES,
@@ -70,6 +71,7 @@ def create_workflow_txn(
     *,
     wake: bool,
     deadline: float | None = None,
+    started: Mapping[str, Any] | None = None,
 ) -> bool:
     """Create a workflow: its root row, its place among the watched workflows, its
     `workflow_started` fact (with its deadline: `deadline` seconds, else the definition's)
@@ -80,12 +82,20 @@ def create_workflow_txn(
     writes.open(row.id, row.created_at)
     if deadline is None:
         deadline = check_deadline(row.plan.options.get("deadline"))
-    data = started_data(deadline, row.created_at)
-    started = NewFact(WORKFLOW_STARTED, slot="started", data=data)
-    writes.append_fact(row.id, 1, started, row.created_at)
+    data = {**(started_data(deadline, row.created_at) or {}), **(started or {})}
+    fact = NewFact(WORKFLOW_STARTED, slot="started", data=data or None)
+    writes.append_fact(row.id, 1, fact, row.created_at)
     if wake:
         writes.wake(row.id, row.created_at, row.created_at)
     return True
+
+
+def latest_trace(view: WorkflowView) -> Any:
+    """The trace context of the latest start or signal that carried one (None when none)."""
+    for fact in reversed(view.facts):
+        if fact.kind in (WORKFLOW_STARTED, EVENT_RECEIVED) and fact.data and "trace" in fact.data:
+            return fact.data["trace"]
+    return None
 
 
 class DecisionApplier:
@@ -193,6 +203,9 @@ class DecisionApplier:
             "transient": list(command.transient),
             **heartbeat_payload(view, command),
         }
+        trace = latest_trace(view)
+        if trace is not None:  # the agent's spans continue the trace of start or signal
+            payload["trace"] = trace
         service = view.service_of(command.agent)
         if claim is not None and not handed_off and service is None:
             # Hand-off: the worker that decided runs the call next, no lease commit.

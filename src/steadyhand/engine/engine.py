@@ -10,7 +10,7 @@ here: agents run in the worker, outside any transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from steadyhand.core.circuit import ServicePolicy, Transition
@@ -33,6 +33,7 @@ from steadyhand.engine.views import (
     with_services_txn,
 )
 from steadyhand.engine.writes import Writes
+from steadyhand.store.base import Tx
 from steadyhand.store.priorities import set_priority_txn
 
 log = logging.getLogger("steadyhand.engine")
@@ -57,25 +58,75 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         """Create a workflow with its plan, or return the one its idempotency key started;
         `deadline` (seconds) overrides the definition's; `priority` and `fairness_key`
         order its tasks when leasing (see `store.priorities`)."""
+        request = (workflow_id, plan, input_value, input_json, key, parent_id)
+        return self.start_many(
+            [request], deadline=deadline, priority=priority, fairness_key=fairness_key
+        )[0]
+
+    def start_many(
+        self,
+        requests: Sequence[tuple[str, Plan, Any, str, str | None, str | None]],
+        *,
+        deadline: float | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
+        trace: Mapping[str, Any] | None = None,
+    ) -> list[Started]:
+        """`start` for each (id, plan, input, input JSON, key, parent id), all in one
+        transaction: every workflow is created (or found by its key), or none is. `trace`
+        (the caller's trace context) is kept in each `workflow_started` fact."""
         now = self.clock()
         with self.store.transaction() as tx:
-            if key is not None:
-                existing = tx.workflow_by_key(key)
-                if existing is not None:
-                    _check_same(existing, plan.workflow, input_value, key)
-                    return Started(newest_run(tx, existing).id, created=False)
-            row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
-            writes = Writes()
-            if not create_workflow_txn(tx, writes, row, input_json, wake=False, deadline=deadline):
-                existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
-                if existing is None:
-                    raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")
-                _check_same(existing, plan.workflow, input_value, key or existing.id)
-                return Started(existing.id, created=False)
-            set_priority_txn(tx, workflow_id, priority, fairness_key)  # before any task
-            view = extended(with_services_txn(tx, view_of(row, ())), writes.as_read(0))
-            self.decide_and_apply_txn(tx, view, now, writes)
-            writes.flush(tx)
+            return [
+                self._start_txn(
+                    tx,
+                    now,
+                    *request,
+                    deadline=deadline,
+                    priority=priority,
+                    fairness_key=fairness_key,
+                    trace=trace,
+                )
+                for request in requests
+            ]
+
+    def _start_txn(
+        self,
+        tx: Tx,
+        now: float,
+        workflow_id: str,
+        plan: Plan,
+        input_value: Any,
+        input_json: str,
+        key: str | None,
+        parent_id: str | None,
+        *,
+        deadline: float | None,
+        priority: int,
+        fairness_key: str | None,
+        trace: Mapping[str, Any] | None = None,
+    ) -> Started:
+        if key is not None:
+            existing = tx.workflow_by_key(key)
+            if existing is not None:
+                _check_same(existing, plan.workflow, input_value, key)
+                return Started(newest_run(tx, existing).id, created=False)
+        row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
+        writes = Writes()
+        started = {"trace": dict(trace)} if trace else None
+        created = create_workflow_txn(
+            tx, writes, row, input_json, wake=False, deadline=deadline, started=started
+        )
+        if not created:
+            existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
+            if existing is None:
+                raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")
+            _check_same(existing, plan.workflow, input_value, key or existing.id)
+            return Started(existing.id, created=False)
+        set_priority_txn(tx, workflow_id, priority, fairness_key)  # before any task
+        view = extended(with_services_txn(tx, view_of(row, ())), writes.as_read(0))
+        self.decide_and_apply_txn(tx, view, now, writes)
+        writes.flush(tx)
         return Started(workflow_id, created=True)
 
     def supervise(self, task: Task, *, notify: bool = False) -> Decision | None:

@@ -7,57 +7,109 @@ dashboard's `/metrics`; `WorkerMetrics` counts what one worker process did, for
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from steadyhand.core.facts import PROBE
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.core.stuck import StuckRule
 from steadyhand.engine.answers import Outcome
-from steadyhand.ops.stats import collect
+from steadyhand.ops.reports import ENDED_STATES, OPEN_STATES
+from steadyhand.ops.stats import Stats, collect
 from steadyhand.store.base import Store
 
-DEFAULT_WINDOW = 300.0  # seconds of recent activity a scrape counts
+DEFAULT_WINDOW = 300.0  # seconds of history the first scrape counts
+SETTLE = 2.0  # seconds a fact may take to commit after its time: counted one scrape later
+DECISION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CIRCUIT_STATES = ("closed", "open", "half_open", "held")  # held: by an operator
 
 
 class StoreCollector(Collector):
-    """Workflows by state, stuck ones, queue depth and lag, recent calls and decisions."""
+    """Gauges of the store now (workflows by open state, stuck ones, queue depth and lag,
+    services) and counters of what happened (starts, endings, calls, retries, rollbacks,
+    decision times), as Prometheus expects them: seconds, `_total`, histograms.
 
-    def __init__(self, store: Store, rule: StuckRule, window: float = DEFAULT_WINDOW) -> None:
+    The counters are this process's running totals: each scrape counts the facts stamped
+    since the previous one (the first counts the last `window` seconds), so a scrape costs
+    what happened between two scrapes, never the size of the history. Like any counter they
+    restart from zero when the process restarts, which `rate()` handles.
+    """
+
+    def __init__(
+        self, store: Store, rule: StuckRule, window: float = DEFAULT_WINDOW, settle: float = SETTLE
+    ) -> None:
         self.store = store
         self.rule = rule
         self.window = window
+        self.settle = settle
+        self._lock = threading.Lock()
+        self._upto: float | None = None
+        self._started = 0
+        self._ended: dict[str, int] = dict.fromkeys(ENDED_STATES, 0)
+        self._calls: dict[tuple[str, str, str], int] = {}
+        self._retries: dict[tuple[str, str], int] = {}
+        self._began = 0
+        self._decisions = [0] * (len(DECISION_BUCKETS) + 1)
+        self._decision_sum = 0.0
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
-        s = collect(self.store, time.time(), self.rule, self.window, buckets=1)
-        w = f"{self.window:g}s"
+        with self._lock:  # two scrapes at once must not count the same facts twice
+            now = time.time()
+            since = now - self.window if self._upto is None else self._upto
+            upto = max(since, now - self.settle)
+            s = collect(self.store, now, self.rule, now - since, buckets=1, until=upto)
+            self._count(s)
+            self._upto = upto
+            yield from self._gauges(s)
+            yield from self._counters()
+        yield _gauge(
+            "steadyhand_scrape_duration_seconds",
+            "Time spent reading the store for this scrape",
+            time.perf_counter() - started,
+        )
+
+    def _count(self, s: Stats) -> None:
+        self._started += s.started
+        for state in ENDED_STATES:
+            self._ended[state] += s.states.get(state, 0)
+        for row in s.attempts:
+            for outcome, n in row.outcomes.items():
+                key = (row.phase, row.step, outcome)
+                self._calls[key] = self._calls.get(key, 0) + n
+            self._retries[(row.phase, row.step)] = (
+                self._retries.get((row.phase, row.step), 0) + row.retries
+            )
+        self._began += s.compensations_began
+        for ms in s.decision_samples:
+            seconds = ms / 1000.0
+            self._decision_sum += seconds
+            slot = next(
+                (i for i, b in enumerate(DECISION_BUCKETS) if seconds <= b), len(DECISION_BUCKETS)
+            )
+            self._decisions[slot] += 1
+
+    def _gauges(self, s: Stats) -> Iterator[Metric]:
         workflows = GaugeMetricFamily(
             "steadyhand_workflows", "Workflows that have not ended, by state", labels=["state"]
         )
-        ended = GaugeMetricFamily(
-            "steadyhand_workflows_ended",
-            f"Workflows whose current round ended in the last {w}, by how",
-            labels=["state"],
-        )
-        for state, n in s.states.items():
-            if state in ("running", "waiting", "compensating"):
-                workflows.add_metric([state], n)
-            else:
-                ended.add_metric([state], n)
+        for state in OPEN_STATES:
+            workflows.add_metric([state], s.states.get(state, 0))
         yield workflows
-        yield ended
         yield _gauge(
             "steadyhand_workflows_stuck",
             f"Workflows not progressing for over {self.rule.after:g}s (see steadyhand.core.stuck)",
             s.stuck,
-        )
-        yield _gauge(
-            "steadyhand_workflows_started", f"Workflows started in the last {w}", s.started
         )
         depth = GaugeMetricFamily(
             "steadyhand_queue_depth", "Tasks due now that no worker holds", labels=["kind"]
@@ -74,43 +126,9 @@ class StoreCollector(Collector):
             "Leases past their expiry that no watchdog has recovered yet",
             s.expired_leases,
         )
-        calls = GaugeMetricFamily(
-            "steadyhand_calls",
-            f"Agent calls that ended in the last {w}, by phase, step and outcome",
-            labels=["phase", "step", "outcome"],
-        )
-        retries = GaugeMetricFamily(
-            "steadyhand_retries",
-            f"Calls in the last {w} that were not the first attempt",
-            labels=["phase", "step"],
-        )
-        for row in s.attempts:
-            for outcome, n in row.outcomes.items():
-                calls.add_metric([row.phase, row.step, outcome], n)
-            retries.add_metric([row.phase, row.step], row.retries)
-        yield calls
-        yield retries
-        yield _gauge(
-            "steadyhand_compensations_began",
-            f"Workflows that began rolling back in the last {w}",
-            s.compensations_began,
-        )
-        latency = GaugeMetricFamily(
-            "steadyhand_decision_latency_ms",
-            f"Supervisor decision time over the last {s.decisions} runs in {w}",
-            labels=["quantile"],
-        )
-        for name, q in (("p50", "0.5"), ("p95", "0.95"), ("max", "1")):
-            latency.add_metric([q], s.decision_ms.get(name, 0.0))
-        yield latency
         in_flight = GaugeMetricFamily(
             "steadyhand_service_calls_in_flight",
             "Calls running against each remote service",
-            labels=["service"],
-        )
-        rate = GaugeMetricFamily(
-            "steadyhand_service_call_rate",
-            "Attempts per second over the last minute",
             labels=["service"],
         )
         failing = GaugeMetricFamily(
@@ -119,24 +137,62 @@ class StoreCollector(Collector):
             labels=["service"],
         )
         circuit = GaugeMetricFamily(
-            "steadyhand_service_circuit_open",
-            "1 when the circuit is open or held by an operator, 0.5 half-open",
-            labels=["service"],
+            "steadyhand_service_circuit_state",
+            "1 for the state each service's circuit breaker is in (closed, open, half_open, held)",
+            labels=["service", "state"],
         )
         for svc in s.services:
             in_flight.add_metric([svc.service], svc.in_flight)
-            rate.add_metric([svc.service], svc.rate)
             failing.add_metric([svc.service], svc.failure_ratio)
-            level = {"open": 1.0, "held": 1.0, "half_open": 0.5}.get(svc.circuit, 0.0)
-            circuit.add_metric([svc.service], level)
+            for state in CIRCUIT_STATES:
+                circuit.add_metric([svc.service, state], 1.0 if svc.circuit == state else 0.0)
         yield in_flight
-        yield rate
         yield failing
         yield circuit
-        yield _gauge(
-            "steadyhand_scrape_seconds",
-            "Time spent reading the store for this scrape",
-            time.perf_counter() - started,
+
+    def _counters(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "steadyhand_workflows_started", "Workflows started", value=self._started
+        )
+        ended = CounterMetricFamily(
+            "steadyhand_workflows_ended",
+            "Workflow rounds that ended, by how (a retried workflow can end again)",
+            labels=["state"],
+        )
+        for state, n in self._ended.items():
+            ended.add_metric([state], n)
+        yield ended
+        calls = CounterMetricFamily(
+            "steadyhand_calls",
+            "Agent calls that ended, by phase, step and outcome",
+            labels=["phase", "step", "outcome"],
+        )
+        for (phase, step, outcome), n in sorted(self._calls.items()):
+            calls.add_metric([phase, step, outcome], n)
+        yield calls
+        retries = CounterMetricFamily(
+            "steadyhand_retries",
+            "Calls that were not their step's first attempt, by phase and step",
+            labels=["phase", "step"],
+        )
+        for (phase, step), n in sorted(self._retries.items()):
+            retries.add_metric([phase, step], n)
+        yield retries
+        yield CounterMetricFamily(
+            "steadyhand_compensations_began",
+            "Workflows that began rolling back",
+            value=self._began,
+        )
+        buckets = []
+        total = 0
+        for bound, n in zip((*DECISION_BUCKETS, float("inf")), self._decisions, strict=True):
+            total += n
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", total))
+        yield HistogramMetricFamily(
+            "steadyhand_decision_seconds",
+            "Supervisor decision time (lock, read facts, decide, append), from the facts",
+            buckets=buckets,
+            sum_value=self._decision_sum,
         )
 
 
@@ -145,11 +201,11 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 def store_registry(
-    store: Store, rule: StuckRule, window: float = DEFAULT_WINDOW
+    store: Store, rule: StuckRule, window: float = DEFAULT_WINDOW, settle: float = SETTLE
 ) -> CollectorRegistry:
     """A registry holding only the store's figures (the dashboard's `/metrics`)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, rule, window))
+    registry.register(StoreCollector(store, rule, window, settle))
     return registry
 
 
@@ -193,7 +249,7 @@ class WorkerMetrics:
             "steadyhand_worker_decision_seconds",
             "Time of one decision transaction (lock, read facts, decide, append), by trigger",
             ["trigger"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=DECISION_BUCKETS,
             registry=r,
         )
         self.tasks = Counter(

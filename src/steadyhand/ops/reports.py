@@ -27,6 +27,7 @@ from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import STUCK_EVIDENCE_SQL, StuckRule, stuck_predicate, why_stuck
 from steadyhand.core.view import WorkflowView
+from steadyhand.ops.filters import workflow_conditions
 from steadyhand.store.base import Store, Tx, task_from_row
 
 OPEN_STATES = ("running", "waiting", "compensating")
@@ -66,7 +67,8 @@ LIST_ALL_SQL = """
 # PostgreSQL from walking `workflows_created` and re-checking every open row per workflow.
 LIST_OPEN_SQL = """
     SELECT w.id, w.created_at FROM (
-        SELECT ow.id, ow.name, ow.created_at FROM open_workflows o
+        SELECT ow.id, ow.name, ow.created_at, ow.idempotency_key, ow.input, ow.plan
+        FROM open_workflows o
         JOIN workflows ow ON ow.id = o.workflow_id
         WHERE NOT {ended} {state} {fence}
     ) w WHERE 1 = 1 {filters}
@@ -81,11 +83,9 @@ LIST_ENDED_SQL = f"""
     ORDER BY e.at DESC, e.workflow_id DESC LIMIT :limit
 """
 FILTER_SQL = {
-    "name": "AND w.name = :name",
     "since": "AND w.created_at >= :since",
     "cursor": "AND w.created_at <= :c_at AND (w.created_at < :c_at OR w.id < :c_id)",
-    "ended_name": "AND EXISTS (SELECT 1 FROM workflows w WHERE w.id = e.workflow_id "
-    "AND w.name = :name)",
+    "ended_row": "AND EXISTS (SELECT 1 FROM workflows w WHERE w.id = e.workflow_id AND {conds})",
     "ended_since": "AND e.at >= :since",
     "ended_cursor": "AND e.at <= :c_at AND (e.at < :c_at OR e.workflow_id < :c_id)",
 }
@@ -106,13 +106,18 @@ PAGE_TASKS_SQL = """
 
 @dataclass(frozen=True)
 class Listing:
-    """What to list: a state (or "stuck"), a workflow name, a start time, and a page."""
+    """What to list: a state (or "stuck"), a workflow name, idempotency key, id prefix, a
+    remote service it called, values in its input, a start time, and a page."""
 
     state: str | None = None
     name: str | None = None
     since: float | None = None  # created since; for ended states: ended since
     limit: int = 50
     cursor: str | None = None  # from the previous page's `next_cursor`
+    key: str | None = None
+    id_prefix: str | None = None
+    service: str | None = None
+    input: tuple[tuple[str, Any], ...] = ()  # (dotted key, JSON value) pairs, all must match
 
 
 @dataclass(frozen=True)
@@ -212,9 +217,19 @@ def _page_keys(
     ended = listing.state in ENDED_STATES
     prefix = "ended_" if ended else ""
     filters = []
-    if listing.name:
-        filters.append(FILTER_SQL[prefix + "name"])
-        params["name"] = listing.name
+    conds, extra = workflow_conditions(
+        dialect,
+        name=listing.name,
+        key=listing.key,
+        id_prefix=listing.id_prefix,
+        service=listing.service,
+        input=listing.input,
+    )
+    params.update(extra)
+    if conds and ended:
+        filters.append(FILTER_SQL["ended_row"].format(conds=" AND ".join(conds)))
+    else:
+        filters += [f"AND {cond}" for cond in conds]
     if listing.since is not None:
         filters.append(FILTER_SQL[prefix + "since"])
         params["since"] = listing.since

@@ -41,6 +41,7 @@ _IN = {
     "outcomes": "(" + ", ".join(f"'{k}'" for k in OUTCOME_KINDS) + ")",
     "activity": "(" + ", ".join(f"'{k}'" for k in ACTIVITY_KINDS) + ")",
 }
+NO_END = 1e18  # an `until` later than any fact (facts stamped by a clock ahead of ours count)
 DECISION_SAMPLE = 2000  # most recent supervisor runs whose latency is summarised
 
 OPEN_COUNTS_SQL = f"""
@@ -54,7 +55,7 @@ STUCK_COUNT_SQL = f"""
 # Workflows whose current round ended inside the window, by how it ended.
 ENDED_COUNTS_SQL = f"""
     SELECT e.kind, COUNT(*) FROM facts e
-    WHERE e.kind IN {_IN["terminal"]} AND e.at >= :since
+    WHERE e.kind IN {_IN["terminal"]} AND e.at >= :since AND e.at < :until
       AND e.seq > {LATEST_RETRY_SQL.format(wid="e.workflow_id")}
     GROUP BY e.kind
 """
@@ -63,7 +64,9 @@ THROUGHPUT_SQL = f"""
     SELECT ROUND((e.at - :since) / :width - 0.4999999), COUNT(*) FROM facts e
     WHERE e.kind IN {_IN["terminal"]} AND e.at >= :since GROUP BY 1
 """
-STARTED_SQL = "SELECT COUNT(*) FROM workflows WHERE created_at >= :since"
+STARTED_SQL = """
+    SELECT COUNT(*) FROM workflows WHERE created_at >= :since AND created_at < :until
+"""
 QUEUE_SQL = """
     SELECT kind, COUNT(*), MIN(due_at) FROM tasks
     WHERE lease_owner IS NULL AND due_at <= :now GROUP BY kind
@@ -77,15 +80,18 @@ LEASES_SQL = """
 ATTEMPTS_SQL = f"""
     SELECT kind, step, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM facts
     WHERE kind IN {_IN["activity"]} AND kind IN {_IN["outcomes"]} AND at >= :since
+      AND at < :until
     GROUP BY kind, step
 """
 COMPENSATIONS_BEGAN_SQL = f"""
     SELECT COUNT(*) FROM facts
     WHERE kind IN {_IN["activity"]} AND kind = '{COMPENSATION_BEGAN}' AND at >= :since
+      AND at < :until
 """
 DECISIONS_SQL = f"""
     SELECT data FROM facts
     WHERE kind IN {_IN["activity"]} AND kind = '{SUPERVISOR_RAN}' AND at >= :since
+      AND at < :until
     ORDER BY at DESC LIMIT :limit
 """
 
@@ -123,10 +129,13 @@ class Stats:
     compensations_began: int = 0
     decisions: int = 0
     decision_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, max
+    decision_samples: list[float] = field(default_factory=list)  # ms, the sample itself
     services: list[ServiceHealth] = field(default_factory=list)  # remote services, last minute
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["decision_samples"]
+        return out
 
     def outcome_totals(self) -> dict[tuple[str, str], int]:
         """(phase, outcome) -> count over every step."""
@@ -138,12 +147,20 @@ class Stats:
 
 
 def collect(
-    store: Store, now: float, rule: StuckRule, window: float = 3600.0, buckets: int = 60
+    store: Store,
+    now: float,
+    rule: StuckRule,
+    window: float = 3600.0,
+    buckets: int = 60,
+    until: float | None = None,
 ) -> Stats:
-    """Everything `stats`, the overview and `/metrics` show, read in one snapshot."""
+    """Everything `stats`, the overview and `/metrics` show, read in one snapshot.
+
+    Windowed figures count what happened in `[now - window, until)`; `until` defaults to no
+    upper bound (`/metrics` sets it to count each fact in exactly one scrape)."""
     since = now - window
     width = window / buckets
-    window_params = {"since": since}
+    window_params = {"since": since, "until": NO_END if until is None else until}
     with store.snapshot() as tx:
         reporting(store, tx)
         states = dict.fromkeys((*OPEN_STATES, *ENDED_STATES), 0)
@@ -164,7 +181,7 @@ def collect(
         leased, expired, later = tx.query(LEASES_SQL, {"now": now}).fetchone()
         attempts = _attempts(tx.query(ATTEMPTS_SQL, window_params).fetchall())
         began = int(tx.query(COMPENSATIONS_BEGAN_SQL, window_params).fetchone()[0])
-        rows = tx.query(DECISIONS_SQL, {"since": since, "limit": DECISION_SAMPLE}).fetchall()
+        rows = tx.query(DECISIONS_SQL, {**window_params, "limit": DECISION_SAMPLE}).fetchall()
         services = service_health(tx, now, min(window, 60.0))
     latencies = sorted(float(json.loads(r[0]).get("decide_ms", 0.0)) for r in rows)
     return Stats(
@@ -187,6 +204,7 @@ def collect(
         compensations_began=began,
         decisions=len(latencies),
         decision_ms=_summary(latencies),
+        decision_samples=latencies,
         services=services,
     )
 

@@ -7,6 +7,7 @@ Pure (facts in, plain values out), so `steadyhand explain` and the dashboard tel
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
 from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
+from steadyhand.define.tracecontext import trace_id_of
 from steadyhand.ops.discovered import discovered, is_code_first
 from steadyhand.ops.timetext import when
 
@@ -59,6 +61,7 @@ TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plai
 }
 MAX_VALUE_CHARS = 300
 TIMELINE_PAGE = 500  # facts told at once: a workflow with 100,000 events stays readable
+TRACE_URL_ENV = "STEADYHAND_TRACE_URL"
 _EPOCH = re.compile(r"\bat (\d{9,}\.\d+)\b")
 
 
@@ -107,6 +110,15 @@ class Story:
     rounds: int
     total: int = 0  # facts in the whole history (entries may hold one page of them)
     next_after: int | None = None  # the `after` of the next page, None on the last
+    trace_id: str | None = None  # the OpenTelemetry trace its start (or a signal) carried
+
+    @property
+    def trace_url(self) -> str | None:
+        """A link to the trace, from $STEADYHAND_TRACE_URL (e.g. `https://…/trace/{trace_id}`)."""
+        template = os.environ.get(TRACE_URL_ENV)
+        if not self.trace_id or not template or "{trace_id}" not in template:
+            return None
+        return template.replace("{trace_id}", self.trace_id)
 
 
 def tell(
@@ -124,8 +136,17 @@ def tell(
     more = page[-1].seq if len(page) < len(facts) else None
     entries = [_entry(view, fact) for fact in page]
     verdict = redact(_verdict(view, status, stuck))
+    trace_id = trace_id_of(view.facts)
     return Story(
-        status, plan_lines(view), entries, verdict, stuck, view.round, len(view.facts), more
+        status,
+        plan_lines(view),
+        entries,
+        verdict,
+        stuck,
+        view.round,
+        len(view.facts),
+        more,
+        trace_id,
     )
 
 
@@ -242,7 +263,7 @@ def sentence(fact: Fact) -> str:
             f"{fact.get('phase', 'call')} {fact.get('attempt', '')} of {fact.step} answered late "
             f"({fact.get('outcome')}) after it was recorded as {fact.get('recorded')}"
         )
-    details = ", ".join(f"{k}={short(v)}" for k, v in (fact.data or {}).items())
+    details = ", ".join(f"{k}={short(v)}" for k, v in (fact.data or {}).items() if k != "trace")
     return fact.kind.replace("_", " ") + (f": {details}" if details else "")
 
 

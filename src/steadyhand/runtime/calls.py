@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
+import logging
 import queue
 import threading
 import time
@@ -20,9 +23,13 @@ from steadyhand.core.plans import RetryPolicy, encode_json
 from steadyhand.core.records import Task
 from steadyhand.core.redact import redact
 from steadyhand.define.agents import Agent, Context, ProbeAnswer
+from steadyhand.define.typed import build
 from steadyhand.engine.answers import Outcome
 
 MAX_ERROR_CHARS = 2000
+LOGGED_ERROR_CHARS = 300
+
+log = logging.getLogger("steadyhand.worker")
 
 
 def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Context:
@@ -44,6 +51,27 @@ def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Contex
         last_heartbeat=payload.get("last_heartbeat"),
         beat=beat,
     )
+
+
+def log_outcome(agent: str, task: Task, outcome: Outcome, extra: dict[str, Any]) -> None:
+    """One INFO line per attempt outcome, so a person tailing the log sees what happens:
+    `workflow W step S action attempt 2 (agent book_hotel): failed (transient) in 12.3 ms:
+    HTTPError: 503`."""
+    data = outcome.data or {}
+    took = data.get("duration_ms")
+    what = outcome.suffix
+    if outcome.suffix == FAILED and "permanent" in data:
+        what += " (permanent)" if data["permanent"] else " (transient)"
+    line = (
+        f"workflow {task.workflow_id} step {task.step} {task.kind} attempt {task.attempt} "
+        f"(agent {agent}): {what}"
+    )
+    if took is not None:
+        line += f" in {took:g} ms"
+    error = data.get("error")
+    if error:
+        line += f": {str(error)[:LOGGED_ERROR_CHARS]}"
+    log.info("%s", line, extra={**extra, "outcome": outcome.suffix})
 
 
 def missing_agent(task: Task, known: list[str]) -> Outcome:
@@ -69,17 +97,20 @@ async def perform(
     `beat` receives the agent's `ctx.heartbeat` (see `runtime.heartbeats`)."""
     ctx = context_for(task, beat)
     started = time.perf_counter()
+    args: tuple[Any, ...] = (ctx,)
     try:
+        if agent.input_type is not None:  # checked at start; a failure here is permanent
+            args = (ctx, typed_input(agent, ctx))
         if agent.is_async:
             async with asyncio.timeout(ctx.timeout) as scope:
                 try:
-                    value = await agent.fn(ctx)
+                    value = await agent.fn(*args)
                 except TimeoutError:
                     if scope.expired():
                         raise
                     raise _AgentTimeoutError from None
         else:
-            value = await _run_in_thread(agent, ctx, task, on_late_result)
+            value = await _run_in_thread(agent, args, task, on_late_result)
     except TimeoutError:
         return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
     except OutcomeUnknown as exc:
@@ -90,6 +121,16 @@ async def perform(
     except Exception as exc:
         return _failure(exc, task, started)
     return _success(value, task, started)
+
+
+def typed_input(agent: Agent, ctx: Context) -> Any:
+    """The input as the agent's annotated type (a plan started before the type changed may
+    no longer fit: that is permanent, retrying cannot help)."""
+    assert agent.input_type is not None
+    try:
+        return build(agent.input_type, ctx.input, f"the input of agent {agent.name}")
+    except InputError as exc:
+        raise PermanentError(str(exc)) from None
 
 
 class _AgentTimeoutError(Exception):
@@ -197,7 +238,7 @@ _THREADS = AgentThreads()
 
 async def _run_in_thread(
     agent: Agent,
-    ctx: Context,
+    args: tuple[Any, ...],
     task: Task,
     on_late_result: Callable[[Outcome], None] | None,
 ) -> Any:
@@ -213,7 +254,7 @@ async def _run_in_thread(
 
     def target() -> None:
         try:
-            value = agent.fn(ctx)
+            value = agent.fn(*args)
         except BaseException as exc:
             error: BaseException | None = exc
             value = None
@@ -236,9 +277,10 @@ async def _run_in_thread(
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
 
-    _THREADS.submit(target, name=f"agent-{agent.name}")
+    context = contextvars.copy_context()  # the attempt's span, for the agent's own spans
+    _THREADS.submit(functools.partial(context.run, target), name=f"agent-{agent.name}")
     try:
-        async with asyncio.timeout(ctx.timeout):  # cancels only the future, not the thread
+        async with asyncio.timeout(args[0].timeout):  # cancels only the future, not the thread
             return await future
     except TimeoutError:
         state["abandoned"] = True

@@ -18,6 +18,7 @@ from steadyhand.define.app import App
 from steadyhand.engine.engine import Engine
 from steadyhand.runtime.heartbeats import Heartbeat
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions
+from steadyhand.runtime.presence import keep_present
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
 from steadyhand.store.heartbeating import renew_with_heartbeats
@@ -63,6 +64,17 @@ class Duties:
             asyncio.create_task(self.listen(), name="listen"),
             asyncio.create_task(self.circuits(), name="circuits"),
             asyncio.create_task(self.schedules(), name="schedules"),
+            asyncio.create_task(
+                keep_present(
+                    self._store,
+                    self._calls,
+                    self._worker_id,
+                    self._options.concurrency,
+                    lambda: len(self._leased_ids()),
+                    self._options.lease_seconds / 3,
+                ),
+                name="presence",
+            ),
         ]
 
     async def heartbeat(self) -> None:

@@ -14,7 +14,7 @@ import time
 
 from steadyhand.core.redact import redact
 
-CONTEXT_FIELDS = ("workflow_id", "step", "attempt")
+CONTEXT_FIELDS = ("workflow_id", "step", "attempt", "outcome")
 
 
 class JsonFormatter(logging.Formatter):

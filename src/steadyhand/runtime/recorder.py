@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from steadyhand.core.decisions import Decision
 from steadyhand.core.records import Task
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
@@ -41,15 +42,16 @@ class GroupCommit:
         self._busy = busy
         self._stopping = stopping
         self._handed_over = handed_over
-        self._waiting: list[tuple[Task, Outcome, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[Task, Outcome, asyncio.Future[Decision | None]]] = []
         self._ready = asyncio.Event()
 
-    async def record(self, task: Task, outcome: Outcome) -> None:
-        """Hand an outcome to the recorder and wait until it is committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def record(self, task: Task, outcome: Outcome) -> Decision | None:
+        """Hand an outcome to the recorder, wait until it is committed, and return what
+        the supervisor decided after it (None when nothing was decided)."""
+        done: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, outcome, done))
         self._ready.set()
-        await done
+        return await done
 
     async def run(self) -> None:
         """Record every outcome waiting, up to `batch_size` per transaction: an idle
@@ -69,7 +71,7 @@ class GroupCommit:
                 self._ready.clear()
             claim = None if self._stopping() else Claim(self._worker_id, self._lease_seconds)
             try:
-                await self._calls.call_until_answered(
+                decisions = await self._calls.call_until_answered(
                     self._engine.record_outcomes,
                     [(task, outcome) for task, outcome, _ in batch],
                     self._worker_id,
@@ -83,6 +85,6 @@ class GroupCommit:
                 continue
             for next_task in claim.tasks if claim else ():  # handed to us: no lease commit
                 self._handed_over(next_task)
-            for _, _, done in batch:
+            for (_, _, done), decision in zip(batch, decisions, strict=True):
                 if not done.done():
-                    done.set_result(None)
+                    done.set_result(decision)

@@ -11,6 +11,7 @@ lease expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -19,17 +20,20 @@ import time
 from typing import Any
 
 from steadyhand.core.circuit import allowance, trial_window_start
+from steadyhand.core.decisions import Decision
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import SUPERVISE, Task
 from steadyhand.define.app import App
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
-from steadyhand.runtime.calls import missing_agent, perform
+from steadyhand.runtime.calls import log_outcome, missing_agent, perform
 from steadyhand.runtime.duties import Duties
 from steadyhand.runtime.heartbeats import Heartbeat, watch
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
+from steadyhand.runtime.presence import mark_stopped
 from steadyhand.runtime.recorder import GroupCommit
 from steadyhand.runtime.storecalls import StoreCalls
+from steadyhand.runtime.tracing import tracing_for, workflow_trace
 from steadyhand.store.base import Store
 
 __all__ = ["Worker", "WorkerObserver", "WorkerOptions", "worker_id"]
@@ -46,8 +50,13 @@ class Worker:
         store: Store,
         options: WorkerOptions | None = None,
         metrics: WorkerObserver | None = None,
+        *,
+        tracer_provider: Any = None,
     ) -> None:
+        """`tracer_provider`: an OpenTelemetry provider for this worker's spans (default:
+        the process's configured SDK, if any; see `runtime.tracing`)."""
         self.app = app
+        self.tracing = tracing_for(tracer_provider)
         self.metrics = metrics
         self.store = store
         self.options = options or WorkerOptions()
@@ -116,6 +125,8 @@ class Worker:
                 job.cancel()
             self.store.interrupt_wait()  # the listener's wait runs in the pool
             await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):  # presence is a courtesy, not a duty
+                await self.store_calls.call(mark_stopped, self.store, self.id)
             await self.store_calls.finish()
             log.info("worker %s stopped after %d tasks", self.id, self.completed_tasks)
 
@@ -222,13 +233,31 @@ class Worker:
         started = called = time.perf_counter()
         try:
             if task.kind == SUPERVISE:
-                await self.store_calls.call_until_answered(
+                begun = time.time()
+                decision = await self.store_calls.call_until_answered(
                     self.engine.supervise, task, notify=self._busy()
                 )
+                if self.tracing is not None:
+                    carrier, name = await self.store_calls.call(
+                        workflow_trace, self.store, task.workflow_id
+                    )
+                    self.tracing.decision(
+                        carrier, task.workflow_id, name, decision, begun, "supervise"
+                    )
             else:
                 outcome = await self._call(task)
                 called = time.perf_counter()
-                await self._record(task, outcome)
+                begun = time.time()
+                decision = await self._record(task, outcome)
+                if self.tracing is not None:
+                    self.tracing.decision(
+                        task.payload.get("trace"),
+                        task.workflow_id,
+                        str(task.payload.get("workflow", "")),
+                        decision,
+                        begun,
+                        "outcome",
+                    )
             self.completed_tasks += 1
             if self.metrics is not None:
                 call_seconds = 0.0 if outcome is None else called - started
@@ -263,17 +292,22 @@ class Worker:
         log.debug("calling %s (%s)", name, task.kind, extra=extra)
         beat = Heartbeat.for_task(task)
         self._beats[task.id] = beat
+        late = functools.partial(self._report_late, task)
         try:
-            late = functools.partial(self._report_late, task)
-            outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+            if self.tracing is None:
+                outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+            else:
+                with self.tracing.attempt(task, name) as span:
+                    outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+                    self.tracing.outcome(span, outcome)
         finally:
             self._beats.pop(task.id, None)
-        log.debug("%s %s: %s", name, task.kind, outcome.suffix, extra=extra)
+        log_outcome(name, task, outcome, extra)
         return outcome
 
-    async def _record(self, task: Task, outcome: Outcome) -> None:
+    async def _record(self, task: Task, outcome: Outcome) -> Decision | None:
         assert self._recorder is not None
-        await self._recorder.record(task, outcome)
+        return await self._recorder.record(task, outcome)
 
     def _report_late(self, task: Task, outcome: Outcome) -> None:
         """A sync agent answered after its timeout: record it (from the agent's own thread)."""

@@ -33,7 +33,13 @@ def open_store(url: str | None = None, **options: object) -> Store:
     """Open (and, where needed, create or upgrade) the store at `url`."""
     resolved = resolve_url(url)
     if resolved.startswith(("postgresql://", "postgres://")):
-        from steadyhand.store.postgres import PostgresStore
+        try:
+            from steadyhand.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise InputError(
+                f"a postgresql:// store needs psycopg and libpq ({exc}); install them with: "
+                "pip install 'steadyhand[postgres]'"
+            ) from None
 
         return PostgresStore(resolved, **options)  # type: ignore[arg-type]
     if resolved.startswith("sqlite:") or "://" not in resolved:

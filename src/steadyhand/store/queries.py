@@ -209,6 +209,19 @@ SHARED: dict[str, str] = {
             WHERE service = :service AND kind = 'attempt_deferred' AND at >= :since
           )
     """,
+    # -- worker presence (operational, like the queue) -----------------------------------------
+    "worker_alive": """
+        INSERT INTO workers (id, host, pid, started_at, heartbeat_at, in_flight, concurrency)
+        VALUES (:id, :host, :pid, :now, :now, :in_flight, :concurrency)
+        ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, in_flight = :in_flight,
+            stopped_at = NULL
+    """,
+    "worker_stopped": "UPDATE workers SET stopped_at = :now, in_flight = 0 WHERE id = :id",
+    "prune_workers": "DELETE FROM workers WHERE heartbeat_at < :before",
+    "recent_workers": """
+        SELECT id, host, pid, started_at, heartbeat_at, in_flight, concurrency, stopped_at
+        FROM workers WHERE heartbeat_at >= :since ORDER BY started_at DESC LIMIT :limit
+    """,
     "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
     "record_schema_version": """
         INSERT INTO steadyhand_schema (version, applied_at) VALUES (:version, :now)

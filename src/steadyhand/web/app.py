@@ -38,6 +38,7 @@ from steadyhand.ops.story import TIMELINE_PAGE, short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
 from steadyhand.store.base import Store
 from steadyhand.web.hosts import HostGuard
+from steadyhand.web.panels import panels, search
 from steadyhand.web.security import SESSION_COOKIE, SESSION_SECONDS, Guard
 from steadyhand.web.throttle import LoginThrottle
 
@@ -64,7 +65,8 @@ class DashboardOptions:
     stuck: StuckRule = field(default_factory=StuckRule.from_env)
     page_size: int = 50
     window: float = 3600.0  # the overview's recent window
-    metrics_window: float = 300.0
+    metrics_window: float = 300.0  # the history the first scrape's counters start from
+    metrics_settle: float = 2.0  # facts younger than this are counted by the next scrape
     session_seconds: float = SESSION_SECONDS  # a login lasts this long, then asks again
     allowed_hosts: frozenset[str] | None = None  # Host names answered (None: any; see hosts.py)
     login_attempts: int = 5  # failed logins per client within `login_window`, then 429
@@ -94,7 +96,9 @@ class Dashboard:
         self.throttle = LoginThrottle(options.login_attempts, options.login_window)
         self.client = Client(App(), primary or store)
         self.reads_replica = primary is not None
-        self.registry = store_registry(store, options.stuck, options.metrics_window)
+        self.registry = store_registry(
+            store, options.stuck, options.metrics_window, options.metrics_settle
+        )
         self.env = Environment(
             loader=PackageLoader("steadyhand.web", "templates"),
             autoescape=select_autoescape(default=True),
@@ -247,6 +251,7 @@ class Dashboard:
                 "outcomes": outcomes,
                 "replica_lag": lag,
                 "schedules": schedule_lines(self.store),
+                **panels(self.store, now, self.options.window),
             }
 
         context = await run_in_threadpool(read)
@@ -274,7 +279,14 @@ class Dashboard:
             )
         except (InputError, ValueError) as exc:
             error, page, listing = str(exc), None, Listing()
-        params = {k: v for k, v in q.items() if k in ("state", "name", "since", "limit") and v}
+        query = (q.get("q") or "").strip()[:500]
+        if query and page is not None:  # an id, an id prefix or an idempotency key
+            rule = self.options.stuck
+            page = await run_in_threadpool(search, self.store, query, listing, now, rule)
+            if len(page.rows) == 1 and not (q.get("state") or q.get("cursor")):
+                return _secure(RedirectResponse(f"/workflows/{page.rows[0].id}", 303))
+        keep = ("state", "name", "since", "limit", "q")
+        params = {k: v for k, v in q.items() if k in keep and v}
         next_url = None
         if page is not None and page.next_cursor:
             next_url = "/workflows?" + urlencode({**params, "cursor": page.next_cursor})
@@ -287,6 +299,7 @@ class Dashboard:
             "error": error,
             "next_url": next_url,
             "first_url": first_url,
+            "query": query,
         }
         return self.render(request, "workflows.html", context, 400 if error else 200)
 
