@@ -182,9 +182,20 @@ class Cluster:
         return done.stdout
 
     def _start(self, node: Node) -> None:
+        """Start a server and wait for it; one more try if it did not come up (a loaded
+        machine), then fail with the end of its own log, which says why."""
         log = self.base / f"{node.name}.log"
-        self._run([self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(node.datadir),
-                   "-l", str(log), "-o", f"-p {node.port}"], 90)  # fmt: skip
+        command = [self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(node.datadir),
+                   "-l", str(log), "-o", f"-p {node.port}"]  # fmt: skip
+        try:
+            self._run(command, 90)
+        except ClusterError:
+            time.sleep(1.0)
+            try:
+                self._run(command, 90)
+            except ClusterError as again:
+                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+                raise ClusterError(f"{again}; the server's log ends:\n{tail}") from None
         first = (node.datadir / "postmaster.pid").read_text().splitlines()[0]
         node.pid = int(first)
 
