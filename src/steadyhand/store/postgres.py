@@ -411,6 +411,15 @@ class PostgresStore(Store):
             ).fetchall()
         return [task_from_row(r) for r in rows]
 
+    def read_clock(self) -> float:
+        """The database server's clock (`clock_timestamp()`), in epoch seconds."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+                return float(row.fetchone()[0])
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
+
     def wait_for_work(self, timeout: float) -> None:
         """Block on LISTEN until a NOTIFY arrives or `timeout` passes."""
         with self._listener_lock:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from steadyhand.core.errors import InputError, StoreError
 from steadyhand.core.records import Task
+from steadyhand.store import hostclock
 from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.priorities import AGE_BOOST
@@ -101,6 +102,7 @@ class SqliteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._channel = WakeChannel(self.path)
+        self._anchors: dict[str, float] = {}
         if not self.path.parent.exists():
             raise InputError(
                 f"the directory {self.path.parent} for the SQLite store does not exist; create "
@@ -233,6 +235,21 @@ class SqliteStore(Store):
                 },
             ).fetchall()
         return [task_from_row(r) for r in rows]
+
+    def read_clock(self) -> float:
+        """The host's boot clock in epoch seconds, by the store's anchor for this boot (see
+        `store.hostclock`): the same for every process on the host, whatever its wall clock."""
+        boot = hostclock.boot_id()
+        if boot is None:
+            return time.time()
+        anchor = self._anchors.get(boot)
+        if anchor is None:
+            proposed = time.time() - hostclock.uptime()
+            with self.transaction() as tx:
+                tx.execute("anchor_clock", {"boot_id": boot, "epoch_at_boot": proposed})
+                anchor = float(tx.execute("clock_anchor", {"boot_id": boot}).fetchone()[0])
+            self._anchors[boot] = anchor
+        return anchor + hostclock.uptime()
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep until a commit here or a wake-up from another process, or `timeout`."""

@@ -1,0 +1,45 @@
+"""The SQLite store's clock: the host's kernel boot clock, anchored once per boot.
+
+Every process that opens a SQLite store in WAL mode runs on the same host, so they share
+the kernel's boot clock (`/proc/uptime`). It is never stepped (NTP, a VM resume or an
+operator setting the date move only the wall clock) and per-process time fakers such as
+libfaketime do not touch it. The wall time of the boot is recorded in the store the first
+time a process of this boot needs it (`store_clock`), and every process turns the boot
+clock into epoch seconds with that one anchor: their wall clocks may then disagree, the
+store's time does not. Without `/proc/uptime` (not Linux) the wall clock is used, which
+every process on one host shares.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+UPTIME = Path("/proc/uptime")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+TICK_WAIT = 0.05  # /proc/uptime moves in 10 ms steps; wait at most this for the next one
+
+
+def boot_id() -> str | None:
+    """This boot's id, or None where the kernel does not say (then: the wall clock)."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def uptime() -> float:
+    """Seconds since boot, read at the moment `/proc/uptime` ticks (so exact to ~1 ms
+    although the file counts hundredths)."""
+    first = _read_uptime()
+    deadline = time.monotonic() + TICK_WAIT
+    while time.monotonic() < deadline:
+        value = _read_uptime()
+        if value != first:
+            return value
+    return first
+
+
+def _read_uptime() -> float:
+    with UPTIME.open("rb") as f:
+        return float(f.read().split()[0])
