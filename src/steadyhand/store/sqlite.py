@@ -90,13 +90,22 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, busy_timeout: float = 15.0, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float | None = None, migrate: bool = True
+    ) -> None:
+        """`busy_timeout` (or `?lock_timeout=` in the URL, seconds) bounds how long a
+        statement waits for another process's write lock: default 15 s."""
         self.url = url
         self.path = sqlite_path(url)
         query = parse_qs(urlsplit(url).query) if url.startswith("sqlite:") else {}
         self._synchronous = query.get("synchronous", ["NORMAL"])[0].upper()
         if self._synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InputError(f"synchronous={self._synchronous} is not a SQLite sync level")
+        if busy_timeout is None:
+            try:
+                busy_timeout = float(query.get("lock_timeout", ["15"])[0])
+            except ValueError:
+                raise InputError("lock_timeout in the SQLite URL must be seconds") from None
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
