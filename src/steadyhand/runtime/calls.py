@@ -133,6 +133,8 @@ async def perform(
         return Outcome(UNCERTAIN, {"error": message[:MAX_ERROR_CHARS], **_took(started)})
     except _AgentTimeoutError:
         return _failure(TimeoutError("the agent raised TimeoutError"), task, started)
+    except Abandoned:
+        raise
     except Exception as exc:
         return _failure(exc, task, started)
     return _success(value, task, started)
