@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from steadyhand.chaos.proxy import StallingProxy
 from steadyhand.store import Store
 from tests.apps.remote import app
 from tests.apps.slowservice import SlowService
-from tests.processes import worker_process
+from tests.processes import ROOT, STEADYHAND, worker_process
 
 APP = "tests.apps.remote:app"
 LEASE = 1.0
@@ -78,6 +79,12 @@ def test_a_paused_worker_abandons_its_call_and_the_service_sees_one_request(
     log = stale_log.read_text()
     assert f"of workflow {workflow_id}" in log and "abandoning the call" in log
     assert "answered after its lease was lost" in log
+    explained = subprocess.run(
+        [STEADYHAND, "explain", workflow_id, "--db", store_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "probe 1 of booking answered unknown" in explained, "explain shows each probe"
+    assert "asking again in" in explained, "and why the supervisor waited"
 
 
 def test_a_partitioned_worker_cancels_its_async_call(
