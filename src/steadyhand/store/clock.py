@@ -62,12 +62,14 @@ class StoreClock:
         read: Callable[[], float],
         *,
         samples: int = SAMPLES,
+        at_end: bool = False,
         resync_after: float | None = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._read = read
         self._samples = samples
+        self._at_end = at_end  # `read` returns the time as of its return, not mid-call
         self._monotonic = monotonic
         self._wall = wall
         self._resync_after = resync_after
@@ -107,7 +109,7 @@ class StoreClock:
             store_time = self._read()
             after = self._monotonic()
             after_wall = self._wall()
-            mid = (before + after) / 2
+            mid = after if self._at_end else (before + after) / 2
             reading = ClockReading(
                 store_time=store_time,
                 monotonic=mid,
@@ -131,8 +133,7 @@ class StoreClock:
 
 def store_clock(store: Store, *, resync_after: float | None = 60.0) -> StoreClock:
     """A `StoreClock` reading `store` (one sample per sync where a read is local)."""
+    local = store.dialect == "sqlite"  # read on this host, at the boot clock's tick
     return StoreClock(
-        store.read_clock,
-        samples=1 if store.dialect == "sqlite" else SAMPLES,
-        resync_after=resync_after,
+        store.read_clock, samples=1 if local else SAMPLES, at_end=local, resync_after=resync_after
     )

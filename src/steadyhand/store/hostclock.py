@@ -29,15 +29,20 @@ def boot_id() -> str | None:
 
 
 def uptime() -> float:
-    """Seconds since boot, read at the moment `/proc/uptime` ticks (so exact to ~1 ms
-    although the file counts hundredths)."""
+    """Seconds since boot, read at the moment `/proc/uptime` ticks (so exact to well under
+    a millisecond although the file counts hundredths)."""
+    return at_tick()[0]
+
+
+def at_tick() -> tuple[float, float]:
+    """(seconds since boot, this process's wall clock), both read as `/proc/uptime` ticks."""
     first = _read_uptime()
     deadline = time.monotonic() + TICK_WAIT
     while time.monotonic() < deadline:
         value = _read_uptime()
         if value != first:
-            return value
-    return first
+            return value, time.time()
+    return first, time.time()
 
 
 def _read_uptime() -> float:

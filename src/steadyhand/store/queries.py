@@ -224,6 +224,11 @@ SHARED: dict[str, str] = {
         FROM workers WHERE heartbeat_at >= :since ORDER BY started_at DESC LIMIT :limit
     """,
     # -- the store's clock (SQLite: the boot clock's anchor; see store/hostclock.py) ---------
+    "create_store_clock": """
+        CREATE TABLE IF NOT EXISTS store_clock (
+            boot_id TEXT PRIMARY KEY, epoch_at_boot REAL NOT NULL
+        )
+    """,
     "anchor_clock": """
         INSERT INTO store_clock (boot_id, epoch_at_boot) VALUES (:boot_id, :epoch_at_boot)
         ON CONFLICT (boot_id) DO NOTHING

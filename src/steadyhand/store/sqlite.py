@@ -120,6 +120,9 @@ class SqliteStore(Store):
         _create_private(self.path)
         if migrate:
             self.migrate()
+        boot = hostclock.boot_id()
+        if boot is not None:  # now, while no transaction of ours can hold the write lock
+            self._anchors[boot] = self._anchor(boot)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -253,12 +256,28 @@ class SqliteStore(Store):
             return time.time()
         anchor = self._anchors.get(boot)
         if anchor is None:
-            proposed = time.time() - hostclock.uptime()
-            with self.transaction() as tx:
-                tx.execute("anchor_clock", {"boot_id": boot, "epoch_at_boot": proposed})
-                anchor = float(tx.execute("clock_anchor", {"boot_id": boot}).fetchone()[0])
+            anchor = self._anchor(boot)
             self._anchors[boot] = anchor
         return anchor + hostclock.uptime()
+
+    def _anchor(self, boot: str) -> float:
+        """This boot's anchor, recorded by the first process to ask (on a connection of its
+        own). Read when the store opens: later reads may come from inside a transaction."""
+        since_boot, wall = hostclock.at_tick()
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(SHARED["create_store_clock"])  # also where migration 010 was skipped
+            conn.execute(
+                SHARED["anchor_clock"], {"boot_id": boot, "epoch_at_boot": wall - since_boot}
+            )
+            anchor = float(conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()[0])
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {self._explain(exc)}") from exc
+        finally:
+            conn.close()
+        return anchor
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep until a commit here or a wake-up from another process, or `timeout`."""
