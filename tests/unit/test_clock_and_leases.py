@@ -4,11 +4,18 @@ both run on injected clocks here, so time is pinned instead of slept through."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
+from steadyhand import App
+from steadyhand.ops.metrics import WorkerMetrics
+from steadyhand.runtime.duties import Duties
 from steadyhand.runtime.leases import LeaseKeeper
-from steadyhand.store.clock import StoreClock
+from steadyhand.runtime.options import WorkerOptions
+from steadyhand.store.clock import ClockReading, StoreClock
 
 
 class Ticking:
@@ -90,3 +97,23 @@ def test_a_lease_unrenewed_for_its_period_is_given_up_on_the_monotonic_clock() -
     assert keeper.fence_expired() == []
     now[0] = 4.0
     assert keeper.fence_expired() == [1] and keeper.held() == []
+
+
+def test_a_measured_offset_is_exported_and_warned_beyond_the_threshold(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = WorkerMetrics()
+    duties = Duties(
+        app=App(), store=None, engine=None, calls=None,  # type: ignore[arg-type]
+        options=WorkerOptions(clock_skew_warning=2.0), clock=lambda: 0.0,
+        poll=1.0, kick=lambda: None, metrics=metrics,
+    )  # fmt: skip
+    with caplog.at_level(logging.DEBUG, logger="steadyhand.worker"):
+        duties.clock_measured(ClockReading(1000.0, 5.0, 0.004, skew=1.5))
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        duties.clock_measured(ClockReading(1000.0, 5.0, 0.004, skew=-40.0))
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "-40.000s off the store's clock" in warned[0]
+    registry = metrics.registry
+    assert registry.get_sample_value("steadyhand_worker_clock_offset_seconds") == -40.0
+    assert registry.get_sample_value("steadyhand_worker_clock_round_trip_seconds") == 0.004

@@ -338,8 +338,7 @@ class Store(ABC):
 
     @abstractmethod
     def read_clock(self) -> float:
-        """The store's clock now, in epoch seconds: the one clock leases, due times and fact
-        times are kept on. Processes read it through a `store.clock.StoreClock`."""
+        """The store's clock now (epoch seconds); read it through a `store.clock.StoreClock`."""
 
     @abstractmethod
     def wait_for_work(self, timeout: float) -> None:
@@ -405,9 +404,7 @@ class Store(ABC):
         return leased
 
     def renew_leases(self, owner: str, task_ids: Sequence[int], until: float) -> int:
-        """Extend `owner`'s leases (heartbeat) in one statement; returns how many it renewed.
-
-        See `renew_leases_of`, which says which ones."""
+        """How many of `owner`'s leases `renew_leases_of` renewed."""
         return len(self.renew_leases_of(owner, task_ids, until))
 
     def renew_leases_of(self, owner: str, task_ids: Sequence[int], until: float) -> list[int]:
