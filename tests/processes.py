@@ -13,20 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from steadyhand.chaos.workerfaults import faketime_env as shifted_env
+
 ROOT = Path(__file__).resolve().parents[1]
 STEADYHAND = str(Path(sys.executable).with_name("steadyhand"))
-LIBFAKETIME = (
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/faketime/libfaketimeMT.so.1",
-)
 
 
 def faketime_env(offset: str) -> dict[str, str]:
     """Environment that shifts a process's clocks by `offset` (e.g. "+40s", "-40s")."""
-    for path in LIBFAKETIME:
-        if Path(path).exists():
-            return {"LD_PRELOAD": path, "FAKETIME": offset, "FAKETIME_NO_CACHE": "1"}
+    env = shifted_env(offset)
+    if env is not None:
+        return env
     if os.environ.get("STEADYHAND_REQUIRE_PG") == "1" or shutil.which("faketime"):
         pytest.fail("libfaketime is not where Debian puts it; install the faketime package")
     pytest.skip("libfaketime missing: apt-get install faketime (.ci/run installs it)")
