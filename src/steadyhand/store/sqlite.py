@@ -273,8 +273,8 @@ class SqliteStore(Store):
             )
             anchor = float(conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()[0])
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {self._explain(exc)}") from exc
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
         finally:
             conn.close()
         return anchor
