@@ -48,3 +48,9 @@ def at_tick() -> tuple[float, float]:
 def _read_uptime() -> float:
     with UPTIME.open("rb") as f:
         return float(f.read().split()[0])
+
+
+def epoch_at_boot(samples: int = 3) -> float:
+    """This process's wall clock at boot time, from the uptime ticks: each sample reads the
+    wall clock just after a tick, so it can only be late; the smallest is the best."""
+    return min(wall - since_boot for since_boot, wall in (at_tick() for _ in range(samples)))

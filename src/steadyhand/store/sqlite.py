@@ -263,21 +263,21 @@ class SqliteStore(Store):
     def _anchor(self, boot: str) -> float:
         """This boot's anchor, recorded by the first process to ask (on a connection of its
         own). Read when the store opens: later reads may come from inside a transaction."""
-        since_boot, wall = hostclock.at_tick()
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
-            conn.execute("BEGIN IMMEDIATE")
             conn.execute(SHARED["create_store_clock"])  # also where migration 010 was skipped
-            conn.execute(
-                SHARED["anchor_clock"], {"boot_id": boot, "epoch_at_boot": wall - since_boot}
-            )
-            anchor = float(conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()[0])
-            conn.execute("COMMIT")
+            row = conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()
+            if row is None:
+                proposed = hostclock.epoch_at_boot()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(SHARED["anchor_clock"], {"boot_id": boot, "epoch_at_boot": proposed})
+                row = conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()
+                conn.execute("COMMIT")
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
         finally:
             conn.close()
-        return anchor
+        return float(row[0])
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep until a commit here or a wake-up from another process, or `timeout`."""
