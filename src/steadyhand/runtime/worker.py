@@ -43,6 +43,10 @@ from steadyhand.store.clock import StoreClock, store_clock
 __all__ = ["Worker", "WorkerObserver", "WorkerOptions", "worker_id"]
 
 log = logging.getLogger("steadyhand.worker")
+DUE_SLACK = 0.05
+"""Seconds early a task may be leased: processes read the store's clock to within a few
+milliseconds of each other, so work another process stamped "due now" must not look a
+millisecond early here and wait a whole poll (`store.clock`)."""
 
 
 class Worker:
@@ -212,7 +216,7 @@ class Worker:
             free = self.options.concurrency - len(self._inflight)
             leased: list[Task] = []
             if free > 0:
-                sent, now = time.monotonic(), self.clock()
+                sent, now = time.monotonic(), self.clock() + DUE_SLACK
                 try:
                     leased = await self.store_calls.call(
                         self.store.lease_tasks,
@@ -252,7 +256,7 @@ class Worker:
 
     async def _lease_gated(self, room: int) -> list[Task]:
         """Claim calls to remote services, within their limits and circuits."""
-        now = self.clock()
+        now = self.clock() + DUE_SLACK
         try:
             return await self.store_calls.call(
                 self.store.lease_gated,

@@ -93,6 +93,14 @@ class StoreClock:
                 log.warning("could not read the store's clock (%s); keeping the last offset", exc)
         return self._monotonic() + offset
 
+    def _better(self, reading: ClockReading, best: ClockReading) -> bool:
+        """The fastest round trip (the midpoint's error is below half of it); for a read
+        that returns the time as of its return (`at_end`) every error makes the estimate
+        late, so the sample that puts the store furthest ahead is the best."""
+        if self._at_end:
+            return reading.store_time - reading.monotonic > best.store_time - best.monotonic
+        return reading.round_trip < best.round_trip
+
     def _due_for_sync(self) -> bool:
         after = self._resync_after
         return after is not None and self._monotonic() - self._synced_at > after
@@ -116,7 +124,7 @@ class StoreClock:
                 round_trip=after - before,
                 skew=(before_wall + after_wall) / 2 - store_time,
             )
-            if best is None or reading.round_trip < best.round_trip:
+            if best is None or self._better(reading, best):
                 best = reading
         assert best is not None
         with self._lock:
@@ -132,8 +140,6 @@ class StoreClock:
 
 
 def store_clock(store: Store, *, resync_after: float | None = 60.0) -> StoreClock:
-    """A `StoreClock` reading `store` (one sample per sync where a read is local)."""
+    """A `StoreClock` reading `store` (SQLite's read is exact as of its return)."""
     local = store.dialect == "sqlite"  # read on this host, at the boot clock's tick
-    return StoreClock(
-        store.read_clock, samples=1 if local else SAMPLES, at_end=local, resync_after=resync_after
-    )
+    return StoreClock(store.read_clock, at_end=local, resync_after=resync_after)

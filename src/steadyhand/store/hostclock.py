@@ -35,14 +35,19 @@ def uptime() -> float:
 
 
 def at_tick() -> tuple[float, float]:
-    """(seconds since boot, this process's wall clock), both read as `/proc/uptime` ticks."""
+    """(seconds since boot, a wall clock reading taken just before the tick): read as
+    `/proc/uptime` ticks, the wall clock read before the last read that still showed the
+    old value, so `wall - since_boot` can only be early, never late."""
+    wall = time.time()
     first = _read_uptime()
     deadline = time.monotonic() + TICK_WAIT
     while time.monotonic() < deadline:
+        before = time.time()
         value = _read_uptime()
         if value != first:
-            return value, time.time()
-    return first, time.time()
+            return value, wall
+        wall = before
+    return first, wall
 
 
 def _read_uptime() -> float:
@@ -51,6 +56,7 @@ def _read_uptime() -> float:
 
 
 def epoch_at_boot(samples: int = 3) -> float:
-    """This process's wall clock at boot time, from the uptime ticks: each sample reads the
-    wall clock just after a tick, so it can only be late; the smallest is the best."""
-    return min(wall - since_boot for since_boot, wall in (at_tick() for _ in range(samples)))
+    """This process's wall clock at boot time, from the uptime ticks: each sample can only
+    be early (see `at_tick`), so the largest is the best. Never later than the truth, so
+    the store's time never runs ahead of a correct wall clock."""
+    return max(wall - since_boot for since_boot, wall in (at_tick() for _ in range(samples)))
