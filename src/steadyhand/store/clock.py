@@ -141,5 +141,5 @@ class StoreClock:
 
 def store_clock(store: Store, *, resync_after: float | None = 60.0) -> StoreClock:
     """A `StoreClock` reading `store` (SQLite's read is exact as of its return)."""
-    local = store.dialect == "sqlite"  # read on this host, at the boot clock's tick
+    local = store.dialect == "sqlite"  # read on this host, exact as of its return
     return StoreClock(store.read_clock, at_end=local, resync_after=resync_after)

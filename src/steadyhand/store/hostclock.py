@@ -12,12 +12,18 @@ every process on one host shares.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 UPTIME = Path("/proc/uptime")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 TICK_WAIT = 0.05  # /proc/uptime moves in 10 ms steps; wait at most this for the next one
+CALIBRATE_EVERY = 60.0  # seconds between calibrations of this process's monotonic clock
+CALIBRATION_SAMPLES = 5
+
+_calibration: tuple[float, float] | None = None  # (offset to boot clock, monotonic when made)
+_calibrating = threading.Lock()
 
 
 def boot_id() -> str | None:
@@ -60,3 +66,31 @@ def epoch_at_boot(samples: int = 3) -> float:
     be early (see `at_tick`), so the largest is the best. Never later than the truth, so
     the store's time never runs ahead of a correct wall clock."""
     return max(wall - since_boot for since_boot, wall in (at_tick() for _ in range(samples)))
+
+
+def since_boot() -> float:
+    """Seconds since boot, exact to microseconds and cheap: this process's monotonic clock
+    (never stepped; a time faker only shifts it) plus its offset to the boot clock,
+    calibrated once a minute on `/proc/uptime` ticks. Every error of a calibration sample
+    makes it late, so the best of a few is kept."""
+    global _calibration
+    now = time.monotonic()
+    found = _calibration
+    if found is None or now - found[1] > CALIBRATE_EVERY:
+        with _calibrating:
+            found = _calibration
+            if found is None or now - found[1] > CALIBRATE_EVERY:
+                offset = max(_tick_offset() for _ in range(CALIBRATION_SAMPLES))
+                found = _calibration = (offset, time.monotonic())
+    return time.monotonic() + found[0]
+
+
+def _tick_offset() -> float:
+    """Boot clock minus monotonic clock, read as `/proc/uptime` ticks (late, never early)."""
+    first = _read_uptime()
+    deadline = time.monotonic() + TICK_WAIT
+    while True:
+        value = _read_uptime()
+        now = time.monotonic()
+        if value != first or now > deadline:
+            return value - now

@@ -258,7 +258,7 @@ class SqliteStore(Store):
         if anchor is None:
             anchor = self._anchor(boot)
             self._anchors[boot] = anchor
-        return anchor + hostclock.uptime()
+        return anchor + hostclock.since_boot()
 
     def _anchor(self, boot: str) -> float:
         """This boot's anchor, recorded by the first process to ask (on a connection of its
