@@ -106,7 +106,7 @@ def test_a_measured_offset_is_exported_and_warned_beyond_the_threshold(
     duties = Duties(
         app=App(), store=None, engine=None, calls=None,  # type: ignore[arg-type]
         options=WorkerOptions(clock_skew_warning=2.0), clock=lambda: 0.0,
-        poll=1.0, kick=lambda: None, metrics=metrics,
+        worker_id="w", leased_ids=list, poll=1.0, kick=lambda: None, metrics=metrics,
     )  # fmt: skip
     with caplog.at_level(logging.DEBUG, logger="steadyhand.worker"):
         duties.clock_measured(ClockReading(1000.0, 5.0, 0.004, skew=1.5))
