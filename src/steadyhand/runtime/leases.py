@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from steadyhand.core.errors import StoreUnavailable
+from steadyhand.core.records import Task
 from steadyhand.runtime.heartbeats import Heartbeat
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
@@ -128,3 +129,16 @@ class LeaseKeeper:
         for task_id in renewed:
             if task_id in self._held:
                 self._held[task_id] = max(self._held[task_id], sent)
+
+
+def say_lease_lost(task: Task, lease_seconds: float) -> None:
+    """The WARNING an operator greps for: which call this worker gave up, and why."""
+    log.warning(
+        "could not renew the lease of %s %s of workflow %s for %.1fs: abandoning the call "
+        "(another worker may take it over; any answer it still gets is reported late)",
+        task.kind,
+        task.step or "",
+        task.workflow_id,
+        lease_seconds,
+        extra={"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt},
+    )

@@ -31,7 +31,7 @@ from steadyhand.engine.engine import Engine
 from steadyhand.runtime.calls import Abandoned, context_for, log_outcome, missing_agent, perform
 from steadyhand.runtime.duties import Duties
 from steadyhand.runtime.heartbeats import Heartbeat, watch
-from steadyhand.runtime.leases import LeaseKeeper
+from steadyhand.runtime.leases import LeaseKeeper, say_lease_lost
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
 from steadyhand.runtime.presence import mark_stopped
 from steadyhand.runtime.recorder import GroupCommit
@@ -188,16 +188,7 @@ class Worker:
         entry = self._inflight.get(task_id)
         if entry is None:
             return
-        task = entry[0]
-        log.warning(
-            "could not renew the lease of %s %s of workflow %s for %.1fs: abandoning the call "
-            "(another worker may take it over; any answer it still gets is reported late)",
-            task.kind,
-            task.step or "",
-            task.workflow_id,
-            self.options.lease_seconds,
-            extra={"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt},
-        )
+        say_lease_lost(entry[0], self.options.lease_seconds)
         ctx = self._contexts.get(task_id)
         if ctx is not None:
             ctx._fence.raise_()
