@@ -220,7 +220,7 @@ def test_one_workflows_bug_does_not_hold_back_a_batch_of_outcomes(store: Store) 
         value = {"bad": i == 3}
         text = json.dumps(value)
         ids.append(engine.start(new_workflow_id(), plan, value, text, None).workflow_id)
-    now = time.time()
+    now = engine.clock()  # the store's clock, which stamped the calls due
     leased = store.lease_tasks("w", 20, now, now + 30)
     calls = [t for t in leased if t.kind == ACTION]
     assert len(calls) == 6
@@ -399,7 +399,7 @@ def test_an_engine_error_in_one_workflow_costs_only_its_own_report(
             new_workflow_id(), app.plans["caller"], value, json.dumps(value), None
         )
         ids.append(started.workflow_id)
-    now = time.time()
+    now = engine.clock()  # the store's clock, which stamped the calls due
     calls = [t for t in store.lease_tasks("w", 20, now, now + 30) if t.kind == ACTION]
     applier = engine.applier
     original = applier.apply_txn

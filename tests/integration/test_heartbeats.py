@@ -61,7 +61,7 @@ def test_a_dead_workers_last_heartbeat_reaches_the_lost_fact_and_the_next_attemp
     renewed = renew_with_heartbeats(
         store, "w1", [call.id], time.time() - 1, {call.id: '{"page":7}'}
     )
-    assert renewed == 1
+    assert renewed == [call.id]
     assert client.engine.expire_lease(call)
     [lost] = client.view(workflow_id).of(call_kind("action", LOST))
     assert lost.get("heartbeat") == {"page": 7}

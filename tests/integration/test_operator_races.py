@@ -8,7 +8,6 @@ window of a millisecond between a check and a write would be hit.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from steadyhand.core.actions import ActionStatus
 from steadyhand.core.facts import CANCEL_IGNORED, CANCEL_REQUESTED, RETRY_REQUESTED
 from steadyhand.engine.answers import Outcome
 from steadyhand.store import Store
+from steadyhand.store.clock import store_clock
 
 ROUNDS = 100
 
@@ -88,7 +88,7 @@ def _one_step_app() -> App:
 
 
 def _lease_call(store: Store, wid: str, phase: str) -> Any:
-    now = time.time()
+    now = store_clock(store).now()  # the store's clock, which stamped the calls due
     for task in store.lease_tasks("w", 50, now, now + 60):
         if task.workflow_id == wid and task.kind == phase:
             return task

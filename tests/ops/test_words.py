@@ -73,7 +73,7 @@ def test_cursors_and_parameter_names_round_trip() -> None:
         ("attempt_failed", {"error": "no", "permanent": True}, "failed permanently"),
         ("attempt_timed_out", {"error": "no answer within 1s"}, "outcome is unknown"),
         ("attempt_lost", {"error": "worker w stopped"}, "lost: worker w stopped"),
-        ("probe_succeeded", {"answer": "done"}, "probe of attempt 2 of hotel answered done"),
+        ("probe_succeeded", {"answer": "done"}, "probe 2 of hotel answered done"),
         ("compensation_succeeded", {"result": None}, "compensation 2 of hotel succeeded"),
         ("retry_requested", {"reason": "fixed", "by": "ann"}, "retry requested by ann: fixed"),
         ("workflow_failed", {"reason": "boom"}, "ended FAILED: boom"),

@@ -13,6 +13,7 @@ from steadyhand.core.errors import StoreError
 from steadyhand.core.records import NewFact, Task
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
+from steadyhand.store.clock import store_clock
 from steadyhand.store.migrations import latest_version, migrations
 from tests.apps.scripted import app
 
@@ -112,7 +113,7 @@ def test_leases_are_exclusive_and_expire(store_url: str, tmp_path: Path) -> None
     a, b = open_store(store_url), open_store(store_url)
     for _ in range(5):
         _started(a, tmp_path)
-    now = time.time()
+    now = store_clock(a).now()  # the store's clock, which stamped the calls due
     got_a = a.lease_tasks("a", 3, now, now + 0.2)
     got_b = b.lease_tasks("b", 10, now, now + 0.2)
     assert len(got_a) == 3 and len(got_b) == 2

@@ -38,12 +38,14 @@ from steadyhand.core.facts import (
 )
 from steadyhand.core.guard import guarded
 from steadyhand.core.plans import Plan, RetryPolicy, StepSpec
+from steadyhand.core.probing import last_answer
 from steadyhand.core.saga import saga
 from steadyhand.core.view import WorkflowView
 
 PHASES = ("action", "compensation", "probe")
 OUTCOME_WORDS = ("succeeded", "transient", "permanent", "timed_out", "lost", "uncertain")
 PROBE_ANSWERS = ("done", "not_done", "unknown")
+UNKNOWN_KINDS = ("attempt_timed_out", "attempt_lost", "attempt_uncertain")
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
@@ -195,6 +197,19 @@ def check_invariants(sim: Sim) -> None:
         assert began is not None and began.seq < comp[0].seq
     if began is not None:
         assert not any(f.kind == "attempt_scheduled" and f.seq > began.seq for f in sim.facts)
+    # A probed step's uncertain attempt is re-sent only after a probe said `not_done`.
+    for spec in sim.plan.steps:
+        if spec.probe is None:
+            continue
+        for again in view.of("attempt_scheduled", spec.name):
+            before = view.slot(call_slot("action", spec.name, (again.attempt or 1) - 1, "outcome"))
+            if before is None or before.kind not in UNKNOWN_KINDS or before.seq > again.seq:
+                continue
+            answer = last_answer(view, spec.name, (again.attempt or 1) - 1, before)
+            assert answer == "not_done" or before.seq < view.round_start, (
+                f"attempt {again.attempt} of {spec.name} re-sent after an unknown outcome "
+                f"(the probe said {answer})"
+            )
     # Never compensate a step known not to have taken effect.
     for step in {f.step for f in comp}:
         assert step is not None
@@ -239,8 +254,7 @@ def known_not_done(view: WorkflowView, step: str) -> bool:
             return False
         if outcome.kind == "attempt_failed":
             continue
-        probe = view.slot(call_slot("probe", step, attempt, "outcome"))
-        if probe is None or probe.kind != "probe_succeeded" or probe.get("answer") != "not_done":
+        if last_answer(view, step, attempt, outcome) != "not_done":  # probes: per step
             return False
     return True
 
@@ -376,7 +390,9 @@ def test_a_supervisor_looping_forever_is_failed_by_the_budget() -> None:
 
 @pytest.mark.parametrize("answer", PROBE_ANSWERS)
 def test_probe_answers_after_a_timeout(answer: str) -> None:
-    spec = StepSpec("s0", "do_0", "undo_0", probe="probe_0", retry=RetryPolicy(max_attempts=1))
+    spec = StepSpec(
+        "s0", "do_0", "undo_0", probe="probe_0", retry=RetryPolicy(max_attempts=1), probe_budget=2
+    )
     sim = Sim(Plan("prop", (spec,)))
     sim.run()
     sim.deliver(("action", "s0", 1), "timed_out", "")
@@ -390,7 +406,14 @@ def test_probe_answers_after_a_timeout(answer: str) -> None:
         assert isinstance(decision.terminal, EndCompensated)  # nothing to undo
         assert not sim.view().has("compensation_scheduled")
     else:
-        assert sim.in_flight() == [("compensation", "s0", 1)]  # may have taken effect: undo
+        assert sim.in_flight() == [], "unknown: neither re-sent nor undone yet, asked later"
+        assert sim.wake_at is not None and sim.wake_at > sim.now
+        sim.now = sim.wake_at
+        sim.run()
+        assert sim.in_flight() == [("probe", "s0", 2)]
+        sim.deliver(("probe", "s0", 2), "succeeded", "unknown")
+        sim.run()
+        assert sim.in_flight() == [("compensation", "s0", 1)]  # budget spent: possibly done
 
 
 def test_an_earlier_unknown_attempt_is_still_compensated() -> None:

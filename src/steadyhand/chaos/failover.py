@@ -185,7 +185,10 @@ def run_failover(
         say(f"cluster up: {cluster.events[-1]}; store {url}")
         strike = Strike(cluster)
         signaller = Signaller(url)
-        run = ChaosOptions(**{**options.__dict__, "db": url, "failover": strike})
+        # The failover run strikes the primary only: no worker disruptions (chaos/workerfaults).
+        run = ChaosOptions(
+            **{**options.__dict__, "db": url, "failover": strike, "worker_faults": ()}
+        )
         signaller.start()
         try:
             chaos = run_chaos(run, say)

@@ -14,20 +14,13 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
 
-from steadyhand.chaos.disruptions import (
-    APP_NAME_PREFIX,
-    Disruption,
-    hold_write_lock,
-    restart_server,
-    terminate_connections,
-    with_app_name,
-)
+from steadyhand.chaos.disruptions import APP_NAME_PREFIX, Disruption, with_app_name
+from steadyhand.chaos.disruptor import Disruptor, plan_disruptions
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
 from steadyhand.chaos.options import ChaosOptions
 from steadyhand.core.errors import StoreUnavailable
@@ -53,12 +46,9 @@ from steadyhand.store.sqlite import sqlite_path
 T = TypeVar("T")
 Note = Callable[[str], None]
 STORE_TROUBLE = re.compile(
-    r"store unavailable|cannot lease tasks|could not renew leases|watchdog skipped"
+    r"store unavailable|cannot lease tasks|could not renew \d* ?leases|watchdog skipped"
 )
 """Worker log lines that say a store call failed and was retried (the worker went on)."""
-QUIET_AFTER_RESTART = 3.0
-"""Seconds without kills around a server restart, so a fresh worker does not meet a dead
-server while it opens the store (a worker that cannot open the store exits)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,9 @@ class ChaosResult:
 
     def disruption_counts(self) -> dict[str, int]:
         counts = Counter(d.kind for d in self.disruptions)
-        return {k: counts.get(k, 0) for k in ("terminate", "restart", "lock", "failover")}
+        kinds: tuple[str, ...] = ("terminate", "restart", "lock", "failover")
+        kinds += ("skew_fast", "skew_slow", "pause", "partition")
+        return {k: counts.get(k, 0) for k in kinds}
 
     def to_json(self) -> dict[str, Any]:
         states = self.tally.states
@@ -173,75 +165,11 @@ def _reset_store(options: ChaosOptions) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _plan(options: ChaosOptions) -> list[tuple[float, str]]:
-    """When (seconds into the run) each disruption strikes: spread over the arrivals."""
-    if options.dialect == "postgresql":
-        kinds = ["terminate"] * options.disruptions
-        for n in range(options.restarts):
-            kinds.insert((n + 1) * len(kinds) // (options.restarts + 1) + n, "restart")
-    else:
-        kinds = ["lock"] * options.disruptions
-    if options.failover is not None:
-        kinds[len(kinds) // 2 : len(kinds) // 2] = ["failover"] * options.failovers
-    span = options.workflows / options.rate
-    return [(span * (i + 1) / (len(kinds) + 1), kind) for i, kind in enumerate(kinds)]
-
-
 def _store_retries(options: ChaosOptions) -> int:
     count = 0
     for log in (options.workdir / "logs").glob("worker-*.log"):
         count += len(STORE_TROUBLE.findall(log.read_text(errors="replace")))
     return count
-
-
-class _Disruptor:
-    """Runs one disruption at a time on a thread, so kills and tracking carry on meanwhile."""
-
-    def __init__(self, options: ChaosOptions, url: str, prefix: str, rng: random.Random) -> None:
-        self.options = options
-        self.url = url
-        self.prefix = prefix
-        self.rng = rng
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chaos-disruption")
-        self.running: Future[Disruption] | None = None
-        self.running_kind = ""
-        self.done: list[Disruption] = []
-        self.quiet_until = 0.0
-
-    def start(self, kind: str, at: float) -> None:
-        opts = self.options
-        if kind == "terminate":
-            scope = self.prefix if opts.terminate_scope == "run" else None
-            self.running = self.pool.submit(terminate_connections, self.url, scope, at)
-        elif kind == "restart":
-            self.running = self.pool.submit(restart_server, self.url, opts.pg_cluster, at)
-        elif kind == "failover" and opts.failover is not None:
-            self.running = self.pool.submit(opts.failover, at)
-        else:
-            seconds = self.rng.uniform(*opts.lock_hold)
-            self.running = self.pool.submit(hold_write_lock, self.url, seconds, at)
-        self.running_kind = kind
-
-    def poll(self, now: float) -> Disruption | None:
-        """The disruption that just ended, if any (re-raising what went wrong in it)."""
-        if self.running is None or not self.running.done():
-            return None
-        finished = self.running.result()
-        self.running = None
-        if finished.kind == "restart":
-            self.quiet_until = now + QUIET_AFTER_RESTART
-        self.done.append(finished)
-        return finished
-
-    @property
-    def busy(self) -> bool:
-        return self.running is not None
-
-    def kills_paused(self, now: float) -> bool:
-        return (self.busy and self.running_kind == "restart") or now < self.quiet_until
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager
@@ -267,12 +195,13 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
         worker_url = with_app_name(db_url, f"{prefix}-worker")
         observer_url = with_app_name(db_url, f"{prefix}-observer")
     rng = random.Random(f"{options.seed}:chaos")
-    disruptor = _Disruptor(options, db_url, prefix, rng)
+    disruptor = Disruptor(options, db_url, prefix, rng)
     snapshots: list[dict[str, Digest]] = []
     with _observer_store(observer_url) as store:
         with running_services(demo) as services:
             urls = {kind: service.url for kind, service in services.items()}
             fleet = Fleet(demo, worker_url, _child_env({SERVICES_ENV: json.dumps(urls)}))
+            disruptor.fleet = fleet
             try:
                 for _ in range(options.workers):
                     fleet.start_one()
@@ -318,7 +247,7 @@ class _Loop:
         options: ChaosOptions,
         store: Store,
         fleet: Fleet,
-        disruptor: _Disruptor,
+        disruptor: Disruptor,
         rng: random.Random,
         run_id: str,
         say: Note,
@@ -359,7 +288,7 @@ class _Loop:
 
     def run(self) -> tuple[Tracker, int, float]:
         opts = self.options
-        plan = _plan(opts)
+        plan = plan_disruptions(opts)
         began = time.monotonic()
         next_kill = began + self.rng.uniform(0.5, 1.5) * opts.kill_every
         next_note = began + 5.0

@@ -42,6 +42,9 @@ class ChaosOptions:
     lease: float = 3.0
     disruptions: int = 3  # connection kills (PostgreSQL) or write-lock holds (SQLite)
     restarts: int = 1  # real PostgreSQL server restarts (pg_ctlcluster); 0 in tests
+    # Worker disruptions (chaos/workerfaults.py): clock 40 s fast and slow, SIGSTOP longer
+    # than the lease, a proxy stalling one worker's PostgreSQL traffic (PostgreSQL only).
+    worker_faults: tuple[str, ...] = ("skew_fast", "skew_slow", "pause", "partition")
     lock_hold: tuple[float, float] = (2.0, 5.0)  # seconds the SQLite write lock is held
     terminate_scope: str = "database"  # "run": only this run's connections
     pg_cluster: tuple[str, str] = ("15", "main")
@@ -65,9 +68,18 @@ class ChaosOptions:
             raise ValueError(f"--backend must be sqlite or postgresql, not {self.backend!r}")
         if self.terminate_scope not in TERMINATE_SCOPES:
             raise ValueError(f"--terminate-scope must be one of {', '.join(TERMINATE_SCOPES)}")
+        unknown = set(self.worker_faults) - {"skew_fast", "skew_slow", "pause", "partition"}
+        if unknown:
+            raise ValueError(f"unknown worker disruptions: {', '.join(sorted(unknown))}")
         low, high = self.lock_hold
         if not 0 < low <= high:
             raise ValueError("the lock hold must be a range 0 < low <= high seconds")
+
+    @property
+    def worker_faults_for_dialect(self) -> tuple[str, ...]:
+        if self.dialect == "postgresql":
+            return self.worker_faults
+        return tuple(kind for kind in self.worker_faults if kind != "partition")
 
     @property
     def owns_store(self) -> bool:

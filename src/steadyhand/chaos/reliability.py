@@ -28,6 +28,9 @@ harness (`src/steadyhand/chaos/`, `steadyhand chaos --help`):
   a few times and restarts the server once (`pg_ctlcluster … restart`, then `pg_isready`);
 - on SQLite, holds the write lock (`BEGIN IMMEDIATE`) from another process for 2-5 s a few
   times;
+- disrupts single workers: one with its wall clock 40 s fast and one 40 s slow (libfaketime)
+  beside the fleet, one SIGSTOPped for longer than its lease then continued, and (on
+  PostgreSQL) one whose database traffic a proxy stalls for longer than its lease;
 - snapshots a sha256 digest of every workflow's facts before each disruption;
 
 and at the end checks, against the store and the services' own ledgers:
@@ -108,6 +111,11 @@ def section(result: ChaosResult, command: str, when: dt.datetime | None = None) 
         ("workers SIGKILLed", f"{figures['kills']} (of {figures['workers_started']} started)"),
         ("workers that exited by themselves", f"{figures['workers_exited_by_themselves']}"),
         ("database disruptions", disruptions),
+        (
+            "worker disruptions",
+            f"{counts['skew_fast'] + counts['skew_slow']} x clock 40 s off, "
+            f"{counts['pause']} x SIGSTOP past the lease, {counts['partition']} x partition",
+        ),
         ("store calls retried by workers (log lines)", f"{figures['store_retries_logged']}"),
         ("agent calls scheduled", f"{figures['attempts']}"),
         ("retries (attempts after the first)", f"{figures['retries']}"),

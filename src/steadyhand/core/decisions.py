@@ -41,7 +41,7 @@ class CallAgent:
             raise ValueError("attempts are numbered from 1")
 
     def describe(self) -> str:
-        noun = {ACTION: "attempt", COMPENSATION: "compensation", PROBE: "probe of attempt"}
+        noun = {ACTION: "attempt", COMPENSATION: "compensation", PROBE: "probe"}
         return f"call {self.agent} for {self.step} ({noun[self.phase]} {self.attempt})"
 
 

@@ -143,6 +143,8 @@ class StepSpec:
     on_give_up: str = "compensate"  # or "fail": stop without rolling back, for a person
     heartbeat_timeout: float | None = None  # a call silent this long is lost (see heartbeats)
     sources: tuple[str, ...] | None = None  # accept `wait_for` only from these event sources
+    probe_budget: int = 6  # probes asked about one uncertain attempt before it counts as done
+    probe_backoff: float = 1.0  # seconds before asking again after "unknown" (doubling)
 
     def __post_init__(self) -> None:
         check_name(self.name, "step name")
@@ -167,6 +169,19 @@ class StepSpec:
             raise DefinitionError(f"step {self.name!r}: a deadline needs wait_for and seconds > 0")
         if self.heartbeat_timeout is not None and not self.heartbeat_timeout > 0:
             raise DefinitionError(f"step {self.name!r}: heartbeat_timeout must be seconds > 0")
+        if self.probe_budget < 1 or self.probe_backoff < 0:
+            raise DefinitionError(
+                f"step {self.name!r}: probe_budget must be at least 1 and probe_backoff >= 0"
+            )
+
+    @property
+    def probe_policy(self) -> RetryPolicy:
+        """How often and how patiently a probe that cannot tell yet is asked again."""
+        return RetryPolicy(
+            max_attempts=self.probe_budget,
+            initial_backoff=self.probe_backoff,
+            max_backoff=max(30.0, self.probe_backoff),
+        )
 
     def to_json(self) -> dict[str, JSON]:
         extra = {} if self.heartbeat_timeout is None else {"heartbeat": self.heartbeat_timeout}
@@ -185,6 +200,8 @@ class StepSpec:
             "child": self.child,
             "on_give_up": self.on_give_up,
             **({"sources": list(self.sources)} if self.sources is not None else {}),
+            "probe_budget": self.probe_budget,
+            "probe_backoff": self.probe_backoff,
         }
 
     @classmethod
@@ -204,6 +221,8 @@ class StepSpec:
             on_give_up=data.get("on_give_up", "compensate"),
             heartbeat_timeout=data.get("heartbeat"),
             sources=tuple(data["sources"]) if data.get("sources") is not None else None,
+            probe_budget=int(data.get("probe_budget", 6)),
+            probe_backoff=float(data.get("probe_backoff", 1.0)),
         )
 
 

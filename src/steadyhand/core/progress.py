@@ -15,7 +15,6 @@ from steadyhand.core.facts import (
     FAILED,
     OUTCOME_REPORTED_LATE,
     PHASE_PREFIX,
-    PROBE,
     SCHEDULED,
     SUCCEEDED,
     UNKNOWN_OUTCOMES,
@@ -24,12 +23,15 @@ from steadyhand.core.facts import (
     call_slot,
 )
 from steadyhand.core.plans import RetryPolicy
+from steadyhand.core.probing import ASK, ASKING, EXHAUSTED, WAIT, last_answer, probe_state
+from steadyhand.core.probing import DONE as FOUND
 from steadyhand.core.view import WorkflowView
 
 NOT_STARTED = "not_started"  # no call scheduled yet
 IN_FLIGHT = "in_flight"  # the latest call has no outcome yet
 NEEDS_PROBE = "needs_probe"  # outcome unknown and the step has a probe nobody asked yet
 PROBING = "probing"  # the probe was scheduled and has not answered
+PROBE_WAIT = "probe_wait"  # the probe could not tell yet; ask again at `retry_at`
 DONE = "succeeded"  # the call took effect; `result` holds what it returned
 RETRY = "retry"  # failed for a passing reason; try again at `retry_at`
 GAVE_UP = "gave_up"  # failed permanently or used every attempt of this round
@@ -47,11 +49,16 @@ class Progress:
     retry_at: float | None = None
     reason: str = ""
     possibly_done: bool = False  # the remote effect may exist although no success was seen
+    probe: int = 0  # for NEEDS_PROBE, PROBING, PROBE_WAIT: the probe call's number
 
     @property
     def took_effect(self) -> bool:
         """Whether rolling back must undo this step (succeeded, or cannot rule it out)."""
         return self.status == DONE or self.possibly_done
+
+
+DEFAULT_PROBING = RetryPolicy(max_attempts=6, initial_backoff=1.0, max_backoff=30.0)
+"""How a probe is asked again when the caller gives no policy (`StepSpec.probe_policy`)."""
 
 
 def _suffix(fact: Fact, phase: str) -> str:
@@ -73,8 +80,11 @@ def call_progress(
     step: str,
     policy: RetryPolicy,
     has_probe: bool = False,
+    probe_policy: RetryPolicy | None = None,
 ) -> Progress:
-    """Derive where `step` stands in `phase` (action or compensation) from the facts."""
+    """Derive where `step` stands in `phase` (action or compensation) from the facts.
+
+    `probe_policy` bounds asking the probe again when it cannot tell (`core.probing`)."""
     scheduled_kind = call_kind(phase, SCHEDULED)
     scheduled = view.of(scheduled_kind, step)
     if not scheduled:
@@ -94,24 +104,42 @@ def call_progress(
         return Progress(DONE, attempt, used, result=late.get("result"))
 
     possibly_done = _any_unknown_unresolved(view, phase, step, attempt, has_probe)
+    exhausted = ""
     if suffix in UNKNOWN_OUTCOMES and phase == ACTION and has_probe:
-        probe_outcome = view.slot(call_slot(PROBE, step, attempt, "outcome"))
-        if view.slot(call_slot(PROBE, step, attempt, "scheduled")) is None:
-            return Progress(NEEDS_PROBE, attempt, used, possibly_done=True)
-        if probe_outcome is None:
-            return Progress(PROBING, attempt, used, possibly_done=True)
-        if _suffix(probe_outcome, PROBE) == SUCCEEDED:
-            answer = probe_outcome.get("answer")
-            if answer == "done":
-                return Progress(DONE, attempt, used, result=probe_outcome.get("result"))
-            if answer == "not_done":
-                possibly_done = _any_unknown_unresolved(view, phase, step, attempt - 1, has_probe)
+        probing = probe_state(view, step, attempt, outcome, probe_policy or DEFAULT_PROBING)
+        if probing.status == ASK:
+            return Progress(NEEDS_PROBE, attempt, used, possibly_done=True, probe=probing.number)
+        if probing.status == ASKING:
+            return Progress(PROBING, attempt, used, possibly_done=True, probe=probing.number)
+        if probing.status == WAIT:
+            budget = (probe_policy or DEFAULT_PROBING).max_attempts
+            said = f"probe {probing.asked} of {budget} answered {probing.why}"
+            return Progress(
+                PROBE_WAIT,
+                attempt,
+                used,
+                retry_at=probing.at,
+                reason=said,
+                possibly_done=True,
+                probe=probing.number,
+            )
+        if probing.status == FOUND:
+            return Progress(DONE, attempt, used, result=probing.result)
+        if probing.status == EXHAUSTED:
+            exhausted = (
+                f"attempt {attempt} ended without a known outcome and {probing.why}: "
+                "treating it as possibly done, not sending it again"
+            )
+        else:  # not_done: this attempt did nothing; only earlier ones may have
+            possibly_done = _any_unknown_unresolved(view, phase, step, attempt - 1, has_probe)
 
     if outcome.seq < round_start:
         # An operator opened a new round after this failure: try again straight away.
         return Progress(
             RETRY, attempt, used, retry_at=view.facts[-1].at, possibly_done=possibly_done
         )
+    if exhausted:
+        return Progress(GAVE_UP, attempt, used, reason=exhausted, possibly_done=True)
     reason = describe_failure(outcome)
     if suffix == FAILED and outcome.get("agent_missing"):
         return Progress(AGENT_MISSING, attempt, used, reason=reason, possibly_done=possibly_done)
@@ -158,10 +186,8 @@ def _any_unknown_unresolved(
         outcome = view.slot(call_slot(phase, step, number, "outcome"))
         if outcome is None or _suffix(outcome, phase) not in UNKNOWN_OUTCOMES:
             continue
-        if phase == ACTION and has_probe:
-            probe = view.slot(call_slot(PROBE, step, number, "outcome"))
-            if probe is not None and probe.get("answer") == "not_done":
-                continue
+        if phase == ACTION and has_probe and last_answer(view, step, number, outcome) == "not_done":
+            continue
         return True
     return False
 

@@ -39,6 +39,7 @@ from steadyhand.core.progress import (
     IN_FLIGHT,
     NEEDS_PROBE,
     NOT_STARTED,
+    PROBE_WAIT,
     PROBING,
     RETRY,
     Progress,
@@ -80,7 +81,14 @@ def roll_back(
 def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     if spec.action is None:
         return Progress(DONE)  # nothing to call: the step's wait or child decides
-    return call_progress(view, ACTION, spec.name, spec.retry, has_probe=spec.probe is not None)
+    return call_progress(
+        view,
+        ACTION,
+        spec.name,
+        spec.retry,
+        has_probe=spec.probe is not None,
+        probe_policy=spec.probe_policy,
+    )
 
 
 def _child(view: WorkflowView, spec: StepSpec) -> ChildState | None:
@@ -129,9 +137,10 @@ def _action_call(spec: StepSpec, attempt: int, results: dict[str, Any]) -> CallA
     )
 
 
-def _probe_call(spec: StepSpec, attempt: int) -> CallAgent:
+def _probe_call(spec: StepSpec, number: int) -> CallAgent:
+    """Probe number `number` of the step (probes are numbered per step: see core.probing)."""
     assert spec.probe is not None
-    return CallAgent(PROBE, spec.name, attempt, spec.probe, spec.timeout, {})
+    return CallAgent(PROBE, spec.name, number, spec.probe, spec.timeout, {})
 
 
 def _forward(view: WorkflowView, now: float, progress: dict[str, Progress], saw: str) -> Decision:
@@ -207,12 +216,14 @@ def _advance_action(
     if step.status == NEEDS_PROBE:
         why = (
             f"attempt {step.attempt} of {name} ended without a known outcome; asking the "
-            "remote service what became of it before retrying"
+            f"remote service what became of it before retrying (probe {step.probe})"
         )
-        return Decision((_probe_call(spec, step.attempt),), why, saw)
+        return Decision((_probe_call(spec, step.probe),), why, saw)
     if step.status == PROBING:
-        why = f"waiting for the probe of attempt {step.attempt} of {name}"
-        return Decision((_probe_call(spec, step.attempt),), why, saw)
+        why = f"waiting for probe {step.probe} of attempt {step.attempt} of {name}"
+        return Decision((_probe_call(spec, step.probe),), why, saw)
+    if step.status == PROBE_WAIT:
+        return _probe_again(spec, step, now, saw, "")
     if step.status == RETRY:
         assert step.retry_at is not None
         used = f"{step.used} of {spec.retry.max_attempts} attempts used"
@@ -242,6 +253,19 @@ def _advance_action(
     raise AssertionError(f"unhandled status {step.status}")
 
 
+def _probe_again(spec: StepSpec, step: Progress, now: float, saw: str, rolling: str) -> Decision:
+    """The probe could not tell yet (the service may still be working on the attempt): ask
+    again when its backoff ends, never re-send the attempt meanwhile."""
+    assert step.retry_at is not None
+    about = f"attempt {step.attempt} of {spec.name}: {step.reason}"
+    if rolling:
+        about = f"rolling back ({rolling}); first settling {about}"
+    if step.retry_at <= now:
+        return Decision((_probe_call(spec, step.probe),), f"{about}; asking again", saw)
+    why = f"{about}; asking again in {step.retry_at - now:.2f}s (not retrying meanwhile)"
+    return Decision((WaitUntil(step.retry_at),), why, saw)
+
+
 def _begin_compensation(
     view: WorkflowView,
     now: float,
@@ -267,6 +291,7 @@ def _compensate(
     plan = view.plan
     results = _results(view, progress)
     settling: list[Command] = []
+    notes: list[str] = []  # probes that could not tell yet, and when they are asked again
     for spec in plan.steps:
         step = progress[spec.name]
         if spec.child is not None:
@@ -276,9 +301,14 @@ def _compensate(
         elif step.status == IN_FLIGHT:
             settling.append(_action_call(spec, step.attempt, results))
         elif step.status in (NEEDS_PROBE, PROBING):
-            settling.append(_probe_call(spec, step.attempt))
+            settling.append(_probe_call(spec, step.probe))
+        elif step.status == PROBE_WAIT:  # compensating now could race the first request
+            again = _probe_again(spec, step, now, saw, reason)
+            settling += again.commands
+            notes.append(again.why.split("; ", 1)[1])
     if settling:
         why = f"rolling back ({reason}); first waiting for calls and children still open"
+        why += "".join(f"; {note}" for note in notes)
         recheck = WaitUntil(now + RECHECK_SECONDS)
         return Decision((*prefix, *settling, recheck), why, saw)
 

@@ -7,6 +7,7 @@ everything they need to make one call to one remote service idempotently.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,28 @@ from typing import Any
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.plans import check_name
 from steadyhand.define.typed import input_type_of
+
+
+class Fence:
+    """The flag behind `Context.lease_lost`, and what to cancel when it is raised."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+        self._on_lost: list[Callable[[], object]] = []
+
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        """Run `callback` when the lease is lost (at once if it already is)."""
+        self._on_lost.append(callback)
+        if self.lost.is_set():
+            callback()
+
+    def raise_(self) -> None:
+        """Mark the call abandoned and run the callbacks (from the worker's event loop)."""
+        if self.lost.is_set():
+            return
+        self.lost.set()
+        for callback in self._on_lost:
+            callback()
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,11 @@ class Context:
     results: Mapping[str, Any] = field(default_factory=dict)
     result: Any = None  # for a compensation: what the action returned (None if unknown)
     timeout: float = 30.0
+    # Larger for every later attempt of this step (action, probe or compensation): send it
+    # to a remote service that supports conditional writes, which then refuses a request
+    # whose token is smaller than one it has already seen (a stale worker's late request).
+    fencing_token: int = 0
+    _fence: Fence = field(default_factory=Fence, repr=False, compare=False)
     last_heartbeat: Any = None  # the details an earlier attempt last sent with `heartbeat`
     beat: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
 
@@ -47,6 +75,13 @@ class Context:
         worker's lease renewal, so beating often costs no extra writes."""
         if self.beat is not None:
             self.beat(details)
+
+    @property
+    def lease_lost(self) -> bool:
+        """True once this worker could not renew the call's lease for the lease period: the
+        call is no longer its own (another worker may run it). A long sync agent checks it
+        between its requests and stops; an async agent is cancelled instead."""
+        return self._fence.lost.is_set()
 
 
 @dataclass(frozen=True)

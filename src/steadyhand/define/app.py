@@ -56,6 +56,11 @@ class Step:
     heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
     # is treated as lost (its outcome unknown) without waiting for its whole timeout
     sources: tuple[str, ...] | None = None  # accept `wait_for` only from these event sources
+    # A probe that cannot tell yet ("unknown") is asked again, after `probe_backoff` s
+    # doubling up to 30 s, at most `probe_budget` times per uncertain attempt; then the step
+    # counts as possibly done (compensated on rollback), never re-sent blindly.
+    probe_budget: int = 6
+    probe_backoff: float = 1.0
 
 
 class App:
@@ -256,6 +261,8 @@ class App:
                     on_give_up=step.on_give_up,
                     heartbeat_timeout=step.heartbeat_timeout,
                     sources=step.sources,
+                    probe_budget=step.probe_budget,
+                    probe_backoff=step.probe_backoff,
                 )
             )
         names = [s.name for s in specs]

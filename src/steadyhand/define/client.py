@@ -25,6 +25,7 @@ from steadyhand.define.tracecontext import caller_trace
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
+from steadyhand.store.clock import store_clock
 from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ class Client:
     def __init__(self, app: App, store: Store) -> None:
         self.app = app
         self.store = store
-        self.engine = Engine(store, app.supervisors, plans=app.plans)
+        # The store's clock, not this machine's: what the client stamps (a start, a signal)
+        # is judged by workers on other machines.
+        self.engine = Engine(store, app.supervisors, clock=store_clock(store), plans=app.plans)
 
     def start(
         self,

@@ -202,6 +202,9 @@ class DecisionApplier:
             "permanent": list(command.permanent),
             "transient": list(command.transient),
             **heartbeat_payload(view, command),
+            # The fencing token: facts only grow, so every later decision (a later attempt of
+            # this step) hands out a larger one (see `Context.fencing_token`).
+            "token": view.last_seq + 1,
         }
         trace = latest_trace(view)
         if trace is not None:  # the agent's spans continue the trace of start or signal

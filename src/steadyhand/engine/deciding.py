@@ -18,6 +18,7 @@ from steadyhand.engine.apply import DecisionApplier
 from steadyhand.engine.views import view_of
 from steadyhand.engine.writes import Claim, Writes
 from steadyhand.store.base import Store, Tx
+from steadyhand.store.clock import store_clock
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -38,11 +39,13 @@ class Decider:
         self,
         store: Store,
         supervisors: Mapping[str, Supervisor],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         plans: Mapping[str, Plan] | None = None,
     ) -> None:
+        """`clock` defaults to the store's clock (`store.clock`), never this machine's."""
         self.store = store
         self.supervisors = supervisors
+        clock = clock or store_clock(store)
         self.clock = clock
         self.plans: Mapping[str, Plan] = plans if plans is not None else {}
         self.applier = DecisionApplier(self.plans, clock)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from steadyhand.engine.apply import create_workflow_txn
 from steadyhand.engine.writes import Writes
 from steadyhand.store import scheduling
 from steadyhand.store.base import Store, Tx
+from steadyhand.store.clock import store_clock
 from steadyhand.store.scheduling import ScheduleRow
 
 
@@ -168,8 +168,8 @@ class ScheduleFiring:
 
 def set_paused(store: Store, name: str, paused: bool) -> None:
     """Pause or resume a schedule (a paused schedule's ticks pass by; on resume it waits
-    for its next tick)."""
-    now = time.time()
+    for its next tick). The next tick is on the store's clock, like every due time."""
+    now = store_clock(store).now()
     with store.transaction() as tx:
         row = scheduling.one(tx, name, dialect=store.dialect, lock=True)
         if row is None:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -252,6 +252,16 @@ class WorkerMetrics:
             buckets=DECISION_BUCKETS,
             registry=r,
         )
+        self.clock_offset = Gauge(
+            "steadyhand_worker_clock_offset_seconds",
+            "This worker's wall clock minus the store's clock (positive: fast), last measured",
+            registry=r,
+        )
+        self.clock_round_trip = Gauge(
+            "steadyhand_worker_clock_round_trip_seconds",
+            "Round trip of the last clock measurement (the offset is known to half of it)",
+            registry=r,
+        )
         self.tasks = Counter(
             "steadyhand_worker_tasks", "Tasks this worker finished, by kind", ["kind"], registry=r
         )
@@ -304,6 +314,10 @@ class WorkerMetrics:
             self.slow_decisions.inc()
         elif what == "store_error":
             self.store_errors.labels(detail).inc()
+
+    def clock_measured(self, skew: float, round_trip: float) -> None:
+        self.clock_offset.set(skew)
+        self.clock_round_trip.set(round_trip)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> Callable[[], None]:
         """Expose these counters on http://host:port/metrics from a background thread;

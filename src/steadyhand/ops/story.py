@@ -40,7 +40,7 @@ from steadyhand.ops.discovered import discovered, is_code_first
 from steadyhand.ops.timetext import when
 
 PHASE_OF_PREFIX = {prefix: phase for phase, prefix in PHASE_PREFIX.items()}
-PHASE_NOUN = {ACTION: "attempt", COMPENSATION: "compensation", "probe": "probe of attempt"}
+PHASE_NOUN = {ACTION: "attempt", COMPENSATION: "compensation", "probe": "probe"}  # probes: per step
 TONE = {  # how a line is coloured: good, bad, warn, decision, operator, or plain
     "succeeded": "good",
     "failed": "bad",
@@ -157,7 +157,9 @@ def plan_lines(view: WorkflowView) -> list[StepLine]:
         return [StepLine(**line) for line in discovered(view)]
     lines = []
     for spec in view.plan.steps:
-        action = call_progress(view, ACTION, spec.name, spec.retry, spec.probe is not None)
+        action = call_progress(
+            view, ACTION, spec.name, spec.retry, spec.probe is not None, spec.probe_policy
+        )
         undo = None
         undo_attempts = 0
         if spec.compensation is not None:

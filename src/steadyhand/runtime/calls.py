@@ -50,6 +50,7 @@ def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Contex
         timeout=float(payload.get("timeout", 30.0)),
         last_heartbeat=payload.get("last_heartbeat"),
         beat=beat,
+        fencing_token=int(payload.get("token", task.attempt)),
     )
 
 
@@ -87,15 +88,23 @@ def missing_agent(task: Task, known: list[str]) -> Outcome:
     )
 
 
+class Abandoned(Exception):
+    """The worker lost the call's lease and cancelled its async agent: nothing to record."""
+
+
 async def perform(
     agent: Agent,
     task: Task,
     on_late_result: Callable[[Outcome], None] | None = None,
     beat: Callable[[Any], None] | None = None,
+    ctx: Context | None = None,
 ) -> Outcome:
     """Run `agent` for `task` within the call's timeout and describe what happened;
-    `beat` receives the agent's `ctx.heartbeat` (see `runtime.heartbeats`)."""
-    ctx = context_for(task, beat)
+    `beat` receives the agent's `ctx.heartbeat` (see `runtime.heartbeats`).
+
+    Raises `Abandoned` when the worker lost the lease (`ctx.lease_lost`) and cancelled an
+    async agent; a sync agent cannot be interrupted, so its answer is returned as usual."""
+    ctx = ctx or context_for(task, beat)
     started = time.perf_counter()
     args: tuple[Any, ...] = (ctx,)
     try:
@@ -103,8 +112,14 @@ async def perform(
             args = (ctx, typed_input(agent, ctx))
         if agent.is_async:
             async with asyncio.timeout(ctx.timeout) as scope:
+                job = asyncio.ensure_future(agent.fn(*args))
+                ctx._fence.on_lost(job.cancel)
                 try:
-                    value = await agent.fn(*args)
+                    value = await job
+                except asyncio.CancelledError:
+                    if ctx.lease_lost and not scope.expired():
+                        raise Abandoned from None
+                    raise
                 except TimeoutError:
                     if scope.expired():
                         raise
@@ -118,6 +133,8 @@ async def perform(
         return Outcome(UNCERTAIN, {"error": message[:MAX_ERROR_CHARS], **_took(started)})
     except _AgentTimeoutError:
         return _failure(TimeoutError("the agent raised TimeoutError"), task, started)
+    except Abandoned:
+        raise
     except Exception as exc:
         return _failure(exc, task, started)
     return _success(value, task, started)

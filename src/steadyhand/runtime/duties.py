@@ -1,4 +1,5 @@
-"""A worker's periodic duties besides running tasks: heartbeat, sweep, circuits, listen.
+"""A worker's periodic duties besides running tasks: sweep, circuits, listen, clock check
+(the heartbeat that renews leases is `leases.LeaseKeeper`).
 
 Each duty is a loop that runs until cancelled and survives a store that is briefly
 unavailable (it logs and tries again at its next turn).
@@ -9,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.core.records import Task
 from steadyhand.define.app import App
 from steadyhand.engine.engine import Engine
-from steadyhand.runtime.heartbeats import Heartbeat
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions
 from steadyhand.runtime.presence import keep_present
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.store.base import Store
-from steadyhand.store.heartbeating import renew_with_heartbeats
+from steadyhand.store.clock import ClockReading, StoreClock
 
 log = logging.getLogger("steadyhand.worker")
 
@@ -37,29 +36,29 @@ class Duties:
         engine: Engine,
         calls: StoreCalls,
         options: WorkerOptions,
+        clock: Callable[[], float],
         worker_id: str,
-        poll: float,
         leased_ids: Callable[[], list[int]],
+        poll: float,
         kick: Callable[[], None],
         metrics: WorkerObserver | None,
-        beats: Callable[[], Mapping[int, Heartbeat]] | None = None,
     ) -> None:
         self._app = app
         self._store = store
         self._engine = engine
         self._calls = calls
         self._options = options
+        self._clock = clock
         self._worker_id = worker_id
-        self._poll = poll
         self._leased_ids = leased_ids
+        self._poll = poll
         self._kick = kick
         self._metrics = metrics
-        self._beats = beats
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start every duty on the running loop; the caller cancels them at shutdown."""
         return [
-            asyncio.create_task(self.heartbeat(), name="heartbeat"),
+            asyncio.create_task(self.clock_check(), name="clock"),
             asyncio.create_task(self.watchdog(), name="watchdog"),
             asyncio.create_task(self.listen(), name="listen"),
             asyncio.create_task(self.circuits(), name="circuits"),
@@ -77,32 +76,37 @@ class Duties:
             ),
         ]
 
-    async def heartbeat(self) -> None:
-        """Renew the leases of the tasks in flight, three times per lease period."""
-        interval = self._options.lease_seconds / 3
+    async def clock_check(self) -> None:
+        """Measure this worker's offset from the store's clock, periodically (see
+        `store.clock`): it keeps the worker's reading of the store's clock exact, and tells
+        operators about a machine whose wall clock is off."""
+        clock = self._clock
+        if not isinstance(clock, StoreClock):
+            return  # a pinned clock (tests): nothing to measure
         while True:
-            await asyncio.sleep(interval)
-            ids = self._leased_ids()
-            if not ids:
-                continue
+            await asyncio.sleep(self._options.clock_check_interval)
             try:
-                until = time.time() + self._options.lease_seconds
-                beats = self._unsaved_beats()
-                if beats:  # the agents' latest details ride along with the renewal
-                    await self._calls.call(
-                        renew_with_heartbeats, self._store, self._worker_id, ids, until, beats
-                    )
-                else:
-                    await self._calls.call(self._store.renew_leases, self._worker_id, ids, until)
+                self.clock_measured(await self._calls.call(clock.sync))
             except StoreUnavailable as exc:
                 self._calls.store_failed(exc)
-                log.warning("could not renew leases (%s)", exc)
+                log.warning("could not read the store's clock (%s); keeping the last offset", exc)
 
-    def _unsaved_beats(self) -> dict[int, str]:
-        if self._beats is None:
-            return {}
-        found = {task_id: beat.unsaved() for task_id, beat in self._beats().items()}
-        return {task_id: text for task_id, text in found.items() if text is not None}
+    def clock_measured(self, reading: ClockReading) -> None:
+        """Log (a warning beyond the threshold) and export one offset measurement."""
+        export = getattr(self._metrics, "clock_measured", None)  # optional in an observer
+        if callable(export):
+            export(reading.skew, reading.round_trip)
+        if abs(reading.skew) > self._options.clock_skew_warning:
+            log.warning(
+                "this machine's clock is %+.3fs off the store's clock (threshold %.1fs; "
+                "measured within %.3fs): steadyhand keeps time by the store, but check NTP "
+                "on this host",
+                reading.skew,
+                self._options.clock_skew_warning,
+                reading.round_trip / 2,
+            )
+        else:
+            log.debug("clock offset from the store: %+.4fs", reading.skew)
 
     async def watchdog(self) -> None:
         """Sweep for expired leases and unwatched workflows, at a jittered interval."""
@@ -142,7 +146,7 @@ class Duties:
 
     def _expired(self) -> list[Task]:
         with self._store.snapshot() as tx:
-            return tx.expired_leases(time.time(), 100)
+            return tx.expired_leases(self._clock(), 100)
 
     async def circuits(self) -> None:
         """Re-judge each service's circuit often: a retry storm builds up in seconds."""

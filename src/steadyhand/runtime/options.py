@@ -32,6 +32,10 @@ class WorkerOptions:
     # A supervisor run longer than this (seconds) is logged with its workflow and counted:
     # the workflow stays locked while its supervisor runs.
     slow_decision: float = 1.0
+    # The store's clock is the one clock (see store.clock): measure this machine's offset
+    # from it this often, and warn when the wall clock is further off than the threshold.
+    clock_check_interval: float = 10.0
+    clock_skew_warning: float = 2.0
 
 
 class WorkerObserver(Protocol):
@@ -42,6 +46,9 @@ class WorkerObserver(Protocol):
     ) -> None: ...
 
     def lease_expired(self, task: Task) -> None: ...
+
+    # Optional: `clock_measured(skew, round_trip)`, this machine's wall clock minus the
+    # store's clock and the round trip that measured it (see `Duties.clock_measured`).
 
 
 Noticed = Callable[[str, str], None]

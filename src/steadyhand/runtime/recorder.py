@@ -9,6 +9,7 @@ heartbeat keeps renewing, so a worker killed here loses nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from steadyhand.core.decisions import Decision
@@ -32,7 +33,7 @@ class GroupCommit:
         lease_seconds: float,
         busy: Callable[[], bool],
         stopping: Callable[[], bool],
-        handed_over: Callable[[Task], None],
+        handed_over: Callable[[Task, float], None],
     ) -> None:
         self._engine = engine
         self._calls = calls
@@ -70,6 +71,7 @@ class GroupCommit:
             if not self._waiting:
                 self._ready.clear()
             claim = None if self._stopping() else Claim(self._worker_id, self._lease_seconds)
+            sent = time.monotonic()  # a handed-over lease was granted after this
             try:
                 decisions = await self._calls.call_until_answered(
                     self._engine.record_outcomes,
@@ -84,7 +86,7 @@ class GroupCommit:
                         done.set_exception(exc)
                 continue
             for next_task in claim.tasks if claim else ():  # handed to us: no lease commit
-                self._handed_over(next_task)
+                self._handed_over(next_task, sent)
             for (_, _, done), decision in zip(batch, decisions, strict=True):
                 if not done.done():
                     done.set_result(decision)

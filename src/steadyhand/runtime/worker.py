@@ -17,28 +17,36 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from steadyhand.core.circuit import allowance, trial_window_start
 from steadyhand.core.decisions import Decision
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import SUPERVISE, Task
+from steadyhand.define.agents import Context
 from steadyhand.define.app import App
 from steadyhand.engine.answers import Outcome
 from steadyhand.engine.engine import Engine
-from steadyhand.runtime.calls import log_outcome, missing_agent, perform
+from steadyhand.runtime.calls import Abandoned, context_for, log_outcome, missing_agent, perform
 from steadyhand.runtime.duties import Duties
 from steadyhand.runtime.heartbeats import Heartbeat, watch
+from steadyhand.runtime.leases import LeaseKeeper, say_lease_lost
 from steadyhand.runtime.options import WorkerObserver, WorkerOptions, noticer, worker_id
 from steadyhand.runtime.presence import mark_stopped
 from steadyhand.runtime.recorder import GroupCommit
 from steadyhand.runtime.storecalls import StoreCalls
 from steadyhand.runtime.tracing import tracing_for, workflow_trace
 from steadyhand.store.base import Store
+from steadyhand.store.clock import StoreClock, store_clock
 
 __all__ = ["Worker", "WorkerObserver", "WorkerOptions", "worker_id"]
 
 log = logging.getLogger("steadyhand.worker")
+DUE_SLACK = 0.05
+"""Seconds early a task may be leased: processes read the store's clock to within a few
+milliseconds of each other, so work another process stamped "due now" must not look a
+millisecond early here and wait a whole poll (`store.clock`)."""
 
 
 class Worker:
@@ -52,23 +60,38 @@ class Worker:
         metrics: WorkerObserver | None = None,
         *,
         tracer_provider: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """`tracer_provider`: an OpenTelemetry provider for this worker's spans (default:
-        the process's configured SDK, if any; see `runtime.tracing`)."""
+        the process's configured SDK, if any; see `runtime.tracing`). `clock` is the one
+        clock of this worker and its engine: leases, due times and facts are stamped with
+        it. By default the store's clock (`StoreClock`, synced at start and by the clock
+        duty); tests may pin any function."""
         self.app = app
         self.tracing = tracing_for(tracer_provider)
         self.metrics = metrics
         self.store = store
         self.options = options or WorkerOptions()
         self.id = worker_id()
-        self.engine = Engine(store, app.supervisors, plans=app.plans)
+        self.clock: Callable[[], float] = clock or store_clock(store, resync_after=None)
+        self.engine = Engine(store, app.supervisors, clock=self.clock, plans=app.plans)
         self.engine.slow_decision = self.options.slow_decision
         self.engine.noticed = noticer(metrics)
         self.poll = self.options.poll_interval or (0.05 if store.dialect == "sqlite" else 1.0)
         self._inflight: dict[int, tuple[Task, asyncio.Task[None]]] = {}
         self._beats: dict[int, Heartbeat] = {}  # calls in flight: their agents' heartbeats
+        self._contexts: dict[int, Context] = {}  # of the calls in flight
         self.store_calls = StoreCalls(self.options.concurrency)
         self.store_calls.noticed = noticer(metrics)
+        self.leases = LeaseKeeper(
+            store=store,
+            calls=self.store_calls,
+            clock=self.clock,
+            worker_id=self.id,
+            lease_seconds=self.options.lease_seconds,
+            on_lost=self._lease_lost,
+            beats=lambda: dict(self._beats),
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._kick: asyncio.Event | None = None
@@ -107,6 +130,9 @@ class Worker:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
+        if isinstance(self.clock, StoreClock):
+            reading = await self.store_calls.call_until_answered(self.clock.sync)
+            self._duties().clock_measured(reading)
         await self.store_calls.call_until_answered(self.engine.publish_plans)
         await self.store_calls.call_until_answered(self.engine.publish_services, self.app.services)
         await self.store_calls.call_until_answered(
@@ -116,6 +142,7 @@ class Worker:
         background = [
             *self._duties().start(),
             asyncio.create_task(self._recorder.run(), name="recorder"),
+            asyncio.create_task(self.leases.run(), name="leases"),
         ]
         try:
             await self._fetch_loop()
@@ -137,10 +164,10 @@ class Worker:
             engine=self.engine,
             calls=self.store_calls,
             options=self.options,
+            clock=self.clock,
             worker_id=self.id,
-            poll=self.poll,
             leased_ids=lambda: list(self._inflight),
-            beats=lambda: dict(self._beats),
+            poll=self.poll,
             kick=self._kick_fetch,
             metrics=self.metrics,
         )
@@ -149,9 +176,22 @@ class Worker:
         if self._kick is not None:
             self._kick.set()
 
-    def _start_task(self, task: Task) -> None:
+    def _start_task(self, task: Task, leased_at: float) -> None:
+        """Run `task`, whose lease was granted by a request sent at monotonic `leased_at`."""
+        self.leases.hold(task.id, leased_at)
         job = asyncio.create_task(self._handle(task), name=f"task-{task.id}")
         self._inflight[task.id] = (task, job)
+
+    def _lease_lost(self, task_id: int) -> None:
+        """No renewal of this task's lease for a whole lease period: the call is no longer
+        ours. Cancel an async agent, flag a sync one (`ctx.lease_lost`), and say so."""
+        entry = self._inflight.get(task_id)
+        if entry is None:
+            return
+        say_lease_lost(entry[0], self.options.lease_seconds)
+        ctx = self._contexts.get(task_id)
+        if ctx is not None:
+            ctx._fence.raise_()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping:
@@ -167,7 +207,7 @@ class Worker:
             free = self.options.concurrency - len(self._inflight)
             leased: list[Task] = []
             if free > 0:
-                now = time.time()
+                sent, now = time.monotonic(), self.clock() + DUE_SLACK
                 try:
                     leased = await self.store_calls.call(
                         self.store.lease_tasks,
@@ -184,7 +224,7 @@ class Worker:
                 if len(leased) < free and self.app.services:
                     leased += await self._lease_gated(free - len(leased))
                 for task in leased:
-                    self._start_task(task)
+                    self._start_task(task, sent)
             if leased and len(leased) == free:
                 continue
             if leased:
@@ -207,7 +247,7 @@ class Worker:
 
     async def _lease_gated(self, room: int) -> list[Task]:
         """Claim calls to remote services, within their limits and circuits."""
-        now = time.time()
+        now = self.clock() + DUE_SLACK
         try:
             return await self.store_calls.call(
                 self.store.lease_gated,
@@ -265,6 +305,13 @@ class Worker:
                 self.metrics.task_done(task, outcome, call_seconds, decide_seconds)
         except asyncio.CancelledError:
             raise
+        except Abandoned:
+            log.info(
+                "cancelled %s %s after losing its lease",
+                task.kind,
+                task.step,
+                extra={"workflow_id": task.workflow_id, "step": task.step, "attempt": task.attempt},
+            )
         except StoreError as exc:  # refused, not unavailable: said once, without a traceback
             self.store_calls.store_failed(exc)
             log.error(
@@ -281,6 +328,8 @@ class Worker:
             )
         finally:
             self._inflight.pop(task.id, None)
+            self._contexts.pop(task.id, None)
+            self.leases.drop(task.id)
             self._kick_fetch()
 
     async def _call(self, task: Task) -> Outcome:
@@ -292,17 +341,27 @@ class Worker:
         log.debug("calling %s (%s)", name, task.kind, extra=extra)
         beat = Heartbeat.for_task(task)
         self._beats[task.id] = beat
+        ctx = self._contexts[task.id] = context_for(task, beat.beat)
         late = functools.partial(self._report_late, task)
         try:
             if self.tracing is None:
-                outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+                outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat, ctx), beat))
             else:
                 with self.tracing.attempt(task, name) as span:
-                    outcome = beat.stamp(await watch(perform(agent, task, late, beat.beat), beat))
+                    called = perform(agent, task, late, beat.beat, ctx)
+                    outcome = beat.stamp(await watch(called, beat))
                     self.tracing.outcome(span, outcome)
         finally:
             self._beats.pop(task.id, None)
         log_outcome(name, task, outcome, extra)
+        if ctx.lease_lost:
+            log.warning(
+                "%s answered after its lease was lost (%s); reporting it: late if another "
+                "worker took the call over",
+                name,
+                outcome.suffix,
+                extra=extra,
+            )
         return outcome
 
     async def _record(self, task: Task, outcome: Outcome) -> Decision | None:

@@ -337,6 +337,10 @@ class Store(ABC):
         """Claim up to `limit` due tasks for `owner` until `until`, in one transaction."""
 
     @abstractmethod
+    def read_clock(self) -> float:
+        """The store's clock now (epoch seconds); read it through a `store.clock.StoreClock`."""
+
+    @abstractmethod
     def wait_for_work(self, timeout: float) -> None:
         """Block until new work may be due, or `timeout` seconds pass."""
 
@@ -400,7 +404,11 @@ class Store(ABC):
         return leased
 
     def renew_leases(self, owner: str, task_ids: Sequence[int], until: float) -> int:
-        """Extend `owner`'s leases (heartbeat) in one statement; returns how many it renewed.
+        """How many of `owner`'s leases `renew_leases_of` renewed."""
+        return len(self.renew_leases_of(owner, task_ids, until))
+
+    def renew_leases_of(self, owner: str, task_ids: Sequence[int], until: float) -> list[int]:
+        """Extend `owner`'s leases (heartbeat) in one statement; returns the ids renewed.
 
         A task another transaction holds right now is skipped, not waited for: it is being
         finished (its outcome recorded) or expired, and waiting could close a lock cycle
@@ -408,7 +416,7 @@ class Store(ABC):
         """
         with self.transaction() as tx:
             params = {"ids": tx.ids(sorted(task_ids)), "owner": owner, "until": until}
-            return tx.execute("renew_leases", params).rowcount
+            return [int(row[0]) for row in tx.execute("renew_leases", params).fetchall()]
 
     def release_leases(self, owner: str, task_ids: Sequence[int]) -> None:
         """Give tasks back to the queue unstarted (a worker shutting down); like renewing,

@@ -25,16 +25,16 @@ _READ = "SELECT heartbeat FROM tasks WHERE id = :task_id"
 
 def renew_with_heartbeats(
     store: Store, owner: str, task_ids: Sequence[int], until: float, beats: Mapping[int, str]
-) -> int:
+) -> list[int]:
     """Renew `owner`'s leases and save the unsaved heartbeat details (JSON text by task id)
-    in one transaction; returns how many leases were renewed."""
+    in one transaction; returns the ids of the leases renewed."""
     with store.transaction() as tx:
         params = {"ids": tx.ids(sorted(task_ids)), "owner": owner, "until": until}
-        renewed = tx.execute("renew_leases", params).rowcount
+        renewed = [int(row[0]) for row in tx.execute("renew_leases", params).fetchall()]
         save = _SAVE[store.dialect]
         for task_id in sorted(beats):
             tx.query(save, {"details": beats[task_id], "task_id": task_id, "owner": owner})
-    return int(renewed)
+    return renewed
 
 
 def heartbeat_txn(tx: Tx, task_id: int) -> Any:

@@ -18,6 +18,7 @@ import psycopg
 
 from steadyhand.core.errors import InputError
 from steadyhand.core.redact import redact as redact_text
+from steadyhand.store.pgwaits import URL_KEYS
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 WRITER_ATTRS = "read-write"
@@ -50,6 +51,8 @@ def split_url(url: str) -> tuple[str, str]:
     for key, value in query:
         if key == "schema":
             schema = value
+        elif key in URL_KEYS:
+            continue  # steadyhand's own timeouts (see store.pgwaits), not libpq's
         else:
             kept.append((key, value))
     if not _SCHEMA_NAME.match(schema):

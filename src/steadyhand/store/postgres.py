@@ -38,6 +38,7 @@ from steadyhand.store.pg_connect import (
     with_session_attrs,
 )
 from steadyhand.store.pg_errors import connect_error, store_error
+from steadyhand.store.pgwaits import BLOCKED, blocked_message, timeouts_from_url
 from steadyhand.store.priorities import AGE_BOOST, lease_by_priority_sql
 from steadyhand.store.queries import IN_IDS, SHARED
 
@@ -186,11 +187,14 @@ class PgTx(Tx):
     def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
         self._conn = conn
         self._channel = channel
+        self.statement = "(none yet)"  # the last one sent: what a timeout interrupted
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        self.statement = name
         return self._conn.execute(QUERIES[name], params or {})
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        self.statement = " ".join(sql.split())[:80]
         return self._conn.execute(_pyformat_cached(sql), params or {})
 
     def notify(self) -> None:
@@ -244,12 +248,16 @@ class PostgresStore(Store):
         connect_timeout: float = 10.0,
         migrate: bool = True,
         read_only: bool = False,
+        lock_timeout: float | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         self.url = url
         conninfo, self.schema = split_url(url)
         self.read_only = read_only
         self.conninfo = with_session_attrs(conninfo, READER_ATTRS if read_only else WRITER_ATTRS)
-        options = f"-c search_path={self.schema}"
+        given = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+        self.timeouts = timeouts_from_url(url, given)
+        options = f"-c search_path={self.schema} {self.timeouts.options()}"
         if read_only:
             options += " -c default_transaction_read_only=on"
         self.channel = f"steadyhand_{self.schema}"[:63]
@@ -337,8 +345,14 @@ class PostgresStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
-            with self._connection() as conn, conn.transaction():
-                yield PgTx(conn, self.channel)
+            with self._connection() as conn:
+                tx = PgTx(conn, self.channel)
+                try:
+                    with conn.transaction():
+                        yield tx
+                except BLOCKED as exc:  # rolled back; say who blocked us, on this connection
+                    message = blocked_message(conn, self.schema, tx.statement, exc, self.timeouts)
+                    raise StoreUnavailable(f"PostgreSQL: {message}", cause="locked") from exc
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -371,6 +385,9 @@ class PostgresStore(Store):
             return target
         try:
             with self._pool.connection() as conn, conn.transaction():
+                # A migration may wait for another migrator and take long: not bounded.
+                conn.execute("SET LOCAL lock_timeout = 0")
+                conn.execute("SET LOCAL statement_timeout = 0")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
@@ -410,6 +427,15 @@ class PostgresStore(Store):
                 },
             ).fetchall()
         return [task_from_row(r) for r in rows]
+
+    def read_clock(self) -> float:
+        """The database server's clock (`clock_timestamp()`), in epoch seconds."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+                return float(row.fetchone()[0])
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
 
     def wait_for_work(self, timeout: float) -> None:
         """Block on LISTEN until a NOTIFY arrives or `timeout` passes."""

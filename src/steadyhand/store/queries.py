@@ -133,6 +133,7 @@ SHARED: dict[str, str] = {
     "renew_leases": f"""
         UPDATE tasks SET lease_expires_at = :until
         WHERE id IN (SELECT id FROM tasks WHERE id {IN_IDS} AND lease_owner = :owner)
+        RETURNING id
     """,
     "release_leases": f"""
         UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
@@ -222,6 +223,17 @@ SHARED: dict[str, str] = {
         SELECT id, host, pid, started_at, heartbeat_at, in_flight, concurrency, stopped_at
         FROM workers WHERE heartbeat_at >= :since ORDER BY started_at DESC LIMIT :limit
     """,
+    # -- the store's clock (SQLite: the boot clock's anchor; see store/hostclock.py) ---------
+    "create_store_clock": """
+        CREATE TABLE IF NOT EXISTS store_clock (
+            boot_id TEXT PRIMARY KEY, epoch_at_boot REAL NOT NULL
+        )
+    """,
+    "anchor_clock": """
+        INSERT INTO store_clock (boot_id, epoch_at_boot) VALUES (:boot_id, :epoch_at_boot)
+        ON CONFLICT (boot_id) DO NOTHING
+    """,
+    "clock_anchor": "SELECT epoch_at_boot FROM store_clock WHERE boot_id = :boot_id",
     "schema_version": "SELECT MAX(version) FROM steadyhand_schema",
     "record_schema_version": """
         INSERT INTO steadyhand_schema (version, applied_at) VALUES (:version, :now)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from steadyhand.core.errors import InputError, StoreError
 from steadyhand.core.records import Task
+from steadyhand.store import hostclock
 from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.priorities import AGE_BOOST
@@ -89,18 +90,28 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, busy_timeout: float = 15.0, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float | None = None, migrate: bool = True
+    ) -> None:
+        """`busy_timeout` (or `?lock_timeout=` in the URL, seconds) bounds how long a
+        statement waits for another process's write lock: default 15 s."""
         self.url = url
         self.path = sqlite_path(url)
         query = parse_qs(urlsplit(url).query) if url.startswith("sqlite:") else {}
         self._synchronous = query.get("synchronous", ["NORMAL"])[0].upper()
         if self._synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InputError(f"synchronous={self._synchronous} is not a SQLite sync level")
+        if busy_timeout is None:
+            try:
+                busy_timeout = float(query.get("lock_timeout", ["15"])[0])
+            except ValueError:
+                raise InputError("lock_timeout in the SQLite URL must be seconds") from None
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._channel = WakeChannel(self.path)
+        self._anchors: dict[str, float] = {}
         if not self.path.parent.exists():
             raise InputError(
                 f"the directory {self.path.parent} for the SQLite store does not exist; create "
@@ -109,6 +120,9 @@ class SqliteStore(Store):
         _create_private(self.path)
         if migrate:
             self.migrate()
+        boot = hostclock.boot_id()
+        if boot is not None:  # now, while no transaction of ours can hold the write lock
+            self._anchors[boot] = self._anchor(boot)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -233,6 +247,37 @@ class SqliteStore(Store):
                 },
             ).fetchall()
         return [task_from_row(r) for r in rows]
+
+    def read_clock(self) -> float:
+        """The host's boot clock in epoch seconds, by the store's anchor for this boot (see
+        `store.hostclock`): the same for every process on the host, whatever its wall clock."""
+        boot = hostclock.boot_id()
+        if boot is None:
+            return time.time()
+        anchor = self._anchors.get(boot)
+        if anchor is None:
+            anchor = self._anchor(boot)
+            self._anchors[boot] = anchor
+        return anchor + hostclock.since_boot()
+
+    def _anchor(self, boot: str) -> float:
+        """This boot's anchor, recorded by the first process to ask (on a connection of its
+        own). Read when the store opens: later reads may come from inside a transaction."""
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute(SHARED["create_store_clock"])  # also where migration 010 was skipped
+            row = conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()
+            if row is None:
+                proposed = hostclock.epoch_at_boot()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(SHARED["anchor_clock"], {"boot_id": boot, "epoch_at_boot": proposed})
+                row = conn.execute(SHARED["clock_anchor"], {"boot_id": boot}).fetchone()
+                conn.execute("COMMIT")
+        except _STORE_ERRORS as exc:
+            raise self._error(exc) from exc
+        finally:
+            conn.close()
+        return float(row[0])
 
     def wait_for_work(self, timeout: float) -> None:
         """Sleep until a commit here or a wake-up from another process, or `timeout`."""
