@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
-
+from steadyhand.store.pg_admin import terminate_sessions
 from steadyhand.store.postgres import split_url
 from steadyhand.store.sqlite import sqlite_path
 
@@ -43,16 +42,8 @@ def terminate_connections(url: str, app_prefix: str | None, at: float) -> Disrup
     With `app_prefix`, only connections whose application_name starts with it (this run's
     workers and observer), so other users of a shared database are left alone.
     """
-    conninfo, _ = split_url(url)
     started = time.monotonic()
-    query = (
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND backend_type = 'client backend' AND application_name LIKE %s"
-    )
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        row = conn.execute(query, (f"{app_prefix or ''}%",)).fetchone()
-    count = int(row[0]) if row else 0
+    count = terminate_sessions(url, app_prefix)
     scope = f"application_name {app_prefix}*" if app_prefix else "the whole database"
     return Disruption(
         "terminate", at, time.monotonic() - started, f"terminated {count} connections ({scope})"

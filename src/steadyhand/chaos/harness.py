@@ -18,8 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
-
 from steadyhand.chaos.disruptions import (
     APP_NAME_PREFIX,
     Disruption,
@@ -47,7 +45,7 @@ from steadyhand.demo.service_process import fetch_ledger
 from steadyhand.demo.trip import SERVICES_ENV
 from steadyhand.demo.trip import app as trip_app
 from steadyhand.store import Store, open_store
-from steadyhand.store.postgres import split_url
+from steadyhand.store.pg_admin import drop_schema
 from steadyhand.store.sqlite import sqlite_path
 
 T = TypeVar("T")
@@ -168,9 +166,7 @@ def _reset_store(options: ChaosOptions) -> None:
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         return
-    conninfo, schema = split_url(url)
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    drop_schema(url)
 
 
 def _plan(options: ChaosOptions) -> list[tuple[float, str]]:

@@ -22,17 +22,13 @@ from steadyhand.demo.audit import FAILED, Audit, Check, Ledger, Problem
 from steadyhand.demo.report import Trip
 from steadyhand.demo.trip import STEPS
 from steadyhand.store import Store
+from steadyhand.store.reporting import report
 
 ONE_TERMINAL = "every workflow has exactly one terminal fact in its current round"
 GAPLESS = "every workflow's facts are numbered 1..n without gaps"
 APPEND_ONLY = "facts seen mid-run are byte-identical at the end (only appended after)"
 BREADCRUMBS = "every supervisor run left its breadcrumb (run, saw, decided, why), runs 1..n"
 TRACED = "every booking a service holds is a success, a 'done' probe, or an undone unknown"
-
-_ROWS = (
-    "SELECT workflow_id, seq, kind, step, attempt, slot, data, at FROM facts "
-    "WHERE workflow_id = :id ORDER BY seq"
-)
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ def read_rows(store: Store, workflow_ids: Iterable[str]) -> dict[str, list[Row]]
     rows: dict[str, list[Row]] = {}
     with store.snapshot() as tx:
         for wid in workflow_ids:
-            found = tx.query(_ROWS, {"id": wid}).fetchall()
+            found = report(tx, "fact_rows", {"id": wid})
             rows[wid] = [
                 Row(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], float(r[7])) for r in found
             ]

@@ -29,6 +29,7 @@ from steadyhand.core.status import derive_status
 from steadyhand.core.stuck import STUCK_AFTER_ENV, StuckRule
 from steadyhand.ops.discovered import discovered, in_progress, is_code_first
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows, rows_json
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import TIMELINE_PAGE, tell
 from steadyhand.ops.timetext import parse_duration, parse_since
@@ -48,7 +49,7 @@ def stuck_option(fn: F) -> F:
 
 
 def _rule(stuck_after: str | None) -> StuckRule:
-    return StuckRule.from_env(None if stuck_after is None else parse_duration(stuck_after))
+    return stuck_rule(None if stuck_after is None else parse_duration(stuck_after))
 
 
 @click.command("list")

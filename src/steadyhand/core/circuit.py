@@ -15,6 +15,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from steadyhand.core.errors import DefinitionError
+from steadyhand.core.facts import (
+    ACTION,
+    FAILED,
+    SUCCEEDED,
+    TIMED_OUT,
+    UNCERTAIN,
+    FactKind,
+    outcome_kinds,
+)
 from steadyhand.core.records import GateRow
 
 CLOSED, OPEN, HALF_OPEN, HELD = "closed", "open", "half_open", "held"
@@ -26,8 +35,9 @@ SERVICE_RELEASED = "service_released"  # the operator let calls flow again (circ
 
 # A lost call (its worker died) says nothing about the service, and is not counted; nor is a
 # permanent refusal (the engine does not tag those with the service).
-FAILURE_KINDS = ("attempt_failed", "attempt_timed_out", "attempt_uncertain")
-OUTCOME_KINDS = ("attempt_succeeded", *FAILURE_KINDS)
+FAILURE_KINDS = outcome_kinds(ACTION, (FAILED, TIMED_OUT, UNCERTAIN))
+OUTCOME_KINDS = outcome_kinds(ACTION, (SUCCEEDED, FAILED, TIMED_OUT, UNCERTAIN))
+"""The attempt outcomes that speak for a service's health (what the circuit reads)."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +173,7 @@ def _open(
 
 
 def _failures_text(recent: Sequence[tuple[str, float]], failures: int) -> str:
-    timed_out = sum(1 for k, _ in recent if k == "attempt_timed_out")
+    timed_out = sum(1 for k, _ in recent if k == FactKind.ATTEMPT_TIMED_OUT)
     what = "timed out" if timed_out * 2 >= failures else "failed"
     return f"{failures} of the last {len(recent)} attempts {what}"
 

@@ -23,6 +23,7 @@ from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
 )
 from steadyhand.core.late import undo_late_successes
+from steadyhand.core.slots import call_slot
 from steadyhand.core.validate import problems, raised, refused
 from steadyhand.core.view import WorkflowView
 
@@ -107,7 +108,7 @@ def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Deci
     waits: list[Decision] = []
     for command in decision.commands:
         if isinstance(command, CallAgent):
-            slot = f"{command.phase}:{command.step}:{command.attempt}:scheduled"
+            slot = call_slot(command.phase, command.step, command.attempt, "scheduled")
             held = None if view.slot(slot) is not None else deferral(view, command, now)
             if held is not None:
                 waits.append(held)

@@ -31,6 +31,7 @@ from steadyhand.demo.service_process import RunningService, fetch_ledger, start_
 from steadyhand.demo.trip import SERVICES_ENV
 from steadyhand.demo.trip import app as trip_app
 from steadyhand.store import Store, open_store
+from steadyhand.store.reporting import report
 from steadyhand.store.sqlite import sqlite_path
 
 APP_REF = "steadyhand.demo.trip:app"
@@ -353,14 +354,11 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
     )
 
 
-CIRCUITS_SQL = "SELECT service, kind, COUNT(*) FROM service_facts GROUP BY service, kind"
-
-
 def circuit_history(store: Store) -> dict[str, dict[str, int]]:
     """How often each service's circuit opened and closed during the run (service facts)."""
     found: dict[str, dict[str, int]] = {}
     with store.snapshot() as tx:
-        for service, kind, n in tx.query(CIRCUITS_SQL).fetchall():
+        for service, kind, n in report(tx, "circuit_changes"):
             found.setdefault(str(service), {})[str(kind)] = int(n)
     return found
 

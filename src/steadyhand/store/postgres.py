@@ -43,19 +43,43 @@ from steadyhand.store.queries import IN_IDS, SHARED
 
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
 
+
+def override(shared: Mapping[str, str], name: str, old: str, new: str) -> str:
+    """The shared statement `name` with `old` replaced by `new`; raises at import when `old`
+    is not in it exactly once (the shared text changed, and the override would silently
+    do nothing or too much)."""
+    text = shared[name]
+    if text.count(old) != 1:
+        raise AssertionError(
+            f"PostgreSQL override of {name!r}: expected {old!r} once in the shared statement, "
+            f"found it {text.count(old)} times; update the override in store/postgres.py"
+        )
+    return text.replace(old, new)
+
+
+def locking(shared: Mapping[str, str], name: str) -> str:
+    """The shared SELECT `name` with `FOR UPDATE` appended; raises when it is no longer a
+    plain SELECT that can take it."""
+    text = shared[name].rstrip()
+    if not text.lstrip().startswith("SELECT") or text.endswith((";", "FOR UPDATE")):
+        raise AssertionError(f"PostgreSQL override of {name!r}: not a plain SELECT any more")
+    return text + " FOR UPDATE"
+
+
+_OWNED = "lease_owner = :owner)"
 _OVERRIDES = {
-    "lock_workflow": SHARED["lock_workflow"] + " FOR UPDATE",
-    "lock_task": SHARED["lock_task"] + " FOR UPDATE",
-    "wake_supervisor": SHARED["wake_supervisor"].replace("min(", "LEAST("),
+    "lock_workflow": locking(SHARED, "lock_workflow"),
+    "lock_task": locking(SHARED, "lock_task"),
+    "wake_supervisor": override(SHARED, "wake_supervisor", "min(", "LEAST("),
     "lease_tasks": lease_by_priority_sql("FOR UPDATE SKIP LOCKED"),
-    "lock_gate": SHARED["lock_gate"] + " FOR UPDATE",
-    "lock_workflows": SHARED["lock_workflows"] + " FOR UPDATE",
+    "lock_gate": locking(SHARED, "lock_gate"),
+    "lock_workflows": locking(SHARED, "lock_workflows"),
     # Heartbeats and releases skip rows another transaction holds (see Store.renew_leases).
-    "renew_leases": SHARED["renew_leases"].replace(
-        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
+    "renew_leases": override(
+        SHARED, "renew_leases", _OWNED, "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
     ),
-    "release_leases": SHARED["release_leases"].replace(
-        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
+    "release_leases": override(
+        SHARED, "release_leases", _OWNED, "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
     ),
     "notify": "SELECT pg_notify(:channel, '')",
 }

@@ -10,10 +10,18 @@ an array parameter matched with `= ANY(:ids)` (see `Tx.ids`).
 
 from __future__ import annotations
 
+from steadyhand.core.circuit import OUTCOME_KINDS
+from steadyhand.core.facts import RETRY_REQUESTED, TERMINAL_KINDS
 from steadyhand.store.priorities import lease_by_priority_sql
 
 IN_IDS = "IN (SELECT value FROM json_each(:ids))"
 """How the shared (SQLite) statements match a set of ids; PostgreSQL swaps in `ANY`."""
+
+
+def in_list(kinds: tuple[str, ...]) -> str:
+    """`('a', 'b')`: a SQL list of fact kinds, built from the vocabulary in `core.facts`."""
+    return "(" + ", ".join(f"'{kind}'" for kind in kinds) + ")"
+
 
 SHARED: dict[str, str] = {
     # -- workflows ----------------------------------------------------------------------------
@@ -47,11 +55,9 @@ SHARED: dict[str, str] = {
         SELECT workflow_id, seq, kind, at, step, attempt, slot, data
         FROM facts WHERE workflow_id {IN_IDS} ORDER BY workflow_id, seq
     """,
-    "child_outcome": """
+    "child_outcome": f"""
         SELECT seq, kind, data FROM facts
-        WHERE workflow_id = :id
-          AND kind IN ('workflow_completed', 'workflow_compensated', 'workflow_failed',
-                       'retry_requested')
+        WHERE workflow_id = :id AND kind IN {in_list((*TERMINAL_KINDS, RETRY_REQUESTED))}
         ORDER BY seq DESC LIMIT 1
     """,
     "append_fact": """
@@ -189,11 +195,10 @@ SHARED: dict[str, str] = {
     "service_in_flight": """
         SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND service = :service
     """,
-    "recent_service_outcomes": """
+    # The circuit's own list: a lost call never carries its service, so it is not in it.
+    "recent_service_outcomes": f"""
         SELECT kind, at FROM facts
-        WHERE service = :service AND at >= :since
-          AND kind IN ('attempt_succeeded', 'attempt_failed', 'attempt_timed_out',
-                       'attempt_lost', 'attempt_uncertain')
+        WHERE service = :service AND at >= :since AND kind IN {in_list(OUTCOME_KINDS)}
         ORDER BY at DESC LIMIT :limit
     """,
     "last_service_seq": "SELECT COALESCE(MAX(seq), 0) FROM service_facts WHERE service = :service",
