@@ -87,7 +87,7 @@ SQL_TEXT = re.compile(
 SQL_ELSEWHERE = {
     # The demo's stand-in remote services (hotel, flights, cars) keep their bookings in their
     # own SQLite file, as a real third party would: that is not steadyhand's store.
-    "demo/services.py": "the fake remote services' own ledger",
+    "demo/ledger.py": "the fake remote services' own ledger",
 }
 
 

@@ -31,11 +31,10 @@ from steadyhand.chaos.options import ChaosOptions
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import audit
+from steadyhand.demo.fleet import Fleet, child_env
 from steadyhand.demo.report import Tally, Tracker, Trip, TripRecord, tally
 from steadyhand.demo.run import (
     START_BATCH,
-    Fleet,
-    _child_env,
     injected_faults,
     reset_workdir,
     running_services,
@@ -268,7 +267,7 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
     with _observer_store(observer_url) as store:
         with running_services(demo) as services:
             urls = {kind: service.url for kind, service in services.items()}
-            fleet = Fleet(demo, worker_url, _child_env({SERVICES_ENV: json.dumps(urls)}))
+            fleet = Fleet(demo, worker_url, child_env({SERVICES_ENV: json.dumps(urls)}))
             try:
                 for _ in range(options.workers):
                     fleet.start_one()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from steadyhand.core.slots import call_slot, terminal_slot  # noqa: F401 (their old home)
+from steadyhand.core import slots
 
 
 class FactKind(StrEnum):
@@ -102,7 +102,7 @@ LATE_UNDO_FAILED = FactKind.LATE_UNDO_FAILED
 CONTINUED_FROM = FactKind.CONTINUED_FROM
 
 TERMINAL_KINDS = (WORKFLOW_COMPLETED, WORKFLOW_COMPENSATED, WORKFLOW_FAILED)
-TERMINAL_STATES = {
+TERMINAL_STATES: dict[str, str] = {
     WORKFLOW_COMPLETED: "completed",
     WORKFLOW_COMPENSATED: "compensated",
     WORKFLOW_FAILED: "failed",
@@ -133,6 +133,10 @@ def outcome_kinds(phase: str, suffixes: tuple[str, ...] = OUTCOMES) -> tuple[Fac
     """The outcome kinds of one phase, e.g. every `attempt_*` outcome (in `suffixes` order)."""
     return tuple(call_kind(phase, suffix) for suffix in suffixes)
 
+
+# Slot builders, at their old address (`core.slots` builds every slot name).
+call_slot = slots.call_slot
+terminal_slot = slots.terminal_slot
 
 # Every call outcome of every phase (what stats count), derived, never listed by hand.
 CALL_OUTCOME_KINDS = tuple(kind for phase in PHASE_PREFIX for kind in outcome_kinds(phase))
