@@ -366,3 +366,21 @@ def test_public_api_is_pinned() -> None:
     assert sorted(steadyhand.__all__) == sorted(PUBLIC_API)
     missing = [name for name in steadyhand.__all__ if not hasattr(steadyhand, name)]
     assert not missing, f"__all__ names what the package does not define: {missing}"
+
+
+def test_one_json_module() -> None:
+    """Every JSON policy lives in `core/jsoncodec.py`; nothing else imports json or orjson."""
+    wrong = []
+    for _, path in modules():
+        if rel(path) == "core/jsoncodec.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                roots = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            if {"json", "orjson"} & set(roots):
+                wrong.append(f"{rel(path)}:{node.lineno}")
+    assert not wrong, "use steadyhand.core.jsoncodec instead of json/orjson:\n" + "\n".join(wrong)

@@ -8,7 +8,6 @@ chaos needs: a loop that survives the store going away, and invariants beyond th
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import re
 import time
@@ -28,6 +27,7 @@ from steadyhand.chaos.disruptions import (
 )
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
 from steadyhand.chaos.options import ChaosOptions
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import audit
@@ -267,7 +267,7 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
     with _observer_store(observer_url) as store:
         with running_services(demo) as services:
             urls = {kind: service.url for kind, service in services.items()}
-            fleet = Fleet(demo, worker_url, child_env({SERVICES_ENV: json.dumps(urls)}))
+            fleet = Fleet(demo, worker_url, child_env({SERVICES_ENV: jsoncodec.dumps(urls)}))
             try:
                 for _ in range(options.workers):
                     fleet.start_one()

@@ -6,10 +6,10 @@ mid-run), complete breadcrumbs, and a trace in the facts for every booking a ser
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.facts import (
     OUTCOME_REPORTED_LATE,
     RETRY_REQUESTED,
@@ -46,10 +46,10 @@ class Row:
 
     def encoded(self) -> bytes:
         fields = [self.workflow_id, self.seq, self.kind, self.step, self.attempt, self.slot]
-        return json.dumps([*fields, self.data, repr(self.at)]).encode()
+        return jsoncodec.dumps([*fields, self.data, repr(self.at)]).encode()
 
     def fact(self) -> Fact:
-        data = json.loads(self.data)
+        data = jsoncodec.loads(self.data)
         return Fact(self.seq, self.kind, self.at, self.step, self.attempt, self.slot, data)
 
 

@@ -3,7 +3,6 @@ retry."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -19,6 +18,7 @@ from steadyhand.cli.options import (
     open_store_patiently,
     url_option,
 )
+from steadyhand.core import jsoncodec
 from steadyhand.core.actions import ENDED, ActionStatus
 from steadyhand.core.errors import InputError
 from steadyhand.core.redact import redact_url
@@ -189,8 +189,8 @@ def start(
     """Start workflow NAME and print its id."""
     seconds = None if deadline is None else parse_duration(deadline)
     try:
-        value = json.loads(input_text)
-    except json.JSONDecodeError as exc:
+        value = jsoncodec.loads(input_text)
+    except jsoncodec.JSONDecodeError as exc:
         raise InputError(
             f"--input is not valid JSON ({exc}); quote it, e.g. '{{\"a\": 1}}'"
         ) from None

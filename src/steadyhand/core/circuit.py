@@ -8,12 +8,12 @@ gate row that leasing reads) in one short transaction.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.facts import (
     ACTION,
@@ -94,11 +94,11 @@ class ServicePolicy:
         return self.burst if self.burst is not None else max(1.0, self.rate)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return jsoncodec.dumps_plan(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServicePolicy:
-        data = json.loads(text)
+        data = jsoncodec.loads(text)
         circuit = CircuitPolicy(**data.pop("circuit", {}))
         return cls(circuit=circuit, **data)
 

@@ -3,12 +3,12 @@ waits, cancels or retries. Each call is one short transaction through the engine
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
 from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
@@ -67,7 +67,7 @@ class Client:
         return self.engine.start(
             new_workflow_id(),
             plan,
-            json.loads(text),
+            jsoncodec.loads(text),
             text,
             key,
             deadline=seconds,
@@ -105,7 +105,7 @@ class Client:
             check_text(key, "key", MAX_KEY_CHARS)
         if dedupe_key is not None:
             check_text(dedupe_key, "dedupe_key", MAX_KEY_CHARS, empty=True)
-        data: dict[str, Any] = {"payload": json.loads(encode_json(payload, "event payload"))}
+        data: dict[str, Any] = {"payload": jsoncodec.loads(encode_json(payload, "event payload"))}
         if source:
             data["source"] = source
         if dedupe_key:
@@ -116,7 +116,7 @@ class Client:
         if start is not None:
             plan = self.app.plan(start)
             text = encode_json(start_input, "workflow input")
-            begin = (new_workflow_id(), plan, json.loads(text), text)
+            begin = (new_workflow_id(), plan, jsoncodec.loads(text), text)
         return self.engine.signal(
             event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
         )

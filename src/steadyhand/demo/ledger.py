@@ -4,7 +4,6 @@ booking, if steadyhand ever caused one, stays visible to the audit."""
 
 from __future__ import annotations
 
-import json
 import queue
 import secrets
 import sqlite3
@@ -14,6 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from steadyhand.core import jsoncodec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bookings (
@@ -43,7 +44,7 @@ def _row(values: tuple[Any, ...]) -> Row:
         "booking_id": booking_id,
         "status": status,
         "trip": trip,
-        "details": json.loads(details),
+        "details": jsoncodec.loads(details),
         "created_at": created_at,
         "cancelled_at": cancelled_at,
     }
@@ -117,7 +118,7 @@ class Ledger:
             if sold_out(key):
                 return "sold_out", {"key": key}
             booking_id = f"{self._id_prefix}-{secrets.token_hex(6)}"
-            values = (key, booking_id, trip, json.dumps(details), "booked", _now(), None)
+            values = (key, booking_id, trip, jsoncodec.dumps(details), "booked", _now(), None)
             conn.execute(f"INSERT INTO bookings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
             return "booked", _row(values)
 

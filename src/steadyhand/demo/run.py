@@ -7,7 +7,6 @@ summary, and the tests call it directly. Every process it starts, it stops, even
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from steadyhand.core import jsoncodec
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import Audit, audit
 from steadyhand.demo.faults import KINDS
@@ -211,7 +211,7 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
         watch.begin(options, db_url)
         with running_services(options) as services:
             urls = {kind: service.url for kind, service in services.items()}
-            fleet = Fleet(options, db_url, child_env({SERVICES_ENV: json.dumps(urls)}))
+            fleet = Fleet(options, db_url, child_env({SERVICES_ENV: jsoncodec.dumps(urls)}))
             try:
                 for _ in range(options.workers):
                     fleet.start_one()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from steadyhand.core import jsoncodec
 from steadyhand.demo.faults import (
     KINDS,
     PROFILES,
@@ -55,7 +55,7 @@ def _text(body: dict[str, Any], name: str) -> str:
 def _parse_booking(raw: bytes) -> tuple[str, str, dict[str, Any]]:
     """Reject a bad request before any fault or ledger work, so a 400 is always a 400."""
     try:
-        body = json.loads(raw)
+        body = jsoncodec.loads(raw)
     except ValueError as exc:
         raise ValueError(f"body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
@@ -176,7 +176,7 @@ class BookingService:
     async def admin_faults(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                body = json.loads(await request.body())
+                body = jsoncodec.loads(await request.body())
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object")
                 self.faults.set_profile(profile_from_request(body))

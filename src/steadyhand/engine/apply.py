@@ -8,10 +8,10 @@ that sequence is written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.deadlines import check_deadline, started_data
 from steadyhand.core.decisions import (
     CallAgent,
@@ -323,4 +323,4 @@ def terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> New
 def dumps(value: Any) -> str:
     """Compact JSON of a plan or an input, as the root row keeps it (the standard
     library's, which keeps an infinite backoff cap as `Infinity`)."""
-    return json.dumps(value, separators=(",", ":"))
+    return jsoncodec.dumps_plan(value)
