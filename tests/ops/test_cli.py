@@ -7,7 +7,6 @@ workflows come last.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -18,6 +17,7 @@ from steadyhand.ops.reports import STATES
 from tests.apps.scripted import app
 from tests.conftest import running_worker
 from tests.ops.conftest import Scenario, run_trips
+from tests.waiting import eventually
 
 
 def run(url: str, *args: str) -> Result:
@@ -137,8 +137,9 @@ def test_a_workflow_nobody_runs_is_stuck_in_list_status_and_stats(scenario: Scen
         started = Client(app, store).start("one", {"ledger": scenario.ledger})
     finally:
         store.close()
-    time.sleep(0.3)  # no worker: its first call is overdue
     fast = ("--stuck-after", "0.1")
+    # No worker: its first call becomes overdue (wait for that, not for a guessed time).
+    eventually(lambda: as_json(scenario.url, "stats", *fast)["stuck"] == 1, what="stuck")
     rows = as_json(scenario.url, "list", "--state", "stuck", *fast)["workflows"]
     assert [r["id"] for r in rows] == [started.workflow_id]
     assert "due for" in rows[0]["stuck"] and "no worker took it" in rows[0]["stuck"]

@@ -268,8 +268,11 @@ def test_core_performs_no_io_and_reads_no_clock() -> None:
                 func = node.func
                 if isinstance(func, ast.Name) and func.id in IMPURE_NAMES:
                     wrong.append(f"{where} calls {func.id}()")
-                named = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                if named and (func.value.id, func.attr) in IMPURE_CALLS:  # type: ignore[union-attr]
+                if (
+                    isinstance(func, ast.Attribute)
+                    and isinstance(func.value, ast.Name)
+                    and (func.value.id, func.attr) in IMPURE_CALLS
+                ):
                     wrong.append(f"{where} calls {ast.unparse(func)}()")
             elif (
                 isinstance(node, ast.Attribute)

@@ -29,7 +29,9 @@ from steadyhand.core.plans import StepSpec
 def test_every_fact_kind_says_what_it_means_on_its_line() -> None:
     source = inspect.getsource(FactKind)
     lines = source.splitlines()
-    members = [n for n in ast.parse(source).body[0].body if isinstance(n, ast.Assign)]
+    cls = ast.parse(source).body[0]
+    assert isinstance(cls, ast.ClassDef)
+    members = [n for n in cls.body if isinstance(n, ast.Assign)]
     assert len(members) == len(FactKind)
     for node in members:
         line = lines[node.lineno - 1]
