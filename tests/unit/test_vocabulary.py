@@ -7,6 +7,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 
 import pytest
 
@@ -104,3 +105,24 @@ def test_json_policies() -> None:
         jsoncodec.encode("x" * 20, "input", limit=10)
     with pytest.raises(jsoncodec.JSONDecodeError):
         jsoncodec.loads("{nope")
+
+
+def test_no_slot_is_spelled_outside_core_slots() -> None:
+    """An f-string shaped like a slot (`f"word:{...}"`) anywhere else is a second spelling."""
+    from tests.unit.test_layers import modules, rel
+
+    found = []
+    for _, path in modules():
+        if rel(path) == "core/slots.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
+                continue
+            head, value = node.values[0], node.values[1]
+            if (
+                isinstance(head, ast.Constant)
+                and isinstance(value, ast.FormattedValue)
+                and re.fullmatch(r"[a-z_]+:", str(head.value))
+            ):
+                found.append(f"{rel(path)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "build slot names in core/slots.py:\n" + "\n".join(found)

@@ -23,7 +23,7 @@ from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
 )
 from steadyhand.core.late import undo_late_successes
-from steadyhand.core.slots import call_slot
+from steadyhand.core.slots import call_slot, deferred_slot
 from steadyhand.core.validate import problems, raised, refused
 from steadyhand.core.view import WorkflowView
 
@@ -52,7 +52,7 @@ def deferral(view: WorkflowView, call: CallAgent, now: float) -> Decision | None
     else:
         why = f"waited: {service} circuit open since {since} ({gate.reason})"
         until = float(gate.open_until or now)
-    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
+    slot = deferred_slot(call.phase, call.step, call.attempt, gate.since)
     data = {
         "service": service,
         "phase": call.phase,

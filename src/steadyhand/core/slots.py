@@ -40,3 +40,19 @@ def child_cancel_slot(step: str) -> str:
 def event_slot(dedupe_key: str) -> str:
     """One delivery per event dedupe key (a webhook retried by its sender counts once)."""
     return f"event:{dedupe_key}"
+
+
+def deferred_slot(phase: str, step: str, attempt: int, since: float | None) -> str:
+    """One deferral of a call per opening of its service's circuit (opened at `since`)."""
+    return f"deferred:{phase}:{step}:{attempt}:{since}"
+
+
+def wait_slot(step: str, what: str) -> str:
+    """A step's wait for its event: when it "began" (its deadline counts from there) and
+    whether it "timed_out"; once each."""
+    return f"wait:{step}:{what}"
+
+
+def compensation_began_slot(round_: int) -> str:
+    """One decision to roll back per round."""
+    return f"compensation_began:{round_}"
