@@ -167,4 +167,4 @@ app.workflow("trip_async", steps("flight", "hotel", "car", use_async=True))
 app.workflow("one", steps("only"))
 app.workflow("slow_probed", steps("only", timeout=5.0, probe=True))
 # Calls that outlast any stall of a loaded test machine (a test kills them well before).
-app.workflow("gated_probed", steps("only", timeout=90.0, probe=True))
+app.workflow("slow_gated", steps("only", timeout=90.0, probe=True))

@@ -73,7 +73,7 @@ def test_worker_killed_mid_call_is_recovered_after_its_lease_expires(
 ) -> None:
     ledger = str(tmp_path / "ledger.db")
     client = Client(app, store)
-    started = client.start("gated_probed", {"ledger": ledger, "script": {"only": script}})
+    started = client.start("slow_gated", {"ledger": ledger, "script": {"only": script}})
     with worker_process(store_url, tmp_path / "worker.log") as proc:
         if script[0] == "act_then_hang":
             eventually(lambda: len(effects(ledger)) == 1, what="the effect")
@@ -128,7 +128,7 @@ def test_sigterm_lets_the_call_in_flight_finish(
 ) -> None:
     ledger = str(tmp_path / "ledger.db")
     client = Client(app, store)
-    started = client.start("gated_probed", {"ledger": ledger, "script": {"only": ["gate"]}})
+    started = client.start("slow_gated", {"ledger": ledger, "script": {"only": ["gate"]}})
     with worker_process(store_url, tmp_path / "worker.log", lease=5) as proc:
         call_in_flight(client, started.workflow_id, ledger)
         proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "steadyhand"
 
 # Each layer's rank: a module may import only from layers of a lower rank (or its own).
-# `define` sits on `engine` because `App.client()` and `Client` drive the engine; the engine
+# `define` sits on `engine` because `App.connect()` and `Client` drive the engine; the engine
 # itself never sees `define` (it takes plans, which are core values). The package root
 # (`steadyhand/__init__.py`, the public API) gathers the lower layers for users; `demo` is
 # written against that public API like any user's app.
