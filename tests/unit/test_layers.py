@@ -8,6 +8,7 @@ by file and line. See docs/ARCHITECTURE.md for the layers and why they sit where
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,11 @@ SQL_ELSEWHERE = {
 }
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
 def modules() -> Iterator[tuple[str, Path]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = list(path.relative_to(SRC).with_suffix("").parts)
@@ -108,13 +114,13 @@ def rel(path: Path) -> str:
 def top_level_imports(path: Path, known: set[str]) -> Iterator[tuple[int, str]]:
     """The steadyhand modules `path` imports when it is loaded (not inside functions, not
     under `if TYPE_CHECKING`)."""
-    for node in ast.parse(path.read_text()).body:
+    for node in parsed(path).body:
         yield from _imports_of(node, known)
 
 
 def all_imports(path: Path, known: set[str]) -> Iterator[tuple[int, str]]:
     """Every steadyhand module `path` imports anywhere (functions and TYPE_CHECKING too)."""
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parsed(path)):
         yield from _imports_of(node, known)
 
 
@@ -184,7 +190,7 @@ def test_cli_and_web_never_import_each_other() -> None:
 
 
 def _from_imports(path: Path) -> Iterator[tuple[int, ast.ImportFrom]]:
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.ImportFrom):
             yield node.lineno, node
 
@@ -250,7 +256,7 @@ def test_core_performs_no_io_and_reads_no_clock() -> None:
     for name, path in modules():
         if layer_of(name) != "core":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             where = f"{rel(path)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Import | ast.ImportFrom):
                 roots = (
@@ -285,7 +291,7 @@ def test_sql_lives_only_in_store() -> None:
     for name, path in modules():
         if layer_of(name) == "store" or rel(path) in SQL_ELSEWHERE:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
@@ -374,7 +380,7 @@ def test_one_json_module() -> None:
     for _, path in modules():
         if rel(path) == "core/jsoncodec.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.Import):
                 roots = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom):

@@ -109,13 +109,13 @@ def test_json_policies() -> None:
 
 def test_no_slot_is_spelled_outside_core_slots() -> None:
     """An f-string shaped like a slot (`f"word:{...}"`) anywhere else is a second spelling."""
-    from tests.unit.test_layers import modules, rel
+    from tests.unit.test_layers import modules, parsed, rel
 
     found = []
     for _, path in modules():
         if rel(path) == "core/slots.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
                 continue
             head, value = node.values[0], node.values[1]

@@ -60,8 +60,9 @@ class Tx(ABC):
 
     @abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        """Run SQL owned by another module (reports, dashboards) written with `:name`
-        parameters in the portable subset; the backend adapts the parameter style."""
+        """Run SQL text built in `store` (the report queries of `reporting`, whose text
+        depends on the request) or by tests, with `:name` parameters in the portable
+        subset; the backend adapts the parameter style. Nothing outside `store` writes SQL."""
 
     @abstractmethod
     def notify(self) -> None:
