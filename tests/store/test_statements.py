@@ -11,20 +11,20 @@ import pytest
 
 from steadyhand.core.circuit import OUTCOME_KINDS
 from steadyhand.core.facts import TERMINAL_KINDS, FactKind
-from steadyhand.store import postgres
+from steadyhand.store import postgres, queries
 from steadyhand.store.queries import SHARED
 from steadyhand.store.reporting import ACTIVITY_KINDS, REPORTS
 
 
 def test_an_override_of_text_that_changed_fails_loudly() -> None:
     shared = {"lease": "SELECT id FROM tasks ORDER BY due_at LIMIT :limit"}
-    assert postgres.override(shared, "lease", "LIMIT :limit", "LIMIT :limit FOR UPDATE").endswith(
+    assert queries.override(shared, "lease", "LIMIT :limit", "LIMIT :limit FOR UPDATE").endswith(
         "FOR UPDATE"
     )
     with pytest.raises(AssertionError, match="expected 'ORDER BY id' once"):
-        postgres.override(shared, "lease", "ORDER BY id", "ORDER BY id DESC")
+        queries.override(shared, "lease", "ORDER BY id", "ORDER BY id DESC")
     with pytest.raises(AssertionError, match="not a plain SELECT"):
-        postgres.locking({"gone": "DELETE FROM tasks"}, "gone")
+        queries.locking({"gone": "DELETE FROM tasks"}, "gone")
 
 
 def test_every_override_names_a_shared_statement() -> None:

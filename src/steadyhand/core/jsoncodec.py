@@ -13,6 +13,8 @@ Four policies, each for a reason:
 - `dumps_plan`: a plan or an input as the root row keeps it: the standard library's text,
   which keeps an unbounded backoff cap (`float("inf")`) as `Infinity`.
 - `pretty`: indented, for people (`--json` output); anything unknown is shown as text.
+- `dumps_stable`: text whose bytes are hashed and must not change between versions (sealed
+  archives): the standard library's compact form, UTF-8 kept as is.
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ def dumps_plan(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def pretty(value: Any) -> str:
+def pretty(value: Any, *, sort_keys: bool = False) -> str:
     """Indented JSON for people; values JSON cannot hold are shown as their text."""
-    return json.dumps(value, indent=2, default=str)
+    return json.dumps(value, indent=2, default=str, sort_keys=sort_keys)
+
+
+def dumps_stable(value: Any) -> str:
+    """Compact JSON whose exact text is hashed (see the module docstring); keys keep their
+    order, non-ASCII text is kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode(value: Any, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:

@@ -39,31 +39,9 @@ from steadyhand.store.pg_connect import (
 )
 from steadyhand.store.pg_errors import connect_error, store_error
 from steadyhand.store.priorities import AGE_BOOST, lease_by_priority_sql
-from steadyhand.store.queries import IN_IDS, SHARED
+from steadyhand.store.queries import IN_IDS, SHARED, locking, override
 
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
-
-
-def override(shared: Mapping[str, str], name: str, old: str, new: str) -> str:
-    """The shared statement `name` with `old` replaced by `new`; raises at import when `old`
-    is not in it exactly once (the shared text changed, and the override would silently
-    do nothing or too much)."""
-    text = shared[name]
-    if text.count(old) != 1:
-        raise AssertionError(
-            f"PostgreSQL override of {name!r}: expected {old!r} once in the shared statement, "
-            f"found it {text.count(old)} times; update the override in store/postgres.py"
-        )
-    return text.replace(old, new)
-
-
-def locking(shared: Mapping[str, str], name: str) -> str:
-    """The shared SELECT `name` with `FOR UPDATE` appended; raises when it is no longer a
-    plain SELECT that can take it."""
-    text = shared[name].rstrip()
-    if not text.lstrip().startswith("SELECT") or text.endswith((";", "FOR UPDATE")):
-        raise AssertionError(f"PostgreSQL override of {name!r}: not a plain SELECT any more")
-    return text + " FOR UPDATE"
 
 
 _OWNED = "lease_owner = :owner)"

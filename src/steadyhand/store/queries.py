@@ -10,12 +10,36 @@ an array parameter matched with `= ANY(:ids)` (see `Tx.ids`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from steadyhand.core.circuit import OUTCOME_KINDS
 from steadyhand.core.facts import RETRY_REQUESTED, TERMINAL_KINDS
 from steadyhand.store.priorities import lease_by_priority_sql
 
 IN_IDS = "IN (SELECT value FROM json_each(:ids))"
 """How the shared (SQLite) statements match a set of ids; PostgreSQL swaps in `ANY`."""
+
+
+def override(shared: Mapping[str, str], name: str, old: str, new: str) -> str:
+    """The shared statement `name` with `old` replaced by `new`; raises at import when `old`
+    is not in it exactly once (the shared text changed, and the override would silently
+    do nothing or too much)."""
+    text = shared[name]
+    if text.count(old) != 1:
+        raise AssertionError(
+            f"PostgreSQL override of {name!r}: expected {old!r} once in the shared statement, "
+            f"found it {text.count(old)} times; update the override in the dialect's module"
+        )
+    return text.replace(old, new)
+
+
+def locking(shared: Mapping[str, str], name: str) -> str:
+    """The shared SELECT `name` with `FOR UPDATE` appended; raises when it is no longer a
+    plain SELECT that can take it."""
+    text = shared[name].rstrip()
+    if not text.lstrip().startswith("SELECT") or text.endswith((";", "FOR UPDATE")):
+        raise AssertionError(f"PostgreSQL override of {name!r}: not a plain SELECT any more")
+    return text + " FOR UPDATE"
 
 
 def in_list(kinds: tuple[str, ...]) -> str:
