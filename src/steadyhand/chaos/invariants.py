@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.facts import (
+    ACTION,
     OUTCOME_REPORTED_LATE,
     RETRY_REQUESTED,
     SUPERVISOR_RAN,
     TERMINAL_KINDS,
     UNKNOWN_OUTCOMES,
     Fact,
+    outcome_kinds,
 )
 from steadyhand.demo.audit import FAILED, Audit, Check, Ledger, Problem
 from steadyhand.demo.report import Trip
@@ -222,7 +224,7 @@ def _explains(facts: Sequence[Fact], step: str) -> bool:
             and fact.get("outcome") == "succeeded"
         ):
             return True
-        if fact.kind in {f"attempt_{s}" for s in UNKNOWN_OUTCOMES} and unknown_at is None:
+        if fact.kind in outcome_kinds(ACTION, UNKNOWN_OUTCOMES) and unknown_at is None:
             unknown_at = fact.seq
         if fact.kind == "compensation_succeeded" and unknown_at is not None:
             return True
