@@ -186,7 +186,8 @@ def test_cancel_of_a_completed_workflow_exits_5_already_ended(scenario: Scenario
 
 
 def test_cancel_from_the_cli_rolls_back_a_failed_workflow(scenario: Scenario) -> None:
-    script = {"car": ["permanent"], "undo:hotel": ["transient"] * 4}  # undo gives up once
+    # undo gives up once
+    script: dict[str, object] = {"car": ["permanent"], "undo:hotel": ["transient"] * 4}
     (failed,) = run_trips(scenario.url, scenario.ledger, [script])
     assert as_json(scenario.url, "status", failed)["state"] == "failed"
     result = run(scenario.url, "cancel", failed, "--reason", "roll it back")

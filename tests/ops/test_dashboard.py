@@ -212,7 +212,7 @@ def test_the_failed_list_shows_a_supervisors_error_and_the_page_offers_cancel(
 
     @buggy_app.supervisor()
     def buggy(view: WorkflowView, now: float) -> Decision:
-        return {}["missing"]  # type: ignore[no-any-return]
+        return {}["missing"]  # type: ignore[no-any-return, index]
 
     buggy_app.process("buggy", buggy)
     failed = Client(buggy_app, store).start("buggy", {}).workflow_id

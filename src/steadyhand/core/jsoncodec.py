@@ -48,9 +48,10 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)  # e.g. an integer beyond 64 bits; raises if really invalid
 
 
-def dumps_plan(value: Any) -> str:
-    """Compact JSON of a plan or an input as stored on the root row (keeps `Infinity`)."""
-    return json.dumps(value, separators=(",", ":"))
+def dumps_plan(value: Any, *, sort_keys: bool = False) -> str:
+    """Compact JSON of a definition (a plan, a policy, a schedule) or an input as stored
+    (keeps `Infinity`); raises `TypeError`/`ValueError` for what JSON cannot hold."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)
 
 
 def pretty(value: Any, *, sort_keys: bool = False) -> str:

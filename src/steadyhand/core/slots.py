@@ -56,3 +56,8 @@ def wait_slot(step: str, what: str) -> str:
 def compensation_began_slot(round_: int) -> str:
     """One decision to roll back per round."""
     return f"compensation_began:{round_}"
+
+
+def late_undo_failed_slot(step: str) -> str:
+    """One report that a success after the rollback could not be undone, per step."""
+    return f"late_undo_failed:{step}"
