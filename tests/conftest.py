@@ -66,7 +66,7 @@ def fresh_store_url(backend: str, folder: Path, prefix: str = "t") -> Iterator[s
     sep = "&" if "?" in base else "?"
     # Sessions carry the schema as their application_name, so a test that cuts connections
     # off (test_crashes) can aim at its own sessions and never at other tests' or users'.
-    yield f"{base}{sep}schema={schema}&application_name=steadyhand-test-{schema}"
+    yield f"{base}{sep}application_name=steadyhand-test-{schema}&schema={schema}"  # schema last
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 

@@ -17,9 +17,9 @@ from steadyhand.core.circuit import FAILURE_KINDS, OUTCOME_KINDS
 from steadyhand.core.errors import InputError
 from steadyhand.core.facts import (
     CALL_OUTCOME_KINDS,
+    CALL_SUFFIXES,
     OUTCOMES,
     PHASE_PREFIX,
-    SCHEDULED,
     TERMINAL_KINDS,
     FactKind,
     call_kind,
@@ -47,7 +47,7 @@ def test_kinds_are_their_own_text_and_the_old_names_are_aliases() -> None:
 
 
 def test_call_kinds_follow_the_rule_both_ways() -> None:
-    made = {call_kind(phase, s) for phase in PHASE_PREFIX for s in (SCHEDULED, *OUTCOMES)}
+    made = {call_kind(phase, s) for phase in PHASE_PREFIX for s in CALL_SUFFIXES}
     prefixes = tuple(f"{p}_" for p in PHASE_PREFIX.values())
     by_rule = {k for k in FactKind if k.startswith(prefixes) and not k.endswith(("_began",))}
     assert made == by_rule - {FactKind.ATTEMPT_DEFERRED}

@@ -59,18 +59,21 @@ class FactKind(StrEnum):
     ATTEMPT_TIMED_OUT = "attempt_timed_out"  # no answer within the timeout: outcome unknown
     ATTEMPT_LOST = "attempt_lost"  # the worker's lease expired mid-call: outcome unknown
     ATTEMPT_UNCERTAIN = "attempt_uncertain"  # the agent said OutcomeUnknown (answer cut off)
+    ATTEMPT_WITHDRAWN = "attempt_withdrawn"  # the workflow ended while the call was queued
     COMPENSATION_SCHEDULED = "compensation_scheduled"  # an undo was asked for; task queued
     COMPENSATION_SUCCEEDED = "compensation_succeeded"  # the undo returned
     COMPENSATION_FAILED = "compensation_failed"  # the undo raised
     COMPENSATION_TIMED_OUT = "compensation_timed_out"  # the undo did not answer in time
     COMPENSATION_LOST = "compensation_lost"  # the undo's worker died mid-call
     COMPENSATION_UNCERTAIN = "compensation_uncertain"  # the undo's answer was cut off
+    COMPENSATION_WITHDRAWN = "compensation_withdrawn"  # the workflow ended; the undo never ran
     PROBE_SCHEDULED = "probe_scheduled"  # the supervisor asked what became of an unknown call
     PROBE_SUCCEEDED = "probe_succeeded"  # the probe answered (done, not done, or unknown)
     PROBE_FAILED = "probe_failed"  # the probe raised
     PROBE_TIMED_OUT = "probe_timed_out"  # the probe did not answer in time
     PROBE_LOST = "probe_lost"  # the probe's worker died mid-call
     PROBE_UNCERTAIN = "probe_uncertain"  # the probe's answer was cut off
+    PROBE_WITHDRAWN = "probe_withdrawn"  # the workflow ended; the probe never ran
 
 
 # The names other modules import: aliases of the members (kept so existing code reads on).
@@ -122,6 +125,7 @@ UNCERTAIN = "uncertain"  # the agent raised OutcomeUnknown (e.g. the answer was 
 WITHDRAWN = "withdrawn"  # the workflow ended while the call was queued: it never ran
 OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, LOST, UNCERTAIN)
 UNKNOWN_OUTCOMES = (TIMED_OUT, LOST, UNCERTAIN)
+CALL_SUFFIXES = (SCHEDULED, *OUTCOMES, WITHDRAWN)  # every call kind is a prefix and one of these
 
 
 def call_kind(phase: str, suffix: str) -> FactKind:
