@@ -11,7 +11,7 @@ import pytest
 
 from steadyhand.core.circuit import OUTCOME_KINDS
 from steadyhand.core.facts import TERMINAL_KINDS, FactKind
-from steadyhand.store import postgres, queries
+from steadyhand.store import pg_statements, queries
 from steadyhand.store.queries import SHARED
 from steadyhand.store.reporting import ACTIVITY_KINDS, REPORTS
 
@@ -28,7 +28,7 @@ def test_an_override_of_text_that_changed_fails_loudly() -> None:
 
 
 def test_every_override_names_a_shared_statement() -> None:
-    for name in postgres._OVERRIDES:
+    for name in pg_statements.OVERRIDES:
         assert name in SHARED or name == "notify", name
 
 

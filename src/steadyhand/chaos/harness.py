@@ -13,16 +13,13 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from steadyhand.chaos.disruptions import (
     APP_NAME_PREFIX,
     Disruption,
-    hold_write_lock,
-    restart_server,
-    terminate_connections,
+    Disruptor,
     with_app_name,
 )
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
@@ -53,9 +50,6 @@ STORE_TROUBLE = re.compile(
     r"store unavailable|cannot lease tasks|could not renew leases|watchdog skipped"
 )
 """Worker log lines that say a store call failed and was retried (the worker went on)."""
-QUIET_AFTER_RESTART = 3.0
-"""Seconds without kills around a server restart, so a fresh worker does not meet a dead
-server while it opens the store (a worker that cannot open the store exits)."""
 
 
 @dataclass(frozen=True)
@@ -189,56 +183,6 @@ def _store_retries(options: ChaosOptions) -> int:
     return count
 
 
-class _Disruptor:
-    """Runs one disruption at a time on a thread, so kills and tracking carry on meanwhile."""
-
-    def __init__(self, options: ChaosOptions, url: str, prefix: str, rng: random.Random) -> None:
-        self.options = options
-        self.url = url
-        self.prefix = prefix
-        self.rng = rng
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chaos-disruption")
-        self.running: Future[Disruption] | None = None
-        self.running_kind = ""
-        self.done: list[Disruption] = []
-        self.quiet_until = 0.0
-
-    def start(self, kind: str, at: float) -> None:
-        opts = self.options
-        if kind == "terminate":
-            scope = self.prefix if opts.terminate_scope == "run" else None
-            self.running = self.pool.submit(terminate_connections, self.url, scope, at)
-        elif kind == "restart":
-            self.running = self.pool.submit(restart_server, self.url, opts.pg_cluster, at)
-        elif kind == "failover" and opts.failover is not None:
-            self.running = self.pool.submit(opts.failover, at)
-        else:
-            seconds = self.rng.uniform(*opts.lock_hold)
-            self.running = self.pool.submit(hold_write_lock, self.url, seconds, at)
-        self.running_kind = kind
-
-    def poll(self, now: float) -> Disruption | None:
-        """The disruption that just ended, if any (re-raising what went wrong in it)."""
-        if self.running is None or not self.running.done():
-            return None
-        finished = self.running.result()
-        self.running = None
-        if finished.kind == "restart":
-            self.quiet_until = now + QUIET_AFTER_RESTART
-        self.done.append(finished)
-        return finished
-
-    @property
-    def busy(self) -> bool:
-        return self.running is not None
-
-    def kills_paused(self, now: float) -> bool:
-        return (self.busy and self.running_kind == "restart") or now < self.quiet_until
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-
 @contextlib.contextmanager
 def _observer_store(url: str) -> Iterator[Store]:
     store = _retrying(lambda: open_store(url))
@@ -262,7 +206,7 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
         worker_url = with_app_name(db_url, f"{prefix}-worker")
         observer_url = with_app_name(db_url, f"{prefix}-observer")
     rng = random.Random(f"{options.seed}:chaos")
-    disruptor = _Disruptor(options, db_url, prefix, rng)
+    disruptor = Disruptor(options, db_url, prefix, rng)
     snapshots: list[dict[str, Digest]] = []
     with _observer_store(observer_url) as store:
         with running_services(demo) as services:
@@ -313,7 +257,7 @@ class _Loop:
         options: ChaosOptions,
         store: Store,
         fleet: Fleet,
-        disruptor: _Disruptor,
+        disruptor: Disruptor,
         rng: random.Random,
         run_id: str,
         say: Note,

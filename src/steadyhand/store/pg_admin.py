@@ -47,3 +47,23 @@ def server_version(url: str) -> str | None:
     except psycopg.Error:
         return None
     return str(row[0]) if row else "?"
+
+
+def replication_state(conninfo: str, standby: str) -> str | None:
+    """How the primary at `conninfo` streams to the standby named `standby`
+    (`pg_stat_replication.sync_state`: sync, async, …), or None when it does not."""
+    query = "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s"
+    with psycopg.connect(conninfo, connect_timeout=5) as conn:
+        row = conn.execute(query, (standby,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def first_fact_after(conninfo: str, schema: str, kind: str, after: float) -> float | None:
+    """The time of the first fact of `kind` recorded after `after` in the store in `schema`
+    on the server at `conninfo` (a chaos run watching a new primary), or None."""
+    query = sql.SQL("SELECT min(at) FROM {}.facts WHERE kind = %s AND at > %s").format(
+        sql.Identifier(schema)
+    )
+    with psycopg.connect(conninfo, connect_timeout=2) as conn:
+        row = conn.execute(query, (kind, after)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
