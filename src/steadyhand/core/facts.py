@@ -46,10 +46,6 @@ class FactKind(StrEnum):
     DECISION_REFUSED = "decision_refused"  # a decision could not be applied; data says why
     CANCEL_IGNORED = "cancel_ignored"  # a cancel arrived after the end; nothing changed
     LATE_UNDO_FAILED = "late_undo_failed"  # a step that succeeded after the rollback stays done
-    SUPERVISOR_RAISED = "supervisor_raised"  # supervisor code raised: a bug; data has the traceback
-    DECISION_REFUSED = "decision_refused"  # a decision could not be applied; data says why
-    CANCEL_IGNORED = "cancel_ignored"  # a cancel arrived after the end; nothing changed
-    LATE_UNDO_FAILED = "late_undo_failed"  # a step that succeeded after the rollback stays done
 
     # Calls to agents: the action of a step (attempt_*), its compensation (compensation_*),
     # and a probe asking the remote service what became of an unknown outcome (probe_*).
@@ -76,33 +72,30 @@ class FactKind(StrEnum):
     PROBE_WITHDRAWN = "probe_withdrawn"  # the workflow ended; the probe never ran
 
 
-# The names other modules import: aliases of the members (kept so existing code reads on).
-WORKFLOW_STARTED = FactKind.WORKFLOW_STARTED
-CANCEL_REQUESTED = FactKind.CANCEL_REQUESTED
-RETRY_REQUESTED = FactKind.RETRY_REQUESTED
-COMPENSATION_BEGAN = FactKind.COMPENSATION_BEGAN
-SUPERVISOR_RAN = FactKind.SUPERVISOR_RAN
-WORKFLOW_COMPLETED = FactKind.WORKFLOW_COMPLETED
-WORKFLOW_COMPENSATED = FactKind.WORKFLOW_COMPENSATED
-WORKFLOW_FAILED = FactKind.WORKFLOW_FAILED
-ATTEMPT_DEFERRED = FactKind.ATTEMPT_DEFERRED
-OUTCOME_REPORTED_LATE = FactKind.OUTCOME_REPORTED_LATE
-EVENT_RECEIVED = FactKind.EVENT_RECEIVED
-WAIT_BEGAN = FactKind.WAIT_BEGAN
-WAIT_TIMED_OUT = FactKind.WAIT_TIMED_OUT
-CHILD_STARTED = FactKind.CHILD_STARTED
-CHILD_CANCEL_REQUESTED = FactKind.CHILD_CANCEL_REQUESTED
-SUPERVISOR_RAISED = FactKind.SUPERVISOR_RAISED
-DECISION_REFUSED = FactKind.DECISION_REFUSED
-CANCEL_IGNORED = FactKind.CANCEL_IGNORED
-LATE_UNDO_FAILED = FactKind.LATE_UNDO_FAILED
-SLEEP_BEGAN = FactKind.SLEEP_BEGAN
-PATCH_RECORDED = FactKind.PATCH_RECORDED
-SUPERVISOR_RAISED = FactKind.SUPERVISOR_RAISED
-DECISION_REFUSED = FactKind.DECISION_REFUSED
-CANCEL_IGNORED = FactKind.CANCEL_IGNORED
-LATE_UNDO_FAILED = FactKind.LATE_UNDO_FAILED
-CONTINUED_FROM = FactKind.CONTINUED_FROM
+# The names other modules import: aliases of the members (kept so existing code reads on;
+# typed `str` so that maps and sets mixing them with plain kind text type-check as before).
+WORKFLOW_STARTED: str = FactKind.WORKFLOW_STARTED
+CANCEL_REQUESTED: str = FactKind.CANCEL_REQUESTED
+RETRY_REQUESTED: str = FactKind.RETRY_REQUESTED
+COMPENSATION_BEGAN: str = FactKind.COMPENSATION_BEGAN
+SUPERVISOR_RAN: str = FactKind.SUPERVISOR_RAN
+WORKFLOW_COMPLETED: str = FactKind.WORKFLOW_COMPLETED
+WORKFLOW_COMPENSATED: str = FactKind.WORKFLOW_COMPENSATED
+WORKFLOW_FAILED: str = FactKind.WORKFLOW_FAILED
+ATTEMPT_DEFERRED: str = FactKind.ATTEMPT_DEFERRED
+OUTCOME_REPORTED_LATE: str = FactKind.OUTCOME_REPORTED_LATE
+EVENT_RECEIVED: str = FactKind.EVENT_RECEIVED
+WAIT_BEGAN: str = FactKind.WAIT_BEGAN
+WAIT_TIMED_OUT: str = FactKind.WAIT_TIMED_OUT
+CHILD_STARTED: str = FactKind.CHILD_STARTED
+CHILD_CANCEL_REQUESTED: str = FactKind.CHILD_CANCEL_REQUESTED
+SUPERVISOR_RAISED: str = FactKind.SUPERVISOR_RAISED
+DECISION_REFUSED: str = FactKind.DECISION_REFUSED
+CANCEL_IGNORED: str = FactKind.CANCEL_IGNORED
+LATE_UNDO_FAILED: str = FactKind.LATE_UNDO_FAILED
+SLEEP_BEGAN: str = FactKind.SLEEP_BEGAN
+PATCH_RECORDED: str = FactKind.PATCH_RECORDED
+CONTINUED_FROM: str = FactKind.CONTINUED_FROM
 
 TERMINAL_KINDS = (WORKFLOW_COMPLETED, WORKFLOW_COMPENSATED, WORKFLOW_FAILED)
 TERMINAL_STATES: dict[str, str] = {

@@ -61,3 +61,13 @@ def compensation_began_slot(round_: int) -> str:
 def late_undo_failed_slot(step: str) -> str:
     """One report that a success after the rollback could not be undone, per step."""
     return f"late_undo_failed:{step}"
+
+
+def sleep_slot(name: str) -> str:
+    """One start of a code-first `wf.sleep` per sleep name."""
+    return f"sleep:{name}"
+
+
+def patch_slot(change_id: object) -> str:
+    """One answer per `wf.patched(change_id)` in a code-first workflow."""
+    return f"patch:{change_id}"
