@@ -6,8 +6,9 @@ Input: {"ledger": "/path/ledger.db", "script": {"hotel": ["transient", "ok"],
 the timeout without acting), act_then_hang (act, then hang: a lost confirmation),
 slow:<seconds> (act after sleeping), gate (act once the file `<ledger>.open` exists, after at
 most a minute: a call that is certainly still running when a test kills or stops its worker).
-Missing entries mean ok. Every call first records that it started (`calls_started`): the
-marker a test waits for before it kills a worker mid-call.
+Missing entries mean ok. Calls a test interrupts (`gate`, `act_then_hang`) first record that
+they started (`calls_started`): the marker a test waits for before it kills a worker
+mid-call (other calls skip the write, which would slow every test's calls).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from steadyhand import App, Context, PermanentError, ProbeAnswer, RetryPolicy, Step, TransientError
 
+MARKED = ("gate", "act_then_hang")
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05)
 
 
@@ -85,7 +87,8 @@ def _act(ctx: Context) -> dict[str, Any]:
 
 def perform(ctx: Context) -> Any:
     word = _word(ctx)
-    _mark_started(ctx)
+    if word in MARKED:
+        _mark_started(ctx)
     if word == "ok":
         return _act(ctx)
     if word == "transient":

@@ -171,7 +171,7 @@ def test_losing_the_database_for_a_while_only_pauses_the_work(
         for _ in range(8)
     ]
     with running_worker(app, store):
-        eventually(lambda: calls_started(ledger), what="the first call")
+        eventually(lambda: effects(ledger), what="the first booking")
         interrupter = threading.Thread(target=_interrupt_store, args=(store_url, store))
         interrupter.start()
         interrupter.join()
