@@ -71,3 +71,8 @@ def sleep_slot(name: str) -> str:
 def patch_slot(change_id: object) -> str:
     """One answer per `wf.patched(change_id)` in a code-first workflow."""
     return f"patch:{change_id}"
+
+
+def deadline_slot(round_: int) -> str:
+    """One "the workflow's deadline passed" per round."""
+    return f"deadline:{round_}"
