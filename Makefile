@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest clean bench
+.PHONY: venv demo test test-fast lint typecheck pytest clean bench
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: venv
@@ -21,6 +21,7 @@ lint: venv
 	$(BIN)/ruff check src tests $(wildcard examples bench)
 	$(BIN)/ruff format --check src tests $(wildcard examples bench)
 
+# mypy strict over src/, a little looser over tests/ (see [tool.mypy] in pyproject.toml).
 typecheck: venv
 	$(BIN)/mypy
 
@@ -28,6 +29,10 @@ pytest: venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The pure tests and the store's conformance suite (both backends): seconds, for every edit.
+test-fast: venv
+	$(BIN)/pytest -q tests/unit tests/store
 
 # Benchmarks side by side with DBOS and pgqueuer (issue 7); not part of `make test`.
 # `make bench BENCH_ARGS=--quick` for a short run; results are appended to bench/RESULTS.md.

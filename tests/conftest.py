@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 import pytest
@@ -63,9 +64,16 @@ def fresh_store_url(backend: str, folder: Path, prefix: str = "t") -> Iterator[s
         pytest.skip("PostgreSQL not reachable: set STEADYHAND_TEST_PG or start the local server")
     schema = f"{prefix}_{secrets.token_hex(6)}"
     sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}schema={schema}"
+    # Sessions carry the schema as their application_name, so a test that cuts connections
+    # off (test_crashes) can aim at its own sessions and never at other tests' or users'.
+    yield f"{base}{sep}application_name=steadyhand-test-{schema}&schema={schema}"  # schema last
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def application_name(url: str) -> str:
+    """The application_name the sessions of the store at `url` carry."""
+    return dict(parse_qsl(urlsplit(url).query))["application_name"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

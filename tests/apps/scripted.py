@@ -4,7 +4,11 @@ a real ledger (a SQLite file), standing in for a remote service.
 Input: {"ledger": "/path/ledger.db", "script": {"hotel": ["transient", "ok"],
 "undo:hotel": ["permanent"]}}. Script words: ok, transient, permanent, hang (sleep past
 the timeout without acting), act_then_hang (act, then hang: a lost confirmation),
-slow:<seconds> (act after sleeping). Missing entries mean ok.
+slow:<seconds> (act after sleeping), gate (act once the file `<ledger>.open` exists, after at
+most a minute: a call that is certainly still running when a test kills or stops its worker).
+Missing entries mean ok. Calls a test interrupts (`gate`, `act_then_hang`) first record that
+they started (`calls_started`): the marker a test waits for before it kills a worker
+mid-call (other calls skip the write, which would slow every test's calls).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 from steadyhand import App, Context, PermanentError, ProbeAnswer, RetryPolicy, Step, TransientError
 
+MARKED = ("gate", "act_then_hang")
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05)
 
 
@@ -26,7 +32,32 @@ def ledger(path: str) -> sqlite3.Connection:
         "CREATE TABLE IF NOT EXISTS effects (key TEXT, phase TEXT, step TEXT, attempt INTEGER, "
         "worker_pid INTEGER, at REAL)"
     )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS started (phase TEXT, step TEXT, attempt INTEGER, "
+        "worker_pid INTEGER)"
+    )
     return conn
+
+
+def calls_started(path: str) -> list[tuple[Any, ...]]:
+    """(phase, step, attempt) of every call that began, in order."""
+    with ledger(path) as conn:
+        return conn.execute("SELECT phase, step, attempt FROM started ORDER BY rowid").fetchall()
+
+
+def open_gate(path: str) -> None:
+    """Let calls waiting on the word `gate` act."""
+    Path(f"{path}.open").touch()
+
+
+def _mark_started(ctx: Context) -> None:
+    import os
+
+    with ledger(ctx.input["ledger"]) as conn:
+        conn.execute(
+            "INSERT INTO started VALUES (?, ?, ?, ?)",
+            (ctx.phase, ctx.step, ctx.attempt, os.getpid()),
+        )
 
 
 def effects(path: str) -> list[tuple[Any, ...]]:
@@ -56,6 +87,8 @@ def _act(ctx: Context) -> dict[str, Any]:
 
 def perform(ctx: Context) -> Any:
     word = _word(ctx)
+    if word in MARKED:
+        _mark_started(ctx)
     if word == "ok":
         return _act(ctx)
     if word == "transient":
@@ -69,6 +102,12 @@ def perform(ctx: Context) -> Any:
         _act(ctx)
         time.sleep(ctx.timeout + 1.0)
         return None
+    if word == "gate":
+        gate = Path(f"{ctx.input['ledger']}.open")
+        deadline = time.monotonic() + 60
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return _act(ctx)
     if word.startswith("slow:"):
         time.sleep(float(word.split(":")[1]))
         return _act(ctx)
@@ -130,3 +169,5 @@ app.workflow("trip_probed", steps("flight", "hotel", "car", probe=True))
 app.workflow("trip_async", steps("flight", "hotel", "car", use_async=True))
 app.workflow("one", steps("only"))
 app.workflow("slow_probed", steps("only", timeout=5.0, probe=True))
+# Calls that outlast any stall of a loaded test machine (a test kills them well before).
+app.workflow("slow_gated", steps("only", timeout=90.0, probe=True))

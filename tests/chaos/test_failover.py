@@ -19,6 +19,7 @@ from steadyhand.chaos.options import ChaosOptions
 from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.store import open_store
+from steadyhand.store.postgres import PostgresStore
 from tests.conftest import fresh_store_url
 
 needs_server = pytest.mark.skipif(
@@ -103,6 +104,7 @@ def test_a_missing_table_during_a_switch_is_retried_not_fatal(tmp_path: Path) ->
     gets a fresh connection and works once the tables are there again."""
     with fresh_store_url("postgres", tmp_path, "undef") as url:
         store = open_store(url)
+        assert isinstance(store, PostgresStore)
         try:
             store.drop_schema()
             missing = pytest.raises(StoreUnavailable, match="no steadyhand table")

@@ -20,6 +20,7 @@ import pytest
 
 from steadyhand.demo.faults import PROFILES, is_sold_out, outage_windows
 from steadyhand.demo.service_process import RunningService, fetch_ledger, set_faults, start_service
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 SEED = 7
@@ -163,7 +164,7 @@ def test_hostile_profile_loses_confirmations_on_the_wire(
     flights: RunningService, client: httpx.Client
 ) -> None:
     """The named hostile profile, with only its lost-confirmation dice forced to 1."""
-    quiet = {"p_transient": 0, "p_hang": 0, "p_sold_out": 0, "outage_gap_s": None}
+    quiet: dict[str, Any] = {"p_transient": 0, "p_hang": 0, "p_sold_out": 0, "outage_gap_s": None}
     set_faults(flights.url, "hostile", p_lost_confirmation=1.0, **quiet)
     key = new_key()
     with pytest.raises(httpx.TransportError):
@@ -180,10 +181,12 @@ def test_hang_outlasts_the_client_and_ends_when_it_leaves(
     with pytest.raises(httpx.ReadTimeout):
         client.post(f"{flights.url}/bookings", json={"key": key, "trip": "t"}, timeout=0.5)
     assert time.monotonic() - started < 2.0
-    deadline = time.monotonic() + 3.0
-    while client.get(f"{flights.url}/stats").json()["faults"].get("hang_ended_by_client", 0) < 1:
-        assert time.monotonic() < deadline, "the server kept hanging after the client left"
-        time.sleep(0.05)
+    eventually(
+        lambda: client.get(f"{flights.url}/stats").json()["faults"].get("hang_ended_by_client"),
+        timeout=3.0,
+        interval=0.05,
+        what="the server ending the hang after the client left",
+    )
     assert rows_for(flights.url, key) == []
 
 
@@ -215,12 +218,13 @@ def test_outages_are_seeded_windows_and_spare_health(
     assert PROFILES["hostile"].outage_gap_s is not None
     set_faults(flights.url, "custom", outage_gap_s=[0.2, 0.2], outage_duration_s=[0.2, 0.2])
     seen: Counter[int] = Counter()
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
+
+    def both_seen() -> bool:
         seen[client.get(f"{flights.url}/bookings/{new_key()}").status_code] += 1
         assert client.get(f"{flights.url}/health").status_code == 200
-        time.sleep(0.02)
-    assert seen[503] > 0 and seen[404] > 0, seen
+        return seen[503] > 0 and seen[404] > 0
+
+    eventually(both_seen, timeout=5.0, what="an outage and a normal answer")
 
 
 def test_admin_rejects_nonsense(flights: RunningService, client: httpx.Client) -> None:
@@ -279,7 +283,10 @@ def test_ledger_survives_a_restart_and_stop_ends_hangs(tmp_path: Path) -> None:
 
         waiter = threading.Thread(target=hanging_request)
         waiter.start()
-        time.sleep(0.3)
+        eventually(
+            lambda: httpx.get(f"{second.url}/stats").json()["faults"].get("hang"),
+            what="the request hanging",
+        )
         started = time.monotonic()
         second.stop()
         assert time.monotonic() - started < 3.0, "a hanging request held up the shutdown"

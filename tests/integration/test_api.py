@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from steadyhand.core.errors import NotFoundError, UnknownWorkflowError
 from steadyhand.store import Store
 from tests.apps.scripted import FAST_RETRY, app, effects
 from tests.conftest import running_worker
+from tests.waiting import eventually
 
 
 def test_public_api_is_curated() -> None:
@@ -78,10 +78,7 @@ def test_cancel_compensates_what_was_done(store: Store, tmp_path: Path) -> None:
     client = Client(app, store)
     started = client.start("trip", {"ledger": ledger, "script": {"hotel": ["slow:1.0"]}})
     with running_worker(app, store):
-        for _ in range(500):
-            if client.view(started.workflow_id).has("attempt_scheduled", "hotel"):
-                break
-            time.sleep(0.02)
+        eventually(lambda: client.view(started.workflow_id).has("attempt_scheduled", "hotel"))
         client.cancel(started.workflow_id, reason="customer changed their mind")
         status = client.wait(started.workflow_id, timeout=20)
     assert status.state == "compensated"

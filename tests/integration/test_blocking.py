@@ -40,13 +40,13 @@ def table_lock(url: str) -> Iterator[str]:
             conn.close()
         return
     conninfo, schema = split_url(url)
-    with psycopg.connect(conninfo, application_name="test-locker") as conn:
-        conn.execute(f"LOCK TABLE {schema}.tasks IN ACCESS EXCLUSIVE MODE")
-        pid = conn.info.backend_pid
+    with psycopg.connect(conninfo, application_name="test-locker") as locker:
+        locker.execute(f"LOCK TABLE {schema}.tasks IN ACCESS EXCLUSIVE MODE")
+        pid = locker.info.backend_pid
         try:
             yield f"blocked by pid {pid} (postgres, application test-locker"
         finally:
-            conn.rollback()
+            locker.rollback()
 
 
 def wait_for_line(log: Path, text: str, timeout: float = 30.0) -> str:

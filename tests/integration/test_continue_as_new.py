@@ -62,7 +62,8 @@ def test_each_run_starts_the_next_and_the_key_follows(store: Store) -> None:
     assert client.status(first).result == {"continued_as": f"{first}~2"}
     for run in (first, f"{first}~2", last):
         assert client.view(run).count("attempt_succeeded") == 1, "each run has its own history"
-    assert client.view(last).latest("continued_from").get("workflow_id") == f"{first}~2"
+    continued = client.view(last).latest("continued_from")
+    assert continued is not None and continued.get("workflow_id") == f"{first}~2"
     again = client.start("subscription", {"month": 1, "until": 3}, key="sub-42")
     assert again.workflow_id == last and not again.created, "the key names the newest run"
 

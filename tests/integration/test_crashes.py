@@ -11,18 +11,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from steadyhand import Client
+from steadyhand.core.facts import ACTION, call_slot
 from steadyhand.store import Store
+from steadyhand.store.pg_admin import terminate_sessions
 from tests.apps import codefirst
-from tests.apps.scripted import app, effects
-from tests.conftest import running_worker
+from tests.apps.scripted import app, calls_started, effects, open_gate
+from tests.conftest import application_name, running_worker
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADYHAND = str(Path(sys.executable).with_name("steadyhand"))
@@ -46,23 +48,18 @@ def worker_process(
         proc.wait(timeout=10)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
-
-def leased_call(store: Store, workflow_id: str) -> bool:
-    with store.snapshot() as tx:
-        return any(t.lease_owner and t.kind == "action" for t in tx.workflow_tasks(workflow_id))
+def call_in_flight(client: Client, workflow_id: str, ledger: str) -> None:
+    """Wait until the first attempt of step `only` has started (its agent wrote the marker),
+    and check that its outcome is not recorded: the crash point is reached, not passed."""
+    eventually(lambda: ("action", "only", 1) in calls_started(ledger), what="the call's start")
+    outcome = client.view(workflow_id).slot(call_slot(ACTION, "only", 1, "outcome"))
+    assert outcome is None, f"the call ended before the test could interrupt it: {outcome}"
 
 
 @pytest.mark.parametrize(
     ("script", "attempts", "probe_answer"),
     [
-        (["slow:3", "ok"], 2, "not_done"),  # killed before the effect: probe, then retry
+        (["gate", "ok"], 2, "not_done"),  # killed before the effect: probe, then retry
         (["act_then_hang"], 1, "done"),  # killed after the effect: the probe finds it
     ],
 )
@@ -76,13 +73,12 @@ def test_worker_killed_mid_call_is_recovered_after_its_lease_expires(
 ) -> None:
     ledger = str(tmp_path / "ledger.db")
     client = Client(app, store)
-    started = client.start("slow_probed", {"ledger": ledger, "script": {"only": script}})
+    started = client.start("slow_gated", {"ledger": ledger, "script": {"only": script}})
     with worker_process(store_url, tmp_path / "worker.log") as proc:
-        wait_until(lambda: leased_call(store, started.workflow_id))
         if script[0] == "act_then_hang":
-            wait_until(lambda: len(effects(ledger)) == 1)
-        else:
-            time.sleep(0.3)
+            eventually(lambda: len(effects(ledger)) == 1, what="the effect")
+        call_in_flight(client, started.workflow_id, ledger)
+        assert not effects(ledger) or script[0] == "act_then_hang", "gated: no effect yet"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)
     with running_worker(app, store):
@@ -132,10 +128,13 @@ def test_sigterm_lets_the_call_in_flight_finish(
 ) -> None:
     ledger = str(tmp_path / "ledger.db")
     client = Client(app, store)
-    started = client.start("slow_probed", {"ledger": ledger, "script": {"only": ["slow:1.0"]}})
+    started = client.start("slow_gated", {"ledger": ledger, "script": {"only": ["gate"]}})
     with worker_process(store_url, tmp_path / "worker.log", lease=5) as proc:
-        wait_until(lambda: leased_call(store, started.workflow_id))
+        call_in_flight(client, started.workflow_id, ledger)
         proc.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)  # draining: it waits for the call it holds
+        open_gate(ledger)
         assert proc.wait(timeout=15) == 0
     status = client.status(started.workflow_id)
     assert status.state == "completed", "the in-flight call finished and its outcome was recorded"
@@ -145,15 +144,11 @@ def test_sigterm_lets_the_call_in_flight_finish(
 def _interrupt_store(store_url: str, store: Store) -> None:
     """Make the store unusable for a while, the way each backend fails in production."""
     if store.dialect == "postgresql":
-        base = store_url.split("?", maxsplit=1)[0]
+        # Only this test's sessions: every test store names its sessions after its schema.
+        name = application_name(store_url)
         for _ in range(3):
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND usename = current_user"
-                )
-            time.sleep(0.5)
+            terminate_sessions(store_url, name)
+            time.sleep(0.5)  # the outage lasts a while (the work pauses, then resumes)
     else:
         import sqlite3
 
@@ -176,7 +171,7 @@ def test_losing_the_database_for_a_while_only_pauses_the_work(
         for _ in range(8)
     ]
     with running_worker(app, store):
-        time.sleep(0.4)
+        eventually(lambda: effects(ledger), what="the first booking")
         interrupter = threading.Thread(target=_interrupt_store, args=(store_url, store))
         interrupter.start()
         interrupter.join()
@@ -189,16 +184,14 @@ def test_losing_the_database_for_a_while_only_pauses_the_work(
 def _wait_through_outage(client: Client, workflow_id: str) -> str:
     from steadyhand import StoreUnavailable
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def ended() -> str | None:
         try:
             status = client.wait(workflow_id, timeout=5)
         except (StoreUnavailable, TimeoutError):
-            time.sleep(0.2)
-            continue
-        if status.done:
-            return status.state
-    return "timed out"
+            return None
+        return status.state if status.done else None
+
+    return eventually(ended, timeout=60, interval=0.2, what=f"the end of {workflow_id}")
 
 
 def test_a_worker_killed_mid_gather_of_a_code_first_workflow_loses_nothing(
@@ -214,7 +207,7 @@ def test_a_worker_killed_mid_gather_of_a_code_first_workflow_loses_nothing(
             return sum(1 for t in tx.workflow_tasks(wid) if t.lease_owner) == 2
 
     with worker_process(store_url, tmp_path / "w.log", app="tests.apps.codefirst:app") as proc:
-        wait_until(both_leased)
+        eventually(both_leased, what="both calls leased")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert not ledger.exists(), "killed before either call acted"

@@ -62,7 +62,7 @@ def _raising_app() -> App:
 
     @app.supervisor()
     def buggy(view: WorkflowView, now: float) -> Decision:
-        return {}["missing"]  # type: ignore[no-any-return]  # the bug a user would write
+        return {}["missing"]  # type: ignore[no-any-return, index]  # the bug a user would write
 
     app.process("buggy", buggy)
     return app
@@ -117,7 +117,7 @@ def _flight_app(calls: list[str]) -> App:
     def fragile(view: WorkflowView, now: float) -> Decision:
         go = view.event("go")
         if go is not None and go.get("payload", {}).get("boom") and not view.has(CANCEL_REQUESTED):
-            return {}["missing"]  # type: ignore[no-any-return]
+            return {}["missing"]  # type: ignore[no-any-return, index]
         return saga(view, now)
 
     plan = app.workflow(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from steadyhand import Client, InputError, NotFoundError, open_store
 from steadyhand.store import Store
 from tests.apps.events import LOG, app
 from tests.conftest import running_worker
+from tests.waiting import eventually
 
 EVENTS = ["checkout.completed", "subscription.created", "invoice.paid"]
 
@@ -111,10 +111,7 @@ def test_saga_step_completes_when_its_confirmation_arrives(store: Store) -> None
     client = Client(app, store)
     started = client.start("checkout", {})
     with running_worker(app, store):
-        for _ in range(200):
-            if client.view(started.workflow_id).has("wait_began"):
-                break
-            time.sleep(0.02)
+        eventually(lambda: client.view(started.workflow_id).has("wait_began"))
         client.signal("payment.confirmed", {"ref": "p-1"}, workflow_id=started.workflow_id)
         status = client.wait(started.workflow_id, timeout=10)
     assert status.state == "completed"
@@ -169,11 +166,8 @@ def test_cancelling_a_parent_cancels_its_child(store: Store) -> None:
     started = client.start("order", {})
     child_id = f"{started.workflow_id}.fulfil"
     with running_worker(app, store):
-        for _ in range(1500):  # the child has started and its first step took effect
-            if ("reserve", child_id) in LOG:
-                break
-            time.sleep(0.01)
-        assert ("reserve", child_id) in LOG
+        # the child has started and its first step took effect
+        eventually(lambda: ("reserve", child_id) in LOG, timeout=15, interval=0.01)
         client.cancel(started.workflow_id, reason="customer cancelled")
         status = client.wait(started.workflow_id, timeout=15)
     assert status.state == "compensated"

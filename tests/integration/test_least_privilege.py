@@ -14,6 +14,7 @@ import pytest
 from steadyhand import Client, open_store
 from steadyhand.core.errors import StoreError
 from steadyhand.store import Store
+from steadyhand.store.postgres import split_url
 from tests.apps.scripted import app, effects
 from tests.conftest import pg_base, running_worker
 
@@ -36,7 +37,7 @@ def worker_url(store_url: str, store: Store) -> Iterator[str]:
         pytest.skip("roles and grants are a PostgreSQL feature; SQLite relies on file permissions")
     base = pg_base()
     assert base is not None
-    schema = store_url.rsplit("schema=", 1)[1]
+    schema = split_url(store_url)[1]
     role = f"sh_worker_{secrets.token_hex(4)}"
     with psycopg.connect(base, autocommit=True) as conn:
         for statement in role_sql(role, schema):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from steadyhand import App, Client, Context, Decision, Fail, Step, WaitUntil, WorkflowView
@@ -62,8 +63,8 @@ def test_two_retries_at_once_open_one_round_and_both_are_told(store: Store) -> N
         wid = client.start("fails_once", {}).workflow_id
         assert client.status(wid).state == "failed"
         answers: list[ActionStatus] = _together(
-            lambda wid=wid: client.retry(wid, "alice", by="alice"),
-            lambda wid=wid: client.retry(wid, "bob", by="bob"),
+            partial(client.retry, wid, "alice", by="alice"),
+            partial(client.retry, wid, "bob", by="bob"),
         )
         assert sorted(a.result for a in answers) == ["already", "done"]
         already = next(a for a in answers if a.result == "already")
@@ -103,8 +104,8 @@ def test_a_cancel_racing_the_last_success_rolls_back_or_is_told_it_ended(store: 
         wid = client.start("one", {}).workflow_id
         task = _lease_call(store, wid, "action")
         _, answer = _together(
-            lambda t=task: engine.record_outcome(t, Outcome("succeeded", {"result": 1}), "w"),
-            lambda wid=wid: client.cancel(wid, "race", by="carol"),
+            partial(engine.record_outcome, task, Outcome("succeeded", {"result": 1}), "w"),
+            partial(client.cancel, wid, "race", by="carol"),
         )
         seen.add(answer.result)
         view = client.view(wid)
@@ -125,8 +126,8 @@ def test_two_cancels_at_once_record_one(store: Store) -> None:
     for _ in range(ROUNDS // 2):
         wid = client.start("one", {}).workflow_id
         answers = _together(
-            lambda wid=wid: client.cancel(wid, "one", by="dave"),
-            lambda wid=wid: client.cancel(wid, "two", by="erin"),
+            partial(client.cancel, wid, "one", by="dave"),
+            partial(client.cancel, wid, "two", by="erin"),
         )
         assert sorted(a.result for a in answers) == ["already", "done"]
         assert client.view(wid).count(CANCEL_REQUESTED) == 1

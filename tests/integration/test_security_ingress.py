@@ -26,7 +26,7 @@ JOIN = {"workflow": "join", "input": {"needed": ["a", "b"]}}
 
 @pytest.fixture
 def http(store: Store) -> Iterator[TestClient]:
-    sources = {
+    sources: dict[str, str | Source] = {
         "shop": Source(SHOP, events=frozenset({"a", "b"}), starts=frozenset({"join"})),
         "bank": Source(BANK, events=frozenset({"a"}), starts=frozenset()),
         "open": OPEN,  # a plain secret: may send anything, as before

@@ -10,11 +10,13 @@ from prometheus_client import generate_latest
 from steadyhand import Client
 from steadyhand.core.stuck import StuckRule
 from steadyhand.ops.metrics import store_registry
+from steadyhand.ops.service_health import ServiceHealth
 from steadyhand.ops.stats import collect
 from steadyhand.store import Store
 from tests.apps.services_app import app, calls, set_outage
 from tests.conftest import running_worker
 from tests.integration.test_crashes import worker_process
+from tests.waiting import eventually
 
 
 def max_overlap(spans: list[tuple[float, float]]) -> int:
@@ -105,12 +107,13 @@ def test_service_health_is_visible_in_stats_and_metrics(store: Store, tmp_path: 
     set_outage(path, "fragile", 30)
     ids = [client.start("fragile", {"ledger": path}).workflow_id for _ in range(6)]
     with running_worker(app, store):
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            health = {s.service: s for s in collect(store, time.time(), StuckRule()).services}
-            if health.get("fragile") and health["fragile"].circuit != "closed":
-                break
-            time.sleep(0.1)
+
+        def tripped() -> dict[str, ServiceHealth] | None:
+            found = {s.service: s for s in collect(store, time.time(), StuckRule()).services}
+            fragile = found.get("fragile")
+            return found if fragile and fragile.circuit != "closed" else None
+
+        health = eventually(tripped, interval=0.1, what="the fragile circuit opening")
         metrics = generate_latest(store_registry(store, StuckRule())).decode()
         for i in ids:
             client.cancel(i, reason="test over")

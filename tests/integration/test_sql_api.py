@@ -12,6 +12,7 @@ import pytest
 
 from steadyhand import Client
 from steadyhand.store import Store
+from steadyhand.store.postgres import split_url
 from tests.apps.events import app
 from tests.conftest import running_worker
 
@@ -31,7 +32,7 @@ def sql(store: Store, store_url: str) -> Iterator[Sql]:
     if store.dialect != "postgresql":
         pytest.skip("the SQL functions are a PostgreSQL feature")
     Client(app, store).engine.publish_plans()
-    base, schema = store_url.split("?schema=")
+    base, schema = split_url(store_url)
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute("SET search_path = public")
         yield Sql(conn, schema)

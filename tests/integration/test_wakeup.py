@@ -13,24 +13,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from steadyhand import Client
 from steadyhand.store import Store
 from steadyhand.store.wakeup import SUFFIX, WakeChannel, channel_dir
 from tests.apps.scripted import app
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADYHAND = str(Path(sys.executable).with_name("steadyhand"))
-
-
-def _until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the worker did not start"
-        time.sleep(0.05)
 
 
 def test_a_broadcast_wakes_a_waiter_of_the_same_database(tmp_path: Path) -> None:
@@ -80,7 +72,7 @@ def test_a_start_wakes_a_worker_in_another_process(
     with log.open("ab") as out:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        _until(lambda: "started on" in log.read_text(), timeout=30)
+        eventually(lambda: "started on" in log.read_text(), timeout=30, what="the worker starting")
         client = Client(app, store)
         for _ in range(3):
             started = client.start("one", {"ledger": str(tmp_path / "ledger.db")})

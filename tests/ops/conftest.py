@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from starlette.applications import Starlette
 from steadyhand import Client, open_store
 from tests.apps.scripted import app
 from tests.conftest import fresh_store_url, running_worker
+from tests.waiting import eventually
 
-FAIL_SCRIPT = {"car": ["permanent"], "undo:hotel": ["transient"] * 10}
+FAIL_SCRIPT: dict[str, object] = {"car": ["permanent"], "undo:hotel": ["transient"] * 10}
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,7 @@ def serve(asgi: Starlette) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
+    eventually(lambda: server.started, timeout=10, what="uvicorn starting")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

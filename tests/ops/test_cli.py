@@ -7,7 +7,6 @@ workflows come last.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -18,6 +17,7 @@ from steadyhand.ops.reports import STATES
 from tests.apps.scripted import app
 from tests.conftest import running_worker
 from tests.ops.conftest import Scenario, run_trips
+from tests.waiting import eventually
 
 
 def run(url: str, *args: str) -> Result:
@@ -137,8 +137,9 @@ def test_a_workflow_nobody_runs_is_stuck_in_list_status_and_stats(scenario: Scen
         started = Client(app, store).start("one", {"ledger": scenario.ledger})
     finally:
         store.close()
-    time.sleep(0.3)  # no worker: its first call is overdue
     fast = ("--stuck-after", "0.1")
+    # No worker: its first call becomes overdue (wait for that, not for a guessed time).
+    eventually(lambda: as_json(scenario.url, "stats", *fast)["stuck"] == 1, what="stuck")
     rows = as_json(scenario.url, "list", "--state", "stuck", *fast)["workflows"]
     assert [r["id"] for r in rows] == [started.workflow_id]
     assert "due for" in rows[0]["stuck"] and "no worker took it" in rows[0]["stuck"]
@@ -185,7 +186,8 @@ def test_cancel_of_a_completed_workflow_exits_5_already_ended(scenario: Scenario
 
 
 def test_cancel_from_the_cli_rolls_back_a_failed_workflow(scenario: Scenario) -> None:
-    script = {"car": ["permanent"], "undo:hotel": ["transient"] * 4}  # undo gives up once
+    # undo gives up once
+    script: dict[str, object] = {"car": ["permanent"], "undo:hotel": ["transient"] * 4}
     (failed,) = run_trips(scenario.url, scenario.ledger, [script])
     assert as_json(scenario.url, "status", failed)["state"] == "failed"
     result = run(scenario.url, "cancel", failed, "--reason", "roll it back")

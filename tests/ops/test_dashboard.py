@@ -19,10 +19,12 @@ from steadyhand import Client, open_store
 from steadyhand.cli.main import main
 from steadyhand.cli.ops import check_access
 from steadyhand.core.stuck import StuckRule
+from steadyhand.ops.stats import collect
 from steadyhand.store import Store
 from steadyhand.web import DashboardOptions, create_app
 from tests.apps.scripted import app
 from tests.ops.conftest import FAIL_SCRIPT, Scenario, run_trips, serve
+from tests.waiting import eventually
 
 TOKEN = "t0ken-for-tests"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -164,7 +166,7 @@ def test_an_operator_retries_a_failed_workflow_in_a_real_browser(tmp_path: Path)
     Client(app, store).start("one", {"ledger": ledger})  # nobody will run it: stuck
     shots = DOCS if os.environ.get("STEADYHAND_SCREENSHOTS") == "1" else tmp_path
     options = DashboardOptions(token=TOKEN, refresh=0, stuck=StuckRule(0.5))
-    time.sleep(0.6)
+    eventually(lambda: collect(store, time.time(), StuckRule(0.5)).stuck == 1, what="stuck")
     try:
         with serve(create_app(store, options)) as base, sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
@@ -210,7 +212,7 @@ def test_the_failed_list_shows_a_supervisors_error_and_the_page_offers_cancel(
 
     @buggy_app.supervisor()
     def buggy(view: WorkflowView, now: float) -> Decision:
-        return {}["missing"]  # type: ignore[no-any-return]
+        return {}["missing"]  # type: ignore[no-any-return, index]
 
     buggy_app.process("buggy", buggy)
     failed = Client(buggy_app, store).start("buggy", {}).workflow_id

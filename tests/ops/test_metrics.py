@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from steadyhand import Client, Worker, open_store
-from steadyhand.core.stuck import StuckRule
 from steadyhand.ops.metrics import WorkerMetrics, store_registry
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.web import DashboardOptions, create_app
 from tests.apps.scripted import app
 from tests.conftest import FAST
@@ -62,7 +62,7 @@ def test_the_dashboard_exports_store_wide_metrics(scenario: Scenario) -> None:
 def test_counters_count_each_fact_once_across_scrapes(scenario: Scenario) -> None:
     store = open_store(scenario.url)
     try:
-        registry = store_registry(store, StuckRule.from_env(), settle=0)
+        registry = store_registry(store, stuck_rule(), settle=0)
         first = samples(generate_latest(registry).decode())
         second = samples(generate_latest(registry).decode())
     finally:

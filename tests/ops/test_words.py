@@ -7,9 +7,11 @@ import pytest
 from steadyhand.core.errors import InputError
 from steadyhand.core.facts import Fact
 from steadyhand.core.stuck import StuckRule, ago, why_stuck
-from steadyhand.ops.reports import decode_cursor, encode_cursor, named_params
+from steadyhand.ops.reports import decode_cursor, encode_cursor
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.story import sentence
 from steadyhand.ops.timetext import parse_duration, parse_since
+from steadyhand.store.reporting import named_params
 
 
 @pytest.mark.parametrize(
@@ -32,11 +34,11 @@ def test_the_stuck_rule_comes_from_a_flag_or_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STEADYHAND_STUCK_AFTER", "42")
-    assert StuckRule.from_env().after == 42
-    assert StuckRule.from_env(7).after == 7
+    assert stuck_rule().after == 42
+    assert stuck_rule(7).after == 7
     monkeypatch.setenv("STEADYHAND_STUCK_AFTER", "soon")
     with pytest.raises(InputError, match="not a number"):
-        StuckRule.from_env()
+        stuck_rule()
     with pytest.raises(InputError, match="positive"):
         StuckRule(0)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from steadyhand.runtime.calls import AgentThreads
+from tests.waiting import eventually
 
 WAIT = 10.0  # seconds: generous bound for anything that should happen "at once"
 _names = itertools.count()
@@ -23,16 +24,6 @@ _names = itertools.count()
 def name() -> Iterator[str]:
     """A thread name no other test uses, so counting live threads by name is exact."""
     yield f"agent-test-{next(_names)}-{time.monotonic_ns()}"
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll `predicate` until it holds or `timeout` passes; whether it held."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def live(name: str) -> int:
@@ -83,7 +74,7 @@ def test_an_idle_thread_is_reused(name: str) -> None:
     idents = []
     for _ in range(5):
         idents.append(run(threads, name))
-        assert eventually(lambda: idle(threads) == 1), "the thread did not become idle"
+        eventually(lambda: idle(threads) == 1, WAIT, 0.005, "the thread becoming idle")
     assert len(set(idents)) == 1
     assert live(name) == 1
 
@@ -131,7 +122,7 @@ def test_an_idle_thread_is_reused_even_after_another_thread_hung(name: str) -> N
     assert started.wait(WAIT)
     run(threads, name)
     release.set()
-    assert eventually(lambda: idle(threads) == 2)
+    eventually(lambda: idle(threads) == 2, WAIT, 0.005, "two idle threads")
     run(threads, name)
     run(threads, name)
     assert live(name) == 2, "no third thread was started"
@@ -151,7 +142,7 @@ def test_idle_threads_exit_after_idle_seconds(name: str) -> None:
     started.wait(WAIT)  # all three run at once: three threads
     assert live(name) == 3
     release.set()
-    assert eventually(lambda: live(name) == 0), "idle threads did not exit"
+    eventually(lambda: live(name) == 0, WAIT, 0.005, "idle threads exiting")
     assert idle(threads) == 0
 
     # After they left, a new job still runs (on a new thread).

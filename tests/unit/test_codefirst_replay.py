@@ -176,7 +176,7 @@ def test_an_unregistered_agent_is_a_bug_with_a_clear_reason() -> None:
         await wf.step(stray)
 
     result = Simulator(local).run("uses_stray")
-    assert result.state == "failed" and "is not a registered agent" in result.reason
+    assert result.state == "failed" and "is not a registered agent" in (result.reason or "")
 
 
 def test_step_failed_carries_the_step_and_reason() -> None:

@@ -100,7 +100,7 @@ def view(*facts: tuple[str, dict[str, Any] | None, str | None]) -> WorkflowView:
 
 def test_a_supervisor_that_raises_becomes_a_recorded_failure() -> None:
     def broken(v: WorkflowView, now: float) -> Decision:
-        return {}["missing"]  # type: ignore[no-any-return]
+        return {}["missing"]  # type: ignore[no-any-return, index]
 
     decision = guarded(broken, view(), 10.0, "broken")
     record, end = decision.commands
@@ -120,7 +120,7 @@ def test_an_invalid_decision_becomes_a_refusal_and_an_ended_one_decides_nothing(
     assert isinstance(end, Fail) and "command 1 (WaitUntil)" in end.reason
     assert record.data["decided"] == ["WaitUntil WaitUntil(at=nan)"]
     ended = view((WORKFLOW_FAILED, {"reason": "x"}, terminal_slot(0)))
-    assert guarded(lambda v, n: {}["x"], ended, 10.0).commands == ()  # type: ignore[misc]
+    assert guarded(lambda v, n: {}["x"], ended, 10.0).commands == ()  # type: ignore[misc, index]
 
 
 # -- operator actions ------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_sqlite_errors_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert named(5, "database is locked") == "locked"
     assert named(10, "disk I/O error") == "io_error"
     assert named(26, "file is not a database") == "corrupt"
-    monkeypatch.setattr(sqlite_errors.os, "access", lambda *a: False)
+    monkeypatch.setattr("steadyhand.store.sqlite_errors.os.access", lambda *a: False)
     error = sqlite_errors.store_error(_sqlite_error(14, "unable to open database file"), path, 15)
     assert error.cause == "permission_denied" and not isinstance(error, StoreUnavailable)
     assert "permission denied" in str(error) and "-wal" in str(error)

@@ -136,4 +136,5 @@ def test_probes_are_numbered_per_step_and_read_per_attempt() -> None:
     assert later.status == WAIT and later.number == 3
     spent = probe_state(sim.view(), "s0", 2, outcome, RetryPolicy(max_attempts=1))
     assert spent.status == EXHAUSTED
-    assert ASK and Complete and Fail  # the names the module exports stay importable
+    assert isinstance(ASK, str)  # the names the module exports stay importable
+    assert callable(Complete) and callable(Fail)

@@ -251,7 +251,7 @@ def test_an_ended_workflow_decides_nothing() -> None:
 
 
 def test_the_run_budget_ends_a_runaway_loop() -> None:
-    events = [("supervisor_ran", None, None, {})] * 50
+    events: list[tuple[Any, ...]] = [("supervisor_ran", None, None, {})] * 50
     decision = guarded(saga, history(*events), NOW)
     assert isinstance(decision.terminal, Fail) and "ran 50 times" in decision.terminal.reason
 
@@ -268,7 +268,10 @@ def test_decisions_are_a_function_of_the_facts_alone() -> None:
 def test_a_step_that_fails_when_it_gives_up_stops_without_rolling_back() -> None:
     spec = StepSpec("send", "send_email", "unsend", retry=RETRY, on_give_up="fail")
     plan = Plan("mail", (StepSpec("a", "do_a", "undo_a"), spec))
-    events = [("attempt_scheduled", "a", 1), ("attempt_succeeded", "a", 1, {"result": 1})]
+    events: list[tuple[Any, ...]] = [
+        ("attempt_scheduled", "a", 1),
+        ("attempt_succeeded", "a", 1, {"result": 1}),
+    ]
     for attempt in (1, 2, 3):
         events += [
             ("attempt_scheduled", "send", attempt),

@@ -20,7 +20,7 @@ def test_opening_the_store_is_retried_until_it_answers(monkeypatch: pytest.Monke
         return sentinel
 
     monkeypatch.setattr(cli, "open_store", flaky_open)
-    monkeypatch.setattr(cli.time, "sleep", sleeps.append)
+    monkeypatch.setattr("steadyhand.cli.options.time.sleep", sleeps.append)
     assert cli.open_store_patiently("postgresql://x/y", max_delay=1.0) is sentinel
     assert len(attempts) == 4
     assert sleeps == [0.5, 1.0, 1.0], "backoff doubles up to its cap"

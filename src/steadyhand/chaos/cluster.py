@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psycopg
 
+from steadyhand.store.pg_admin import replication_state
+
 STANDBY_NAME = "steadyhand_standby"
 DATABASE = "steadyhand"
 _CONF = """
@@ -257,11 +259,8 @@ class Cluster:
 
     def _wait_sync(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        query = "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s"
         while True:
-            with psycopg.connect(self.primary.conninfo, connect_timeout=5) as conn:
-                row = conn.execute(query, (STANDBY_NAME,)).fetchone()
-            if row is not None and row[0] == "sync":
+            if replication_state(self.primary.conninfo, STANDBY_NAME) == "sync":
                 return
             if time.monotonic() > deadline:
                 raise ClusterError("the standby did not start streaming synchronously")

@@ -5,7 +5,6 @@ docs/RELIABILITY.md. Exit code 0 when every invariant held, 3 when one did not.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import click
 
 from steadyhand.chaos.options import DEFAULT_PG, TERMINATE_SCOPES, ChaosOptions
+from steadyhand.core import jsoncodec
 from steadyhand.demo.command import sigterm_as_ctrl_c
 from steadyhand.demo.options import PROFILE_NAMES, DemoError
 
@@ -155,7 +155,7 @@ def chaos(
             sys.exit(1)
     summary = result.to_json()
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(jsoncodec.pretty(summary))
     else:
         _print(summary)
     if report is not None:

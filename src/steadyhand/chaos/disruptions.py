@@ -5,16 +5,21 @@ none touches the facts (they only take the database away for a while).
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
-
+from steadyhand.store.pg_admin import terminate_sessions
 from steadyhand.store.postgres import split_url
 from steadyhand.store.sqlite import sqlite_path
+
+if TYPE_CHECKING:
+    from steadyhand.chaos.options import ChaosOptions
 
 APP_NAME_PREFIX = "steadyhand-chaos"
 
@@ -43,16 +48,8 @@ def terminate_connections(url: str, app_prefix: str | None, at: float) -> Disrup
     With `app_prefix`, only connections whose application_name starts with it (this run's
     workers and observer), so other users of a shared database are left alone.
     """
-    conninfo, _ = split_url(url)
     started = time.monotonic()
-    query = (
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND backend_type = 'client backend' AND application_name LIKE %s"
-    )
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        row = conn.execute(query, (f"{app_prefix or ''}%",)).fetchone()
-    count = int(row[0]) if row else 0
+    count = terminate_sessions(url, app_prefix)
     scope = f"application_name {app_prefix}*" if app_prefix else "the whole database"
     return Disruption(
         "terminate", at, time.monotonic() - started, f"terminated {count} connections ({scope})"
@@ -124,3 +121,58 @@ def hold_write_lock(url: str, seconds: float, at: float) -> Disruption:
         time.monotonic() - started,
         f"held the write lock for {held:.1f}s (waited {acquired - started:.1f}s to get it)",
     )
+
+
+QUIET_AFTER_RESTART = 3.0
+"""Seconds without kills around a server restart, so a fresh worker does not meet a dead
+server while it opens the store (a worker that cannot open the store exits)."""
+
+
+class Disruptor:
+    """Runs one disruption at a time on a thread, so kills and tracking carry on meanwhile."""
+
+    def __init__(self, options: ChaosOptions, url: str, prefix: str, rng: random.Random) -> None:
+        self.options = options
+        self.url = url
+        self.prefix = prefix
+        self.rng = rng
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chaos-disruption")
+        self.running: Future[Disruption] | None = None
+        self.running_kind = ""
+        self.done: list[Disruption] = []
+        self.quiet_until = 0.0
+
+    def start(self, kind: str, at: float) -> None:
+        opts = self.options
+        if kind == "terminate":
+            scope = self.prefix if opts.terminate_scope == "run" else None
+            self.running = self.pool.submit(terminate_connections, self.url, scope, at)
+        elif kind == "restart":
+            self.running = self.pool.submit(restart_server, self.url, opts.pg_cluster, at)
+        elif kind == "failover" and opts.failover is not None:
+            self.running = self.pool.submit(opts.failover, at)
+        else:
+            seconds = self.rng.uniform(*opts.lock_hold)
+            self.running = self.pool.submit(hold_write_lock, self.url, seconds, at)
+        self.running_kind = kind
+
+    def poll(self, now: float) -> Disruption | None:
+        """The disruption that just ended, if any (re-raising what went wrong in it)."""
+        if self.running is None or not self.running.done():
+            return None
+        finished = self.running.result()
+        self.running = None
+        if finished.kind == "restart":
+            self.quiet_until = now + QUIET_AFTER_RESTART
+        self.done.append(finished)
+        return finished
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None
+
+    def kills_paused(self, now: float) -> bool:
+        return (self.busy and self.running_kind == "restart") or now < self.quiet_until
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -15,7 +15,7 @@ from steadyhand.chaos.disruptions import (
 )
 from steadyhand.chaos.options import ChaosOptions
 from steadyhand.chaos.workerfaults import run_worker_fault
-from steadyhand.demo.run import Fleet
+from steadyhand.demo.fleet import Fleet
 
 QUIET_AFTER_RESTART = 3.0
 """Seconds without kills around a server restart, so a fresh worker does not meet a dead

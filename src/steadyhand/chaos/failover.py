@@ -27,13 +27,14 @@ from steadyhand.chaos.harness import ChaosResult, run_chaos
 from steadyhand.chaos.invariants import APPEND_ONLY
 from steadyhand.chaos.options import ChaosOptions
 from steadyhand.core.errors import SteadyhandError
-from steadyhand.core.facts import EVENT_RECEIVED
+from steadyhand.core.facts import EVENT_RECEIVED, SUPERVISOR_RAN
 from steadyhand.core.stuck import StuckRule
 from steadyhand.define.app import App
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import DOUBLE
 from steadyhand.ops.reports import Listing, list_workflows
 from steadyhand.store import open_store
+from steadyhand.store.pg_admin import first_fact_after
 
 SCHEMA = "steadyhand_failover"
 PING = "failover_ping"
@@ -73,13 +74,11 @@ class Strike:
         """When a supervisor run that began after the kill is first seen committed on the new
         primary (polled every 50 ms). Not the fact's own time: that is read when its
         transaction begins, which may be before the switch it then waited out."""
-        query = f"SELECT min(at) FROM {SCHEMA}.facts WHERE kind = 'supervisor_ran' AND at > %s"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with psycopg.connect(self.cluster.standby.conninfo, connect_timeout=2) as conn:
-                    row = conn.execute(query, (killed_at,)).fetchone()
-                if row is not None and row[0] is not None:
+                conninfo = self.cluster.standby.conninfo
+                if first_fact_after(conninfo, SCHEMA, SUPERVISOR_RAN, killed_at) is not None:
                     return time.time()
             except psycopg.Error:
                 pass

@@ -6,7 +6,6 @@ the figures, and optionally write them into docs/RELIABILITY.md (its own section
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from steadyhand.chaos.options import ChaosOptions
+from steadyhand.core import jsoncodec
 from steadyhand.demo.command import sigterm_as_ctrl_c
 from steadyhand.demo.options import PROFILE_NAMES, DemoError
 
@@ -112,7 +112,7 @@ def failover(
             sys.exit(1)
     summary = result.to_json()
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(jsoncodec.pretty(summary))
     else:
         for key, value in summary.items():
             if key != "chaos":

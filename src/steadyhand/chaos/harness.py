@@ -8,7 +8,6 @@ chaos needs: a loop that survives the store going away, and invariants beyond th
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import re
 import time
@@ -17,20 +16,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
-
 from steadyhand.chaos.disruptions import APP_NAME_PREFIX, Disruption, with_app_name
 from steadyhand.chaos.disruptor import Disruptor, plan_disruptions
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
 from steadyhand.chaos.options import ChaosOptions
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import StoreUnavailable
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import audit
+from steadyhand.demo.fleet import Fleet, child_env
 from steadyhand.demo.report import Tally, Tracker, Trip, TripRecord, tally
 from steadyhand.demo.run import (
     START_BATCH,
-    Fleet,
-    _child_env,
     injected_faults,
     reset_workdir,
     running_services,
@@ -40,7 +37,7 @@ from steadyhand.demo.service_process import fetch_ledger
 from steadyhand.demo.trip import SERVICES_ENV
 from steadyhand.demo.trip import app as trip_app
 from steadyhand.store import Store, open_store
-from steadyhand.store.postgres import split_url
+from steadyhand.store.pg_admin import drop_schema
 from steadyhand.store.sqlite import sqlite_path
 
 T = TypeVar("T")
@@ -160,9 +157,7 @@ def _reset_store(options: ChaosOptions) -> None:
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         return
-    conninfo, schema = split_url(url)
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    drop_schema(url)
 
 
 def _store_retries(options: ChaosOptions) -> int:
@@ -200,7 +195,7 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
     with _observer_store(observer_url) as store:
         with running_services(demo) as services:
             urls = {kind: service.url for kind, service in services.items()}
-            fleet = Fleet(demo, worker_url, _child_env({SERVICES_ENV: json.dumps(urls)}))
+            fleet = Fleet(demo, worker_url, child_env({SERVICES_ENV: jsoncodec.dumps(urls)}))
             disruptor.fleet = fleet
             try:
                 for _ in range(options.workers):

@@ -6,33 +6,31 @@ mid-run), complete breadcrumbs, and a trace in the facts for every booking a ser
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.facts import (
+    ACTION,
     OUTCOME_REPORTED_LATE,
     RETRY_REQUESTED,
     SUPERVISOR_RAN,
     TERMINAL_KINDS,
     UNKNOWN_OUTCOMES,
     Fact,
+    outcome_kinds,
 )
 from steadyhand.demo.audit import FAILED, Audit, Check, Ledger, Problem
 from steadyhand.demo.report import Trip
 from steadyhand.demo.trip import STEPS
 from steadyhand.store import Store
+from steadyhand.store.reporting import report
 
 ONE_TERMINAL = "every workflow has exactly one terminal fact in its current round"
 GAPLESS = "every workflow's facts are numbered 1..n without gaps"
 APPEND_ONLY = "facts seen mid-run are byte-identical at the end (only appended after)"
 BREADCRUMBS = "every supervisor run left its breadcrumb (run, saw, decided, why), runs 1..n"
 TRACED = "every booking a service holds is a success, a 'done' probe, or an undone unknown"
-
-_ROWS = (
-    "SELECT workflow_id, seq, kind, step, attempt, slot, data, at FROM facts "
-    "WHERE workflow_id = :id ORDER BY seq"
-)
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,10 @@ class Row:
 
     def encoded(self) -> bytes:
         fields = [self.workflow_id, self.seq, self.kind, self.step, self.attempt, self.slot]
-        return json.dumps([*fields, self.data, repr(self.at)]).encode()
+        return jsoncodec.dumps([*fields, self.data, repr(self.at)]).encode()
 
     def fact(self) -> Fact:
-        data = json.loads(self.data)
+        data = jsoncodec.loads(self.data)
         return Fact(self.seq, self.kind, self.at, self.step, self.attempt, self.slot, data)
 
 
@@ -70,7 +68,7 @@ def read_rows(store: Store, workflow_ids: Iterable[str]) -> dict[str, list[Row]]
     rows: dict[str, list[Row]] = {}
     with store.snapshot() as tx:
         for wid in workflow_ids:
-            found = tx.query(_ROWS, {"id": wid}).fetchall()
+            found = report(tx, "fact_rows", {"id": wid})
             rows[wid] = [
                 Row(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], float(r[7])) for r in found
             ]
@@ -226,7 +224,7 @@ def _explains(facts: Sequence[Fact], step: str) -> bool:
             and fact.get("outcome") == "succeeded"
         ):
             return True
-        if fact.kind in {f"attempt_{s}" for s in UNKNOWN_OUTCOMES} and unknown_at is None:
+        if fact.kind in outcome_kinds(ACTION, UNKNOWN_OUTCOMES) and unknown_at is None:
             unknown_at = fact.seq
         if fact.kind == "compensation_succeeded" and unknown_at is not None:
             return True

@@ -10,10 +10,8 @@ import platform
 import sqlite3
 from pathlib import Path
 
-import psycopg
-
 from steadyhand.chaos.harness import ChaosResult
-from steadyhand.store.postgres import split_url
+from steadyhand.store.pg_admin import server_version
 
 HEADER = """# Reliability: chaos runs
 
@@ -77,12 +75,10 @@ def machine(result: ChaosResult) -> str:
         f"SQLite {sqlite3.sqlite_version}",
     ]
     if result.options.dialect == "postgresql":
-        try:
-            conninfo, _ = split_url(result.db_url)
-            with psycopg.connect(conninfo, connect_timeout=5) as conn:
-                row = conn.execute("SHOW server_version").fetchone()
-            parts.append(f"PostgreSQL {row[0] if row else '?'}")
-        except psycopg.Error:
+        version = server_version(result.db_url)
+        if version is not None:
+            parts.append(f"PostgreSQL {version}")
+        else:
             parts.append("PostgreSQL (unreachable when the report was written)")
     return ", ".join(parts)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from steadyhand.chaos.disruptions import Disruption
 from steadyhand.chaos.proxy import StallingProxy
-from steadyhand.demo.run import Fleet
+from steadyhand.demo.fleet import Fleet
 
 LIBFAKETIME = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",

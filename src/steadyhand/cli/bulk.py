@@ -14,9 +14,9 @@ from steadyhand.cli import run
 from steadyhand.cli.options import client_for, db_option, guarded
 from steadyhand.core.actions import ActionStatus
 from steadyhand.core.errors import InputError
-from steadyhand.core.stuck import StuckRule
 from steadyhand.ops import bulk
 from steadyhand.ops.reports import FILTERS, Listing
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.timetext import parse_since
 
 
@@ -74,7 +74,7 @@ def _bulk_command(action: str, single: click.Command, help_text: str) -> click.C
             since=None if since is None else parse_since(since, now),
         )
         with client_for(db) as client:
-            rows = bulk.select(client, listing, now, StuckRule.from_env(None))
+            rows = bulk.select(client, listing, now, stuck_rule(None))
             if dry_run:
                 _print_selection(action, rows, as_json)
                 return

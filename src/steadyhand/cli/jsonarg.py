@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import InputError
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -34,7 +34,7 @@ def read_json_arg(text: str, option: str) -> Any:
     if len(raw) > MAX_BYTES:
         raise InputError(f"{option}: {source} is over {MAX_BYTES // 1024 // 1024} MiB")
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        return jsoncodec.loads(raw)
+    except jsoncodec.JSONDecodeError as exc:
         hint = "quote it, e.g. '{\"a\": 1}'" if source == "it" else f"check {source}"
         raise InputError(f"{option}: {source} is not valid JSON ({exc}); {hint}") from None

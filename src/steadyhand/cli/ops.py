@@ -32,6 +32,7 @@ from steadyhand.ops.discovered import discovered, in_progress, is_code_first
 from steadyhand.ops.filters import parse_input_filter
 from steadyhand.ops.reports import FILTERS, inspect_workflow, list_workflows, rows_json
 from steadyhand.ops.search import make_listing
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import TIMELINE_PAGE, tell
 from steadyhand.ops.timetext import parse_duration
@@ -51,7 +52,7 @@ def stuck_option(fn: F) -> F:
 
 
 def _rule(stuck_after: str | None) -> StuckRule:
-    return StuckRule.from_env(None if stuck_after is None else parse_duration(stuck_after))
+    return stuck_rule(None if stuck_after is None else parse_duration(stuck_after))
 
 
 @click.command("list")

@@ -6,7 +6,6 @@ Only presentation lives here; what to show comes from `status`, `reports`, `stat
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from typing import Any
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.redact import redact
 from steadyhand.core.status import Status
 from steadyhand.core.stuck import ago
@@ -267,4 +267,4 @@ def sparkline(values: list[int]) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
+    return jsoncodec.pretty(value)

@@ -7,11 +7,10 @@ schedule, 2 bad input.
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from steadyhand.cli.options import app_option, db_option, guarded, load_app
+from steadyhand.core import jsoncodec
 from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.engine.engine import Engine
 from steadyhand.engine.schedules import set_paused
@@ -37,7 +36,7 @@ def list_schedules(as_json: bool, db: str | None) -> None:
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps([_json(r) for r in rows], indent=2))
+        click.echo(jsoncodec.pretty([_json(r) for r in rows]))
         return
     if not rows:
         click.echo("no schedules (they are published by workers of an App that declares them)")

@@ -18,6 +18,7 @@ from steadyhand.cli.options import app_option, client_for, db_option, guarded
 from steadyhand.core.errors import InputError
 from steadyhand.core.status import Status
 from steadyhand.define.client import Client
+from steadyhand.ops.settings import stuck_rule
 
 EXIT_COMPENSATED, EXIT_FAILED, EXIT_STILL_RUNNING = 3, 6, 7
 EXIT_OF_STATE = {"completed": 0, "compensated": EXIT_COMPENSATED, "failed": EXIT_FAILED}
@@ -96,12 +97,11 @@ def watch(
     Exits like `start --wait`: 0 completed, 3 compensated, 6 failed, 7 still running.
     """
     from steadyhand.core.status import derive_status
-    from steadyhand.core.stuck import StuckRule
     from steadyhand.ops.reports import inspect_workflow
     from steadyhand.ops.story import tell
     from steadyhand.ops.timetext import when
 
-    rule = StuckRule.from_env()
+    rule = stuck_rule()
 
     if interval <= 0:
         raise InputError("--interval must be more than 0 seconds")

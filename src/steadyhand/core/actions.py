@@ -12,6 +12,7 @@ from typing import Any
 
 from steadyhand.core.facts import CANCEL_IGNORED, CANCEL_REQUESTED, RETRY_REQUESTED, Fact
 from steadyhand.core.records import NewFact
+from steadyhand.core.slots import retry_slot
 from steadyhand.core.view import WorkflowView
 
 DONE = "done"  # this call did it
@@ -72,7 +73,7 @@ def retry(view: WorkflowView, reason: str, by: str, batch: str | None = None) ->
     wid, state = view.workflow_id, view.state
     if state == "failed":
         data = _data(reason or "operator retry", by, batch)
-        fact = NewFact(RETRY_REQUESTED, slot=f"retry:{view.round + 1}", data=data)
+        fact = NewFact(RETRY_REQUESTED, slot=retry_slot(view.round + 1), data=data)
         message = f"retried: round {view.round + 1} began"
         return ActionPlan(ActionStatus(wid, "retry", DONE, "running", message), (fact,), wake=True)
     opened = view.latest(RETRY_REQUESTED)
@@ -95,7 +96,7 @@ def cancel(view: WorkflowView, reason: str, by: str, batch: str | None = None) -
     if state == "failed":
         reopen = NewFact(
             RETRY_REQUESTED,
-            slot=f"retry:{view.round + 1}",
+            slot=retry_slot(view.round + 1),
             data={**data, "reason": f"roll back: {data['reason']}", "rollback": True},
         )
         both = (reopen, NewFact(CANCEL_REQUESTED, data=data))

@@ -33,6 +33,7 @@ from steadyhand.core.progress import (
     RETRY,
     call_progress,
 )
+from steadyhand.core.slots import child_slot, sleep_slot, wait_slot
 from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.core.workflow import Await, ChildCall, MapCall, Sleep, StepCall, WaitFor
 
@@ -156,7 +157,7 @@ class Answers:
 
     def _child(self, req: ChildCall) -> Answer:
         self._check(req, "child", req.workflow)
-        started = self.view.slot(f"child:{req.name}")
+        started = self.view.slot(child_slot(req.name))
         recheck = WaitUntil(self.now_at + RECHECK_SECONDS)
         if started is None:
             _check_json(req.input, f"the input of child {req.name}")
@@ -174,7 +175,7 @@ class Answers:
 
     def _sleep(self, req: Sleep) -> Answer:
         self._check(req, "sleep", None)
-        slot = f"sleep:{req.name}"
+        slot = sleep_slot(req.name)
         began = self.view.slot(slot)
         if began is not None:
             until = float(began.get("until"))
@@ -189,7 +190,7 @@ class Answers:
     def _wait(self, req: WaitFor) -> Answer:
         self._check(req, "wait", req.event)
         name, event = req.name, req.event
-        timed_out = self.view.slot(f"wait:{name}:timed_out")
+        timed_out = self.view.slot(wait_slot(name, "timed_out"))
         if timed_out is not None:
             return Failed(WaitTimedOut(event, req.timeout or 0.0), timed_out.at)
         counter = event if req.sources is None else f"{event}\x00{','.join(req.sources)}"
@@ -200,17 +201,17 @@ class Answers:
         if len(arrived) > index:  # the n-th wait for an event takes its n-th arrival
             self._consumed[counter] = index + 1
             return Done(arrived[index].get("payload"), arrived[index].at)
-        began = self.view.slot(f"wait:{name}:began")
+        began = self.view.slot(wait_slot(name, "began"))
         since = began.at if began is not None else self.now_at
         deadline = None if req.timeout is None else since + req.timeout
         if began is None:
             data = {"event": event, "timeout": req.timeout, "until": deadline}
-            self.records.append(RecordFact(WAIT_BEGAN, data, name, f"wait:{name}:began"))
+            self.records.append(RecordFact(WAIT_BEGAN, data, name, wait_slot(name, "began")))
         if deadline is None:
             recheck = WaitUntil(self.now_at + RECHECK_SECONDS)
             return Pending((recheck,), (f"event {event} (no deadline)",), began is None)
         if self.now_at >= deadline:
-            slot = f"wait:{name}:timed_out"
+            slot = wait_slot(name, "timed_out")
             self.records.append(RecordFact(WAIT_TIMED_OUT, {"event": event}, name, slot))
             return Failed(WaitTimedOut(event, req.timeout or 0.0), deadline)
         why = f"event {event} (until {deadline:.3f})"

@@ -8,13 +8,22 @@ gate row that leasing reads) in one short transaction.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import DefinitionError
+from steadyhand.core.facts import (
+    ACTION,
+    FAILED,
+    SUCCEEDED,
+    TIMED_OUT,
+    UNCERTAIN,
+    FactKind,
+    outcome_kinds,
+)
 from steadyhand.core.records import GateRow
 
 CLOSED, OPEN, HALF_OPEN, HELD = "closed", "open", "half_open", "held"
@@ -26,8 +35,9 @@ SERVICE_RELEASED = "service_released"  # the operator let calls flow again (circ
 
 # A lost call (its worker died) says nothing about the service, and is not counted; nor is a
 # permanent refusal (the engine does not tag those with the service).
-FAILURE_KINDS = ("attempt_failed", "attempt_timed_out", "attempt_uncertain")
-OUTCOME_KINDS = ("attempt_succeeded", *FAILURE_KINDS)
+FAILURE_KINDS = outcome_kinds(ACTION, (FAILED, TIMED_OUT, UNCERTAIN))
+OUTCOME_KINDS = outcome_kinds(ACTION, (SUCCEEDED, FAILED, TIMED_OUT, UNCERTAIN))
+"""The attempt outcomes that speak for a service's health (what the circuit reads)."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +94,11 @@ class ServicePolicy:
         return self.burst if self.burst is not None else max(1.0, self.rate)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return jsoncodec.dumps_plan(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServicePolicy:
-        data = json.loads(text)
+        data = jsoncodec.loads(text)
         circuit = CircuitPolicy(**data.pop("circuit", {}))
         return cls(circuit=circuit, **data)
 
@@ -163,7 +173,7 @@ def _open(
 
 
 def _failures_text(recent: Sequence[tuple[str, float]], failures: int) -> str:
-    timed_out = sum(1 for k, _ in recent if k == "attempt_timed_out")
+    timed_out = sum(1 for k, _ in recent if k == FactKind.ATTEMPT_TIMED_OUT)
     what = "timed out" if timed_out * 2 >= failures else "failed"
     return f"{failures} of the last {len(recent)} attempts {what}"
 

@@ -21,6 +21,7 @@ from typing import Any
 from steadyhand.core.decisions import Decision, RecordFact, WaitUntil
 from steadyhand.core.errors import InputError
 from steadyhand.core.facts import CANCEL_REQUESTED, COMPENSATION_BEGAN, WORKFLOW_STARTED
+from steadyhand.core.slots import deadline_slot
 from steadyhand.core.view import WorkflowView
 
 BY_DEADLINE = "deadline"
@@ -69,7 +70,7 @@ def passed(view: WorkflowView, now: float) -> Decision | None:
     when = datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     reason = f"the workflow's deadline ({seconds:g}s) passed at {when}"
     data = {"reason": reason, "by": BY_DEADLINE, "deadline_at": at}
-    record = RecordFact(CANCEL_REQUESTED, data, slot=f"deadline:{view.round}")
+    record = RecordFact(CANCEL_REQUESTED, data, slot=deadline_slot(view.round))
     return Decision((record, WaitUntil(now)), f"{reason}: rolling back", f"deadline_at={at}")
 
 

@@ -23,6 +23,7 @@ from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
 )
 from steadyhand.core.late import undo_late_successes
+from steadyhand.core.slots import call_slot, deferred_slot
 from steadyhand.core.validate import problems, raised, refused
 from steadyhand.core.view import WorkflowView
 
@@ -51,7 +52,7 @@ def deferral(view: WorkflowView, call: CallAgent, now: float) -> Decision | None
     else:
         why = f"waited: {service} circuit open since {since} ({gate.reason})"
         until = float(gate.open_until or now)
-    slot = f"deferred:{call.phase}:{call.step}:{call.attempt}:{gate.since}"
+    slot = deferred_slot(call.phase, call.step, call.attempt, gate.since)
     data = {
         "service": service,
         "phase": call.phase,
@@ -107,7 +108,7 @@ def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Deci
     waits: list[Decision] = []
     for command in decision.commands:
         if isinstance(command, CallAgent):
-            slot = f"{command.phase}:{command.step}:{command.attempt}:scheduled"
+            slot = call_slot(command.phase, command.step, command.attempt, "scheduled")
             held = None if view.slot(slot) is not None else deferral(view, command, now)
             if held is not None:
                 waits.append(held)

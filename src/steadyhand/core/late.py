@@ -22,6 +22,7 @@ from steadyhand.core.facts import (
 )
 from steadyhand.core.plans import StepSpec
 from steadyhand.core.progress import DONE, IN_FLIGHT, NOT_STARTED, RETRY, call_progress
+from steadyhand.core.slots import late_undo_failed_slot
 from steadyhand.core.view import WorkflowView
 
 
@@ -79,7 +80,7 @@ def _next_undo(view: WorkflowView, spec: StepSpec, result: Any, now: float) -> D
         if undo.retry_at <= now:
             return Decision((call(undo.attempt + 1),), f"{why}; retrying ({undo.reason})")
         return Decision((WaitUntil(undo.retry_at),), f"{why}; backing off ({undo.reason})")
-    slot = f"late_undo_failed:{spec.name}"
+    slot = late_undo_failed_slot(spec.name)
     if view.slot(slot) is not None:
         return None
     reason = (

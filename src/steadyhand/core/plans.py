@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from steadyhand.core.errors import DefinitionError, InputError
-from steadyhand.core.limits import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES
+from steadyhand.core import jsoncodec
+from steadyhand.core.errors import DefinitionError
+from steadyhand.core.limits import MAX_NAME_CHARS
 
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
@@ -266,7 +266,7 @@ class Plan:
 def plan_from_text(text: str) -> Plan:
     """The plan stored as `text`. Plans are frozen at start and shared by every workflow of
     a deploy, so each distinct text is parsed once per process (Plan is immutable)."""
-    return Plan.from_json(json.loads(text))
+    return Plan.from_json(jsoncodec.loads(text))
 
 
 def check_name(name: object, what: str) -> str:
@@ -282,27 +282,4 @@ def check_name(name: object, what: str) -> str:
     return name
 
 
-def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
-    """Encode `value` as compact JSON, or say clearly why it cannot be stored."""
-
-    def refuse(obj: object) -> JSON:
-        raise TypeError(f"object of type {type(obj).__name__} is not JSON-serialisable")
-
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=refuse)
-    except RecursionError:
-        raise InputError(
-            f"{what} is nested too deeply to store as JSON; flatten it (a few hundred levels "
-            "at most)"
-        ) from None
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"{what} must be JSON data (dict, list, str, int, float, bool, None): {exc}. "
-            "Convert it (e.g. dates to ISO strings, Decimals to strings) before passing it."
-        ) from None
-    if len(text) > limit:
-        raise InputError(
-            f"{what} is {len(text)} bytes of JSON; the limit is {limit}. "
-            "Store large payloads elsewhere and pass a reference."
-        )
-    return text
+encode_json = jsoncodec.encode  # its old address; `jsoncodec` owns every JSON policy

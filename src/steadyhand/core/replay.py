@@ -43,6 +43,7 @@ from steadyhand.core.facts import (
     WAIT_BEGAN,
     call_kind,
 )
+from steadyhand.core.slots import patch_slot
 from steadyhand.core.view import WorkflowView
 from steadyhand.core.workflow import (
     Await,
@@ -114,7 +115,7 @@ class Replay(Answers):
     def patched(self, change_id: str) -> bool:
         if change_id in self._patches:
             return self._patches[change_id]
-        slot = f"patch:{change_id}"
+        slot = patch_slot(change_id)
         fact = self.view.slot(slot)
         if fact is not None:
             value = bool(fact.get("value"))

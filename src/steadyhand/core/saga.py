@@ -45,6 +45,7 @@ from steadyhand.core.progress import (
     Progress,
     call_progress,
 )
+from steadyhand.core.slots import child_slot, compensation_began_slot, wait_slot
 from steadyhand.core.view import ChildState, WorkflowView
 
 RECHECK_SECONDS = 3600.0
@@ -92,7 +93,7 @@ def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
 
 
 def _child(view: WorkflowView, spec: StepSpec) -> ChildState | None:
-    started = view.slot(f"child:{spec.name}")
+    started = view.slot(child_slot(spec.name))
     if started is None:
         return None
     cid = str(started.get("child_id"))
@@ -180,10 +181,10 @@ def _await_event(
 ) -> Decision:
     """Wait for the step's event; the wait starts when first reached and has a deadline."""
     name, event = spec.name, spec.wait_for
-    began = view.slot(f"wait:{name}:began")
+    began = view.slot(wait_slot(name, "began"))
     since = began.at if began is not None else now
     record = (
-        () if began else (RecordFact(WAIT_BEGAN, {"event": event}, name, f"wait:{name}:began"),)
+        () if began else (RecordFact(WAIT_BEGAN, {"event": event}, name, wait_slot(name, "began")),)
     )
     if spec.deadline is None:
         why = f"{name} waits for event {event} (no deadline)"
@@ -191,7 +192,7 @@ def _await_event(
     deadline = since + spec.deadline
     if now >= deadline:
         reason = f"step {name}: no {event} event within {spec.deadline:g}s"
-        timed_out = RecordFact(WAIT_TIMED_OUT, {"event": event}, name, f"wait:{name}:timed_out")
+        timed_out = RecordFact(WAIT_TIMED_OUT, {"event": event}, name, wait_slot(name, "timed_out"))
         return _begin_compensation(view, now, progress, reason, saw, (timed_out,))
     why = f"{name} waits for event {event} until its deadline ({deadline - now:.1f}s left)"
     return Decision((*record, WaitUntil(deadline)), why, saw)
@@ -274,7 +275,7 @@ def _begin_compensation(
     saw: str,
     extra: tuple[Command, ...] = (),
 ) -> Decision:
-    slot = f"compensation_began:{view.round}"
+    slot = compensation_began_slot(view.round)
     began = RecordFact(COMPENSATION_BEGAN, {"reason": reason}, slot=slot)
     return _compensate(view, now, progress, reason, saw, (*extra, began))
 

@@ -9,7 +9,6 @@ when a tick comes while the previous run is still going is `overlap`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.plans import check_name
 
@@ -67,16 +67,16 @@ class ScheduleSpec:
         if self.catch_up not in CATCH_UPS:
             raise DefinitionError(f"schedule {self.name}: catch_up must be one of {CATCH_UPS}")
         try:
-            json.dumps(self.input)
+            jsoncodec.dumps_plan(self.input)
         except (TypeError, ValueError):
             raise DefinitionError(f"schedule {self.name}: input must be JSON") from None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return jsoncodec.dumps_plan(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ScheduleSpec:
-        return cls(**json.loads(text))
+        return cls(**jsoncodec.loads(text))
 
     def describe(self) -> str:
         if self.cron is not None:

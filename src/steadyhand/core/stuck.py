@@ -6,7 +6,6 @@ for longer than the threshold and no wake-up is planned, or one of its tasks is 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from steadyhand.core.errors import InputError
@@ -14,42 +13,13 @@ from steadyhand.core.errors import InputError
 DEFAULT_STUCK_AFTER = 300.0  # seconds; longer than any default backoff (60 s) or timeout (30 s)
 STUCK_AFTER_ENV = "STEADYHAND_STUCK_AFTER"
 
-# A workflow (its id in the column `{wid}`) is stuck when ANY of these holds (it must also be
-# not ended; callers pick candidates from `open_workflows` and exclude ended ones):
+# A workflow is stuck (the SQL is `store.reporting.STUCK`) when it has not ended and ANY of:
 #   silent:    its last fact is older than the threshold and no wake-up is planned later
 #              (a planned wait is a plan, not a stall; a call still running for longer than
 #              the threshold counts, since every step's timeout should be shorter than that);
 #   overdue:   a task has been due for longer than the threshold and no worker took it
 #              (no worker is running, or they are all saturated);
 #   abandoned: a lease expired longer than the threshold ago and no watchdog recovered it.
-STUCK_SQL = """(
-    ((SELECT sf.at FROM facts sf WHERE sf.workflow_id = {wid} ORDER BY sf.seq DESC LIMIT 1)
-        < :stuck_before
-     AND NOT EXISTS (SELECT 1 FROM tasks st WHERE st.workflow_id = {wid}
-                     AND st.lease_owner IS NULL AND st.due_at > :now))
-    OR EXISTS (SELECT 1 FROM tasks st WHERE st.workflow_id = {wid}
-               AND st.lease_owner IS NULL AND st.due_at < :stuck_before)
-    OR EXISTS (SELECT 1 FROM tasks st WHERE st.workflow_id = {wid}
-               AND st.lease_owner IS NOT NULL AND st.lease_expires_at < :stuck_before)
-)"""
-
-# The evidence behind the verdict, one row per stuck workflow, to say *why* in words.
-STUCK_EVIDENCE_SQL = """
-    SELECT w.id,
-           (SELECT sf.at FROM facts sf WHERE sf.workflow_id = w.id ORDER BY sf.seq DESC LIMIT 1),
-           (SELECT MIN(st.due_at) FROM tasks st WHERE st.workflow_id = w.id
-               AND st.lease_owner IS NULL AND st.due_at < :stuck_before),
-           (SELECT MIN(st.lease_expires_at) FROM tasks st WHERE st.workflow_id = w.id
-               AND st.lease_owner IS NOT NULL AND st.lease_expires_at < :stuck_before),
-           (SELECT COUNT(*) FROM tasks st WHERE st.workflow_id = w.id
-               AND st.lease_owner IS NOT NULL AND st.lease_expires_at >= :now)
-    FROM workflows w WHERE w.id IN ({ids}) AND {stuck}
-"""
-
-
-def stuck_predicate(workflow_id_column: str) -> str:
-    """The stuck condition as SQL for the workflow whose id is in `workflow_id_column`."""
-    return STUCK_SQL.format(wid=workflow_id_column)
 
 
 @dataclass(frozen=True)
@@ -63,20 +33,22 @@ class StuckRule:
             raise InputError(f"the stuck threshold must be positive seconds, not {self.after}")
 
     @classmethod
-    def from_env(cls, after: float | None = None) -> StuckRule:
-        """The rule from an explicit value, else $STEADYHAND_STUCK_AFTER, else 300 s."""
+    def parse(cls, after: float | None, configured: str | None) -> StuckRule:
+        """The rule from an explicit value, else the configured text (the environment's
+        $STEADYHAND_STUCK_AFTER, read by the caller: see `ops.settings`), else 300 s."""
         if after is not None:
             return cls(after)
-        raw = os.environ.get(STUCK_AFTER_ENV)
-        if not raw:
+        if not configured:
             return cls()
         try:
-            return cls(float(raw))
+            return cls(float(configured))
         except ValueError:
-            raise InputError(f"${STUCK_AFTER_ENV}={raw!r} is not a number of seconds") from None
+            raise InputError(
+                f"${STUCK_AFTER_ENV}={configured!r} is not a number of seconds"
+            ) from None
 
     def params(self, now: float) -> dict[str, float]:
-        """The SQL parameters of `STUCK_SQL` at `now`."""
+        """The SQL parameters of the stuck condition at `now`."""
         return {"now": now, "stuck_before": now - self.after}
 
 

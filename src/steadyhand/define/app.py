@@ -6,6 +6,7 @@ Definitions are code; what a workflow will do is frozen into its plan when it st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -39,7 +40,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a saga as written in code; agents may be functions or registered names."""
+    """One step of a saga as written in code; agents may be functions or registered names.
+
+    The plan keeps it as a `StepSpec` (agents by name): the same fields with the same
+    defaults (a test holds them equal), copied field by field by `App.workflow`.
+    """
 
     name: str
     action: str | AgentFn | None = None
@@ -243,28 +248,7 @@ class App:
             raise DefinitionError(f"workflow {name!r} is declared twice")
         if not steps:
             raise DefinitionError(f"workflow {name!r} needs at least one step")
-        specs = []
-        for step in steps:
-            specs.append(
-                StepSpec(
-                    name=step.name,
-                    action=self._agent_name(step.action, name, step.name),
-                    compensation=self._agent_name(step.compensation, name, step.name),
-                    probe=self._agent_name(step.probe, name, step.name),
-                    retry=step.retry,
-                    timeout=step.timeout,
-                    compensation_retry=step.compensation_retry,
-                    compensation_timeout=step.compensation_timeout,
-                    wait_for=step.wait_for,
-                    deadline=step.deadline,
-                    child=step.child,
-                    on_give_up=step.on_give_up,
-                    heartbeat_timeout=step.heartbeat_timeout,
-                    sources=step.sources,
-                    probe_budget=step.probe_budget,
-                    probe_backoff=step.probe_backoff,
-                )
-            )
+        specs = [self._spec(step, name) for step in steps]
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise DefinitionError(f"workflow {name!r} has two steps with the same name")
@@ -345,6 +329,13 @@ class App:
         self._declare_input(name, input, ())
         self.plans[name] = plan
         return plan
+
+    def _spec(self, step: Step, workflow: str) -> StepSpec:
+        """The plan's form of `step`: every field as written, agents by registered name."""
+        values = {f.name: getattr(step, f.name) for f in dataclasses.fields(StepSpec)}
+        for role in ("action", "compensation", "probe"):
+            values[role] = self._agent_name(values[role], workflow, step.name)
+        return StepSpec(**values)
 
     def _agent_name(self, ref: str | AgentFn | None, workflow: str, step: str) -> Any:
         if ref is None:

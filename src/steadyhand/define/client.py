@@ -3,7 +3,6 @@ waits, cancels or retries. Each call is one short transaction through the engine
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -11,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
 from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
@@ -86,7 +86,7 @@ class Client:
             text = encode_json(self.app.checked_input(name, input), "workflow input")
             if key is not None:
                 check_text(key, "idempotency key", MAX_KEY_CHARS)
-            batch.append((new_workflow_id(), plan, json.loads(text), text, key, None))
+            batch.append((new_workflow_id(), plan, jsoncodec.loads(text), text, key, None))
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         names = ",".join(sorted({request[1].workflow for request in batch}))
@@ -129,7 +129,7 @@ class Client:
             check_text(key, "key", MAX_KEY_CHARS)
         if dedupe_key is not None:
             check_text(dedupe_key, "dedupe_key", MAX_KEY_CHARS, empty=True)
-        data: dict[str, Any] = {"payload": json.loads(encode_json(payload, "event payload"))}
+        data: dict[str, Any] = {"payload": jsoncodec.loads(encode_json(payload, "event payload"))}
         if source:
             data["source"] = source
         if dedupe_key:
@@ -140,7 +140,7 @@ class Client:
         if start is not None:
             plan = self.app.plan(start)
             text = encode_json(self.app.checked_input(start, start_input), "workflow input")
-            begin = (new_workflow_id(), plan, json.loads(text), text)
+            begin = (new_workflow_id(), plan, jsoncodec.loads(text), text)
         with caller_trace(f"steadyhand signal {event}", {"steadyhand.event": event}) as trace:
             if trace is not None:
                 data["trace"] = trace

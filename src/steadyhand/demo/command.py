@@ -7,7 +7,6 @@ demo runs, so registering this command costs the other commands nothing.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from types import FrameType
 
 import click
 
+from steadyhand.core import jsoncodec
 from steadyhand.demo.options import PROFILE_NAMES, DemoError, DemoOptions
 
 EXIT_AUDIT_FAILED = 3
@@ -139,7 +139,7 @@ def demo(
         try:
             if as_json:
                 result = run_demo(options)
-                click.echo(json.dumps(result.to_json(), indent=2))
+                click.echo(jsoncodec.pretty(result.to_json()))
             else:
                 from steadyhand.demo.display import LiveDisplay, print_summary
 

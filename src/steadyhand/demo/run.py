@@ -7,33 +7,29 @@ summary, and the tests call it directly. Every process it starts, it stops, even
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from steadyhand.core import jsoncodec
 from steadyhand.define.client import Client
 from steadyhand.demo.audit import Audit, audit
 from steadyhand.demo.faults import KINDS
-from steadyhand.demo.options import DB_FILE, DemoError, DemoOptions
+from steadyhand.demo.fleet import Fleet, child_env
+from steadyhand.demo.options import DB_FILE, DemoOptions
 from steadyhand.demo.report import Tally, Tracker, Trip, TripRecord, tally
 from steadyhand.demo.service_process import RunningService, fetch_ledger, start_service
 from steadyhand.demo.trip import SERVICES_ENV
 from steadyhand.demo.trip import app as trip_app
 from steadyhand.store import Store, open_store
+from steadyhand.store.reporting import report
 from steadyhand.store.sqlite import sqlite_path
 
-APP_REF = "steadyhand.demo.trip:app"
 START_BATCH = 100
 TRAVELLERS = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
 AIRPORTS = ("AMS", "LIS", "CDG", "FRA", "MAD", "OSL", "VIE", "DUB", "ATH", "WAW", "PRG", "BCN")
@@ -136,111 +132,6 @@ class Silent:
         pass
 
 
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment of a child process: this very copy of steadyhand, plus `extra`."""
-    src_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-@dataclass
-class WorkerProcess:
-    number: int
-    process: subprocess.Popen[bytes]
-    started_at: float
-    log_path: Path
-
-
-class Fleet:
-    """The worker processes: start, SIGKILL one and replace it, notice crashes, stop all."""
-
-    def __init__(self, options: DemoOptions, db_url: str, env: dict[str, str]) -> None:
-        self.options = options
-        self.command = [
-            sys.executable,
-            "-m",
-            "steadyhand",
-            "--log-level",
-            "INFO",
-            "worker",
-            "--app",
-            APP_REF,
-            "--db",
-            db_url,
-            "--concurrency",
-            str(options.concurrency),
-            "--lease",
-            str(options.lease),
-            "--watchdog",
-            "1",
-        ]
-        self.env = env
-        self.log_dir = options.workdir / "logs"
-        self.alive: list[WorkerProcess] = []
-        self.started = 0
-        self.killed = 0
-        self.early_exits = 0
-
-    def start_one(self) -> WorkerProcess:
-        self.started += 1
-        log_path = self.log_dir / f"worker-{self.started}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # Ctrl-C reaches the demo, which stops workers in order
-            )
-        worker = WorkerProcess(self.started, process, time.monotonic(), log_path)
-        self.alive.append(worker)
-        return worker
-
-    def kill_one(self, rng: random.Random) -> tuple[WorkerProcess, WorkerProcess]:
-        """SIGKILL a random worker mid-flight, as a crash would, and start a replacement."""
-        victim = rng.choice(self.alive)
-        with contextlib.suppress(ProcessLookupError):
-            victim.process.send_signal(signal.SIGKILL)
-        victim.process.wait()
-        self.alive.remove(victim)
-        self.killed += 1
-        return victim, self.start_one()
-
-    def replace_exited(self) -> list[tuple[WorkerProcess, int]]:
-        """Restart workers that exited on their own; give up if they keep dying at once."""
-        gone: list[tuple[WorkerProcess, int]] = []
-        for worker in list(self.alive):
-            code = worker.process.poll()
-            if code is None:
-                continue
-            self.alive.remove(worker)
-            gone.append((worker, code))
-            if time.monotonic() - worker.started_at < 5.0:
-                self.early_exits += 1
-            if self.early_exits > 3:
-                tail = worker.log_path.read_text(errors="replace")[-3000:]
-                raise DemoError(f"worker processes keep exiting at start; last log:\n{tail}")
-            self.start_one()
-        return gone
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM everyone (they finish in-flight calls), then SIGKILL the stragglers."""
-        for worker in self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.terminate()
-        deadline = time.monotonic() + timeout
-        for worker in self.alive:
-            try:
-                worker.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-        self.alive.clear()
-
-
 def reset_workdir(options: DemoOptions) -> None:
     """Make room for a fresh run, removing only files an earlier demo run left behind."""
     for sub in ("services", "logs"):
@@ -320,7 +211,7 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
         watch.begin(options, db_url)
         with running_services(options) as services:
             urls = {kind: service.url for kind, service in services.items()}
-            fleet = Fleet(options, db_url, _child_env({SERVICES_ENV: json.dumps(urls)}))
+            fleet = Fleet(options, db_url, child_env({SERVICES_ENV: jsoncodec.dumps(urls)}))
             try:
                 for _ in range(options.workers):
                     fleet.start_one()
@@ -353,14 +244,11 @@ def run_demo(options: DemoOptions, observer: Observer | None = None) -> DemoResu
     )
 
 
-CIRCUITS_SQL = "SELECT service, kind, COUNT(*) FROM service_facts GROUP BY service, kind"
-
-
 def circuit_history(store: Store) -> dict[str, dict[str, int]]:
     """How often each service's circuit opened and closed during the run (service facts)."""
     found: dict[str, dict[str, int]] = {}
     with store.snapshot() as tx:
-        for service, kind, n in tx.query(CIRCUITS_SQL).fetchall():
+        for service, kind, n in report(tx, "circuit_changes"):
             found.setdefault(str(service), {})[str(kind)] = int(n)
     return found
 

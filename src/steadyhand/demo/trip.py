@@ -7,7 +7,6 @@ Agents talk HTTP to the demo services, whose base URLs arrive through $STEADYHAN
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import weakref
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from steadyhand import (
     Step,
     TransientError,
 )
+from steadyhand.core import jsoncodec
 
 SERVICES_ENV = "STEADYHAND_DEMO_SERVICES"
 STEPS = (("flight", "flights"), ("hotel", "hotels"), ("car", "cars"))
@@ -56,7 +56,7 @@ def service_urls() -> dict[str, str]:
             f"${SERVICES_ENV} is not set: run the trip workers through `steadyhand demo`, or "
             'export it as JSON, e.g. {"flights": "http://127.0.0.1:8001", ...}'
         )
-    urls: dict[str, str] = json.loads(raw)
+    urls: dict[str, str] = jsoncodec.loads(raw)
     return urls
 
 

@@ -8,10 +8,10 @@ that sequence is written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.deadlines import check_deadline, started_data
 from steadyhand.core.decisions import (
     CallAgent,
@@ -46,6 +46,7 @@ from steadyhand.core.facts import (
 )
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import NewFact, WorkflowRow
+from steadyhand.core.slots import PARENT_CANCEL, STARTED, child_cancel_slot, child_slot
 from steadyhand.core.view import WorkflowView
 from steadyhand.engine.heartbeats import heartbeat_payload
 from steadyhand.engine.writes import Claim, Writes
@@ -83,7 +84,7 @@ def create_workflow_txn(
     if deadline is None:
         deadline = check_deadline(row.plan.options.get("deadline"))
     data = {**(started_data(deadline, row.created_at) or {}), **(started or {})}
-    fact = NewFact(WORKFLOW_STARTED, slot="started", data=data or None)
+    fact = NewFact(WORKFLOW_STARTED, slot=STARTED, data=data or None)
     writes.append_fact(row.id, 1, fact, row.created_at)
     if wake:
         writes.wake(row.id, row.created_at, row.created_at)
@@ -156,13 +157,13 @@ class DecisionApplier:
                 if view.parent_id is not None:
                     writes.wake(view.parent_id, now, now)  # the parent learns at once
             elif isinstance(command, StartChild):
-                slot = f"child:{command.step}"
+                slot = child_slot(command.step)
                 if view.slot(slot) is None:
                     data = self._start_child_txn(tx, view, command, now, writes)
                     append(NewFact(CHILD_STARTED, command.step, None, slot, data))
             elif isinstance(command, CancelChild):
-                started = view.slot(f"child:{command.step}")
-                slot = f"child_cancel:{command.step}"
+                started = view.slot(child_slot(command.step))
+                slot = child_cancel_slot(command.step)
                 if started is not None and view.slot(slot) is None:
                     cid = str(started.get("child_id"))
                     cancel_child_txn(tx, cid, command.reason, now, writes)
@@ -279,10 +280,10 @@ def cancel_child_txn(tx: Tx, cid: str, reason: str, now: float, writes: Writes) 
     if child is None:
         return
     facts = tx.read_facts(cid)
-    if any(fact.slot == "cancel:parent" for fact in facts):
+    if any(fact.slot == PARENT_CANCEL for fact in facts):
         return
     data = {"reason": reason or "the parent was cancelled", "by": "parent"}
-    fact = NewFact(CANCEL_REQUESTED, slot="cancel:parent", data=data)
+    fact = NewFact(CANCEL_REQUESTED, slot=PARENT_CANCEL, data=data)
     if writes.append_fact(cid, facts[-1].seq + 1, fact, now):
         writes.wake(cid, now, now)
 
@@ -338,4 +339,4 @@ def terminal_fact(command: Complete | EndCompensated | Fail, round_: int) -> New
 def dumps(value: Any) -> str:
     """Compact JSON of a plan or an input, as the root row keeps it (the standard
     library's, which keeps an infinite backoff cap as `Infinity`)."""
-    return json.dumps(value, separators=(",", ":"))
+    return jsoncodec.dumps_plan(value)

@@ -4,9 +4,9 @@ closing its circuit from its recent attempt facts (the rule itself is pure, in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.circuit import (
     OUTCOME_KINDS,
     SERVICE_RELEASED,
@@ -87,7 +87,7 @@ def _record(tx: Tx, name: str, change: Transition, now: float) -> None:
     )
     seq = int(tx.execute("last_service_seq", {"service": name}).fetchone()[0]) + 1
     fact = {"service": name, "seq": seq, "kind": change.kind, "at": now}
-    data = json.dumps(dict(change.data), separators=(",", ":"))
+    data = jsoncodec.dumps(dict(change.data))
     tx.execute("append_service_fact", {**fact, "data": data})
 
 

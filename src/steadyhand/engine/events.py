@@ -11,6 +11,7 @@ from steadyhand.core.errors import IdempotencyConflict, NotFoundError
 from steadyhand.core.facts import EVENT_RECEIVED, RETRY_REQUESTED
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import NewFact, WorkflowRow
+from steadyhand.core.slots import event_slot
 from steadyhand.core.view import WorkflowView
 from steadyhand.engine.answers import Signalled
 from steadyhand.engine.apply import create_workflow_txn
@@ -96,7 +97,7 @@ class EventIntake(Decider):
                     if existing is None:  # pragma: no cover - the insert lost to this key
                         raise IdempotencyConflict(f"workflow id {new_id} is already taken")
                     target = newest_run(tx, existing).id
-            slot = f"event:{dedupe_key}" if dedupe_key else None
+            slot = event_slot(dedupe_key) if dedupe_key else None
             fact = NewFact(EVENT_RECEIVED, event, None, slot, data)
             if created:  # the new root row is ours until commit: no lock to take
                 view = extended(with_services_txn(tx, view_of(row, ())), writes.as_read(0))

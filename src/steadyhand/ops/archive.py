@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import secrets
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import InputError
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import Plan
@@ -60,7 +60,7 @@ class ArchiveReport:
 def line_of(record: dict[str, Any]) -> bytes:
     """The bytes of one archived workflow as stored (what the chain hashes); key order is
     kept, since it is how the data was recorded."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsoncodec.dumps_stable(record).encode()
 
 
 def chain_step(previous: str, line: bytes) -> str:
@@ -124,7 +124,7 @@ def archive(
         "chain": {"algorithm": "sha256", "genesis": GENESIS, "head": chain},
         "files": files,
     }
-    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    manifest_bytes = jsoncodec.pretty(manifest, sort_keys=True).encode()
     _durable_write(directory / MANIFEST, manifest_bytes)
     run_id = f"ar_{secrets.token_hex(8)}"
     archiving.record_run(
@@ -195,7 +195,7 @@ def _durable_write(path: Path, body: bytes) -> None:
 def load_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     try:
-        manifest: dict[str, Any] = json.loads(path.read_bytes())
+        manifest: dict[str, Any] = jsoncodec.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{directory} is not an archive: it has no {MANIFEST}") from None
     except (OSError, ValueError) as exc:
@@ -228,7 +228,7 @@ def verify(directory: Path) -> list[str]:
         for line in gzip.decompress(body).splitlines():
             chain = chain_step(chain, line)
             workflows += 1
-            facts += len(json.loads(line)["facts"])
+            facts += len(jsoncodec.loads(line)["facts"])
         if chain != entry["chain_end"]:
             problems.append(f"{entry['name']}: hash chain breaks here")
     if chain != manifest["chain"]["head"]:
@@ -247,7 +247,7 @@ def find(directory: Path, workflow_id: str) -> dict[str, Any]:
             continue
         with gzip.open(directory / entry["name"], "rb") as lines:
             for line in lines:
-                record: dict[str, Any] = json.loads(line)
+                record: dict[str, Any] = jsoncodec.loads(line)
                 if record["workflow"]["id"] == workflow_id:
                     return record
     raise InputError(f"no workflow {workflow_id!r} in the archive at {directory}")

@@ -24,6 +24,7 @@ from steadyhand.core.facts import (
 )
 from steadyhand.core.plans import RetryPolicy
 from steadyhand.core.progress import DONE, NOT_STARTED, call_progress
+from steadyhand.core.slots import wait_slot
 from steadyhand.core.view import WorkflowView
 
 SCHEDULED_ACTION = call_kind(ACTION, "scheduled")
@@ -108,7 +109,7 @@ def _wait(
     until = fact.get("until")
     deadline = f", deadline {_clock(float(until))}" if until is not None else ", no deadline"
     line["detail"] = f"event {event}{deadline}"
-    if view.slot(f"wait:{name}:timed_out") is not None:
+    if view.slot(wait_slot(name, "timed_out")) is not None:
         line.update(action="timed out", tone="bad")
         return
     index = consumed.get(event, 0)

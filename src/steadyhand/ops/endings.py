@@ -5,23 +5,17 @@ what differs between workflows (ids, numbers, the wording around the cause)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 
-from steadyhand.core.facts import TERMINAL_KINDS, WORKFLOW_COMPENSATED, WORKFLOW_FAILED
+from steadyhand.core import jsoncodec
+from steadyhand.core.facts import WORKFLOW_COMPENSATED, WORKFLOW_FAILED
 from steadyhand.core.redact import redact
 from steadyhand.store.base import Store
+from steadyhand.store.reporting import report
 
 SAMPLE = 5000  # most recent endings read per overview
-_TERMINAL_IN = "(" + ", ".join(f"'{k}'" for k in TERMINAL_KINDS) + ")"
-REASONS_SQL = f"""
-    SELECT kind, data FROM facts
-    WHERE kind IN {_TERMINAL_IN} AND kind IN ('{WORKFLOW_COMPENSATED}', '{WORKFLOW_FAILED}')
-      AND at >= :since
-    ORDER BY at DESC LIMIT :limit
-"""
 _WRAPPER = re.compile(r"^rolled back \((.*)\)$")
 _ERROR_TYPE = re.compile(r"\b[A-Z]\w*(?:Error|Exception): ")
 _LONG_ID = re.compile(r"\b[0-9a-f]{12,}\b")
@@ -61,10 +55,10 @@ def reason_label(reason: str) -> str:
 def group_endings(store: Store, since: float, top: int = 5) -> list[EndingGroup]:
     """Rolled-back and failed workflows since `since`, each with its top reasons."""
     with store.snapshot() as tx:
-        rows = tx.query(REASONS_SQL, {"since": since, "limit": SAMPLE}).fetchall()
+        rows = report(tx, "ending_reasons", {"since": since, "limit": SAMPLE})
     counts: dict[str, Counter[str]] = {WORKFLOW_COMPENSATED: Counter(), WORKFLOW_FAILED: Counter()}
     for kind, data in rows:
-        reason = str((json.loads(data) or {}).get("reason") or "no reason recorded")
+        reason = str((jsoncodec.loads(data) or {}).get("reason") or "no reason recorded")
         counts[kind][reason_label(reason)] += 1
     groups = []
     for kind, state in ((WORKFLOW_COMPENSATED, "compensated"), (WORKFLOW_FAILED, "failed")):

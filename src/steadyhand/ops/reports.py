@@ -1,34 +1,29 @@
-"""Listing workflows by state for people on call: the SQL that finds them, page by page.
+"""Listing workflows by state for people on call, page by page, and inspecting one.
 
-Every query is index-driven and keyset-paged, so a page costs the same with 100 or 10 million
-workflows: open workflows come from `open_workflows`, ended ones from the `facts_terminal`
-index, and everything else from `workflows_created` / `workflows_name`.
+The SQL lives in `store.reporting` (index-driven, keyset-paged: a page costs the same with
+100 or 10 million workflows); this module turns a request into its parameters and the rows
+into what a person reads, derived from facts exactly as `status` derives them.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from steadyhand.core.facts import (
-    COMPENSATION_BEGAN,
-    RETRY_REQUESTED,
-    TERMINAL_KINDS,
-    TERMINAL_STATES,
-    Fact,
-)
+from steadyhand.core import jsoncodec
+from steadyhand.core.facts import TERMINAL_STATES, Fact
 from steadyhand.core.limits import MAX_FILTER_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task
 from steadyhand.core.status import derive_status
-from steadyhand.core.stuck import STUCK_EVIDENCE_SQL, StuckRule, stuck_predicate, why_stuck
+from steadyhand.core.stuck import StuckRule, why_stuck
 from steadyhand.core.view import WorkflowView
-from steadyhand.ops.filters import workflow_conditions
+from steadyhand.ops.filters import check_path
+from steadyhand.store import reporting as report_sql
 from steadyhand.store.base import Store, Tx, task_from_row
+from steadyhand.store.listing_filters import workflow_conditions
 
 OPEN_STATES = ("running", "waiting", "compensating")
 ENDED_STATES = ("completed", "compensated", "failed")
@@ -36,72 +31,6 @@ STATES = OPEN_STATES + ENDED_STATES
 FILTERS = (*STATES, "stuck")
 KIND_OF_STATE = {state: kind for kind, state in TERMINAL_STATES.items()}
 MAX_PAGE = 500
-
-_TERMINAL_IN = "(" + ", ".join(f"'{k}'" for k in TERMINAL_KINDS) + ")"
-
-# The seq of the latest operator retry of `{wid}` (0 when none): a retry opens a new round.
-# Scalar subqueries (not EXISTS) keep PostgreSQL from turning these per-workflow probes into
-# joins over every terminal or retry fact in the store.
-LATEST_RETRY_SQL = f"""COALESCE((SELECT MAX(r.seq) FROM facts r
-    WHERE r.workflow_id = {{wid}} AND r.kind = '{RETRY_REQUESTED}'), 0)"""
-# The current round of `{wid}` has ended: its latest terminal fact is newer than any retry.
-ENDED_SQL = f"""(COALESCE((SELECT MAX(e.seq) FROM facts e
-    WHERE e.workflow_id = {{wid}} AND e.kind IN {_TERMINAL_IN}), 0)
-    > {LATEST_RETRY_SQL})"""
-
-# The state of a workflow that has not ended, exactly as `status.derive_status` derives it.
-OPEN_STATE_SQL = f"""CASE
-    WHEN (SELECT 1 FROM facts c WHERE c.workflow_id = {{wid}}
-          AND c.kind = '{COMPENSATION_BEGAN}' LIMIT 1) IS NOT NULL THEN 'compensating'
-    WHEN NOT EXISTS (SELECT 1 FROM tasks ct WHERE ct.workflow_id = {{wid}}
-                     AND ct.kind <> 'supervise')
-     AND EXISTS (SELECT 1 FROM tasks wt WHERE wt.workflow_id = {{wid}}
-                 AND wt.kind = 'supervise') THEN 'waiting'
-    ELSE 'running' END"""
-
-LIST_ALL_SQL = """
-    SELECT w.id, w.created_at FROM workflows w WHERE 1 = 1 {filters}
-    ORDER BY w.created_at DESC, w.id DESC LIMIT :limit
-"""
-# Open workflows are few: filter all of them by state first, then sort. `{fence}` keeps
-# PostgreSQL from walking `workflows_created` and re-checking every open row per workflow.
-LIST_OPEN_SQL = """
-    SELECT w.id, w.created_at FROM (
-        SELECT ow.id, ow.name, ow.created_at, ow.idempotency_key, ow.input, ow.plan
-        FROM open_workflows o
-        JOIN workflows ow ON ow.id = o.workflow_id
-        WHERE NOT {ended} {state} {fence}
-    ) w WHERE 1 = 1 {filters}
-    ORDER BY w.created_at DESC, w.id DESC LIMIT :limit
-"""
-OPTIMISATION_FENCE = {"postgresql": "OFFSET 0", "sqlite": ""}
-# Ended workflows, newest end first, straight from the partial index on terminal facts.
-LIST_ENDED_SQL = f"""
-    SELECT e.workflow_id, e.at FROM facts e
-    WHERE e.kind IN {_TERMINAL_IN} AND e.kind = :kind
-      AND e.seq > {LATEST_RETRY_SQL.format(wid="e.workflow_id")} {{filters}}
-    ORDER BY e.at DESC, e.workflow_id DESC LIMIT :limit
-"""
-FILTER_SQL = {
-    "since": "AND w.created_at >= :since",
-    "cursor": "AND w.created_at <= :c_at AND (w.created_at < :c_at OR w.id < :c_id)",
-    "ended_row": "AND EXISTS (SELECT 1 FROM workflows w WHERE w.id = e.workflow_id AND {conds})",
-    "ended_since": "AND e.at >= :since",
-    "ended_cursor": "AND e.at <= :c_at AND (e.at < :c_at OR e.workflow_id < :c_id)",
-}
-
-# What a page shows: the rows of the chosen ids, with only the fact data a row needs.
-PAGE_WORKFLOWS_SQL = "SELECT id, name, created_at FROM workflows WHERE id IN ({ids})"
-PAGE_FACTS_SQL = f"""
-    SELECT workflow_id, seq, kind, at, step, attempt, slot,
-           CASE WHEN kind IN ('workflow_compensated', 'workflow_failed', '{COMPENSATION_BEGAN}')
-                THEN data ELSE '{{{{}}}}' END
-    FROM facts WHERE workflow_id IN ({{ids}}) ORDER BY workflow_id, seq
-"""
-PAGE_TASKS_SQL = """
-    SELECT id, workflow_id, kind, step, attempt, due_at, '{{}}', lease_owner, lease_expires_at
-    FROM tasks WHERE workflow_id IN ({ids})
-"""
 
 
 @dataclass(frozen=True)
@@ -146,22 +75,6 @@ class Page:
     next_cursor: str | None
 
 
-def named_params(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-    """`:prefix_a, :prefix_b, …` for an IN list (parameter names carry no digits)."""
-    names = [f"{prefix}_{_letters(i)}" for i in range(len(values))]
-    return ", ".join(f":{n}" for n in names), dict(zip(names, values, strict=True))
-
-
-def _letters(i: int) -> str:
-    out = ""
-    while True:
-        i, r = divmod(i, 26)
-        out = string.ascii_lowercase[r] + out
-        if i == 0:
-            return out
-        i -= 1
-
-
 def encode_cursor(at: float, workflow_id: str) -> str:
     return f"{at!r}~{workflow_id}"
 
@@ -182,10 +95,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 def reporting(store: Store, tx: Tx) -> Tx:
-    """Prepare a snapshot for report queries: on PostgreSQL, no JIT (it costs more than the
-    few milliseconds these index-driven queries take)."""
-    if store.dialect == "postgresql":
-        tx.query("SET LOCAL jit = off")
+    """Ready a snapshot for report queries (see `store.reporting.prepare_txn`)."""
+    report_sql.prepare_txn(tx, store.dialect)
     return tx
 
 
@@ -214,8 +125,6 @@ def _page_keys(
     tx: Tx, listing: Listing, limit: int, now: float, rule: StuckRule, dialect: str
 ) -> list[tuple[str, float]]:
     params: dict[str, Any] = {"limit": limit}
-    ended = listing.state in ENDED_STATES
-    prefix = "ended_" if ended else ""
     filters = []
     conds, extra = workflow_conditions(
         dialect,
@@ -223,57 +132,42 @@ def _page_keys(
         key=listing.key,
         id_prefix=listing.id_prefix,
         service=listing.service,
-        input=listing.input,
+        input=[(check_path(path), value) for path, value in listing.input],
     )
     params.update(extra)
-    if conds and ended:
-        filters.append(FILTER_SQL["ended_row"].format(conds=" AND ".join(conds)))
-    else:
-        filters += [f"AND {cond}" for cond in conds]
     if listing.since is not None:
-        filters.append(FILTER_SQL[prefix + "since"])
+        filters.append("since")
         params["since"] = listing.since
     if listing.cursor:
         params["c_at"], params["c_id"] = decode_cursor(listing.cursor)
-        filters.append(FILTER_SQL[prefix + "cursor"])
-    where = "\n".join(filters)
+        filters.append("cursor")
     if listing.state is None:
-        sql = LIST_ALL_SQL.format(filters=where)
-    elif ended:
+        scope = "all"
+    elif listing.state in ENDED_STATES:
+        scope = "ended"
         params["kind"] = KIND_OF_STATE[listing.state]
-        sql = LIST_ENDED_SQL.format(filters=where)
+    elif listing.state == "stuck":
+        scope = "stuck"
+        params.update(rule.params(now))
     else:
-        if listing.state == "stuck":
-            state = "AND " + stuck_predicate("o.workflow_id")
-            params.update(rule.params(now))
-        else:
-            state = f"AND {OPEN_STATE_SQL.format(wid='o.workflow_id')} = :state"
-            params["state"] = listing.state
-        sql = LIST_OPEN_SQL.format(
-            ended=ENDED_SQL.format(wid="o.workflow_id"),
-            state=state,
-            filters=where,
-            fence=OPTIMISATION_FENCE.get(dialect, ""),
-        )
-    return [(r[0], float(r[1])) for r in tx.query(sql, params).fetchall()]
+        scope = "open"
+        params["state"] = listing.state
+    return report_sql.page_keys_txn(tx, dialect, scope, filters, params, conds)
 
 
 def page_rows(tx: Tx, ids: Sequence[str], now: float, rule: StuckRule) -> list[Row]:
     """Rows for `ids` (in that order), derived from their facts as `status` derives them."""
     if not ids:
         return []
-    in_list, params = named_params("id", ids)
-    workflows = {
-        r[0]: (r[1], float(r[2]))
-        for r in tx.query(PAGE_WORKFLOWS_SQL.format(ids=in_list), params).fetchall()
-    }
+    workflow_rows, fact_rows, task_rows = report_sql.page_txn(tx, ids)
+    workflows = {r[0]: (r[1], float(r[2])) for r in workflow_rows}
     facts: dict[str, list[Fact]] = {i: [] for i in ids}
-    for r in tx.query(PAGE_FACTS_SQL.format(ids=in_list), params).fetchall():
+    for r in fact_rows:
         facts[r[0]].append(
-            Fact(int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], json.loads(r[7]) or None)
+            Fact(int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], jsoncodec.loads(r[7]) or None)
         )
     tasks: dict[str, list[Any]] = {i: [] for i in ids}
-    for r in tx.query(PAGE_TASKS_SQL.format(ids=in_list), params).fetchall():
+    for r in task_rows:
         tasks[r[1]].append(task_from_row(r))
     stuck = stuck_reasons(tx, [i for i in ids if i in workflows], now, rule)
     rows = []
@@ -308,12 +202,9 @@ def stuck_reasons(tx: Tx, ids: Iterable[str], now: float, rule: StuckRule) -> di
     ids = list(ids)
     if not ids:
         return {}
-    in_list, params = named_params("id", ids)
-    sql = STUCK_EVIDENCE_SQL.format(ids=in_list, stuck=stuck_predicate("w.id"))
-    params.update(rule.params(now))
     return {
         r[0]: why_stuck(now, _float(r[1]), _float(r[2]), _float(r[3]), int(r[4]))
-        for r in tx.query(sql, params).fetchall()
+        for r in report_sql.stuck_evidence_txn(tx, ids, rule.params(now))
     }
 
 

@@ -13,6 +13,7 @@ from steadyhand.core.errors import InputError
 from steadyhand.core.stuck import StuckRule
 from steadyhand.ops.filters import check_path
 from steadyhand.ops.reports import FILTERS, Listing, Page, list_workflows
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.timetext import parse_since
 from steadyhand.store.base import Store
 
@@ -66,4 +67,4 @@ def make_listing(
 def search(store: Store, listing: Listing, rule: StuckRule | None = None) -> Page:
     """One page of workflows matching `listing`, newest first (ended ones by when they
     ended); pass `page.next_cursor` back as `cursor` for the next page."""
-    return list_workflows(store, listing, time.time(), rule or StuckRule.from_env())
+    return list_workflows(store, listing, time.time(), rule or stuck_rule())

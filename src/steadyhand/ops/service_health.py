@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steadyhand.core.circuit import FAILURE_KINDS, OUTCOME_KINDS, ServicePolicy
+from steadyhand.core.circuit import FAILURE_KINDS, ServicePolicy
 from steadyhand.store.base import Tx
-
-_KINDS = "(" + ", ".join(f"'{k}'" for k in OUTCOME_KINDS) + ")"
-IN_FLIGHT_SQL = """
-    SELECT service, COUNT(*) FROM tasks
-    WHERE lease_owner IS NOT NULL AND service IS NOT NULL GROUP BY service
-"""
-OUTCOMES_SQL = f"""
-    SELECT kind, COUNT(*) FROM facts
-    WHERE service = :service AND at >= :since AND kind IN {_KINDS} GROUP BY kind
-"""
+from steadyhand.store.reporting import report
 
 
 @dataclass(frozen=True)
@@ -42,11 +33,11 @@ class ServiceHealth:
 
 def service_health(tx: Tx, now: float, window: float = 60.0) -> list[ServiceHealth]:
     """Read every declared service's health in the caller's snapshot (bounded by index)."""
-    in_flight = {str(s): int(n) for s, n in tx.query(IN_FLIGHT_SQL).fetchall()}
+    in_flight = {str(s): int(n) for s, n in report(tx, "services_in_flight")}
     found = []
     for gate in tx.gates():
         params = {"service": gate.service, "since": now - window}
-        counts = {str(k): int(n) for k, n in tx.query(OUTCOMES_SQL, params).fetchall()}
+        counts = {str(k): int(n) for k, n in report(tx, "service_outcome_counts", params)}
         calls = sum(counts.values())
         policy = ServicePolicy.from_json(gate.policy)
         found.append(

@@ -7,93 +7,19 @@ follows the recent rate of work, never the size of the history.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from steadyhand.core.facts import (
-    COMPENSATION_BEGAN,
-    OUTCOMES,
-    PHASE_PREFIX,
-    SUPERVISOR_RAN,
-    TERMINAL_KINDS,
-    TERMINAL_STATES,
-)
-from steadyhand.core.stuck import StuckRule, stuck_predicate
-from steadyhand.ops.reports import (
-    ENDED_SQL,
-    ENDED_STATES,
-    LATEST_RETRY_SQL,
-    OPEN_STATE_SQL,
-    OPEN_STATES,
-    reporting,
-)
+from steadyhand.core import jsoncodec
+from steadyhand.core.facts import PHASE_PREFIX, TERMINAL_STATES
+from steadyhand.core.stuck import StuckRule
+from steadyhand.ops.reports import ENDED_STATES, OPEN_STATES, reporting
 from steadyhand.ops.service_health import ServiceHealth, service_health
 from steadyhand.store.base import Store
+from steadyhand.store.reporting import report
 
-OUTCOME_KINDS = tuple(f"{p}_{suffix}" for p in PHASE_PREFIX.values() for suffix in OUTCOMES)
-# The kinds of the partial index `facts_activity` (migration 002), in its order: SQLite uses
-# a partial index only when the query repeats the index's WHERE term exactly, so every
-# windowed query over these kinds carries `kind IN ACTIVITY` besides its own condition.
-ACTIVITY_KINDS = (*OUTCOME_KINDS, SUPERVISOR_RAN, COMPENSATION_BEGAN)
-_IN = {
-    "terminal": "(" + ", ".join(f"'{k}'" for k in TERMINAL_KINDS) + ")",
-    "outcomes": "(" + ", ".join(f"'{k}'" for k in OUTCOME_KINDS) + ")",
-    "activity": "(" + ", ".join(f"'{k}'" for k in ACTIVITY_KINDS) + ")",
-}
 NO_END = 1e18  # an `until` later than any fact (facts stamped by a clock ahead of ours count)
 DECISION_SAMPLE = 2000  # most recent supervisor runs whose latency is summarised
-
-OPEN_COUNTS_SQL = f"""
-    SELECT {OPEN_STATE_SQL.format(wid="o.workflow_id")}, COUNT(*) FROM open_workflows o
-    WHERE NOT {ENDED_SQL.format(wid="o.workflow_id")} GROUP BY 1
-"""
-STUCK_COUNT_SQL = f"""
-    SELECT COUNT(*) FROM open_workflows o
-    WHERE NOT {ENDED_SQL.format(wid="o.workflow_id")} AND {stuck_predicate("o.workflow_id")}
-"""
-# Workflows whose current round ended inside the window, by how it ended.
-ENDED_COUNTS_SQL = f"""
-    SELECT e.kind, COUNT(*) FROM facts e
-    WHERE e.kind IN {_IN["terminal"]} AND e.at >= :since AND e.at < :until
-      AND e.seq > {LATEST_RETRY_SQL.format(wid="e.workflow_id")}
-    GROUP BY e.kind
-"""
-# Endings per bucket of `:width` seconds (ROUND(x - 0.4999999) is a portable floor).
-THROUGHPUT_SQL = f"""
-    SELECT ROUND((e.at - :since) / :width - 0.4999999), COUNT(*) FROM facts e
-    WHERE e.kind IN {_IN["terminal"]} AND e.at >= :since GROUP BY 1
-"""
-STARTED_SQL = """
-    SELECT COUNT(*) FROM workflows WHERE created_at >= :since AND created_at < :until
-"""
-QUEUE_SQL = """
-    SELECT kind, COUNT(*), MIN(due_at) FROM tasks
-    WHERE lease_owner IS NULL AND due_at <= :now GROUP BY kind
-"""
-LEASES_SQL = """
-    SELECT
-      (SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at >= :now),
-      (SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < :now),
-      (SELECT COUNT(*) FROM tasks WHERE lease_owner IS NULL AND due_at > :now)
-"""
-ATTEMPTS_SQL = f"""
-    SELECT kind, step, COUNT(*), SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END) FROM facts
-    WHERE kind IN {_IN["activity"]} AND kind IN {_IN["outcomes"]} AND at >= :since
-      AND at < :until
-    GROUP BY kind, step
-"""
-COMPENSATIONS_BEGAN_SQL = f"""
-    SELECT COUNT(*) FROM facts
-    WHERE kind IN {_IN["activity"]} AND kind = '{COMPENSATION_BEGAN}' AND at >= :since
-      AND at < :until
-"""
-DECISIONS_SQL = f"""
-    SELECT data FROM facts
-    WHERE kind IN {_IN["activity"]} AND kind = '{SUPERVISOR_RAN}' AND at >= :since
-      AND at < :until
-    ORDER BY at DESC LIMIT :limit
-"""
 
 
 @dataclass(frozen=True)
@@ -164,26 +90,26 @@ def collect(
     with store.snapshot() as tx:
         reporting(store, tx)
         states = dict.fromkeys((*OPEN_STATES, *ENDED_STATES), 0)
-        for state, n in tx.query(OPEN_COUNTS_SQL).fetchall():
+        for state, n in report(tx, "open_counts"):
             states[state] = int(n)
-        stuck = int(tx.query(STUCK_COUNT_SQL, rule.params(now)).fetchone()[0])
-        for kind, n in tx.query(ENDED_COUNTS_SQL, window_params).fetchall():
+        stuck = int(report(tx, "stuck_count", rule.params(now))[0][0])
+        for kind, n in report(tx, "ended_counts", window_params):
             states[TERMINAL_STATES[kind]] = int(n)
         throughput = [0] * buckets
-        for index, n in tx.query(THROUGHPUT_SQL, {"since": since, "width": width}).fetchall():
+        for index, n in report(tx, "throughput", {"since": since, "width": width}):
             throughput[min(buckets - 1, max(0, int(index)))] += int(n)
-        started = int(tx.query(STARTED_SQL, window_params).fetchone()[0])
+        started = int(report(tx, "started", window_params)[0][0])
         queue: dict[str, int] = {}
         oldest: float | None = None
-        for kind, n, due in tx.query(QUEUE_SQL, {"now": now}).fetchall():
+        for kind, n, due in report(tx, "queue", {"now": now}):
             queue[kind] = int(n)
             oldest = float(due) if oldest is None else min(oldest, float(due))
-        leased, expired, later = tx.query(LEASES_SQL, {"now": now}).fetchone()
-        attempts = _attempts(tx.query(ATTEMPTS_SQL, window_params).fetchall())
-        began = int(tx.query(COMPENSATIONS_BEGAN_SQL, window_params).fetchone()[0])
-        rows = tx.query(DECISIONS_SQL, {**window_params, "limit": DECISION_SAMPLE}).fetchall()
+        leased, expired, later = report(tx, "leases", {"now": now})[0]
+        attempts = _attempts(report(tx, "attempts", window_params))
+        began = int(report(tx, "compensations_began", window_params)[0][0])
+        rows = report(tx, "decisions", {**window_params, "limit": DECISION_SAMPLE})
         services = service_health(tx, now, min(window, 60.0))
-    latencies = sorted(float(json.loads(r[0]).get("decide_ms", 0.0)) for r in rows)
+    latencies = sorted(float(jsoncodec.loads(r[0]).get("decide_ms", 0.0)) for r in rows)
     return Stats(
         now=now,
         window=window,

@@ -6,13 +6,13 @@ Pure (facts in, plain values out), so `steadyhand explain` and the dashboard tel
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.facts import (
     ACTION,
     CANCEL_IGNORED,
@@ -327,5 +327,5 @@ def _verdict(view: WorkflowView, status: Status, stuck: str | None) -> str:
 
 def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     """A value as compact JSON, cut to `limit` characters."""
-    text = json.dumps(value, default=str, separators=(",", ":"))
+    text = jsoncodec.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,11 +7,11 @@ formats print them, so one grep finds everything that happened to one workflow.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.redact import redact
 
 CONTEXT_FIELDS = ("workflow_id", "step", "attempt", "outcome")
@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+        return jsoncodec.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):

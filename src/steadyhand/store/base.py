@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from steadyhand.core import jsoncodec
 from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
-from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
+from steadyhand.store import rows
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -30,76 +30,12 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-def _workflow(row: Sequence[Any]) -> WorkflowRow:
-    return WorkflowRow(
-        id=row[0],
-        name=row[1],
-        idempotency_key=row[2],
-        input=jsoncodec.loads(row[3]),
-        plan=plan_from_text(row[4]),
-        parent_id=row[5],
-        created_at=float(row[6]),
-    )
-
-
-JSON_PARAMS = ("data", "payload")
-"""Parameters of batch statements that hold JSON values (see `Tx.execute_many`)."""
-
-
-def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: jsoncodec.dumps(value) if key in JSON_PARAMS else value
-        for key, value in params.items()
-    }
-
-
-def call_task_row(
-    workflow_id: str,
-    phase: str,
-    step: str,
-    attempt: int,
-    payload: Mapping[str, Any],
-    due_at: float,
-    now: float,
-) -> dict[str, Any]:
-    """The parameters of a call task shared by `insert_call_task` and the leased variant
-    (which adds `owner` and `until`; the queued one adds `service`)."""
-    return {
-        "id": workflow_id,
-        "kind": phase,
-        "step": step,
-        "attempt": attempt,
-        "due_at": due_at,
-        "payload": payload,
-        "now": now,
-    }
-
-
-def _fact(row: Sequence[Any]) -> Fact:
-    return Fact(
-        seq=int(row[0]),
-        kind=row[1],
-        at=float(row[2]),
-        step=row[3],
-        attempt=row[4],
-        slot=row[5],
-        data=jsoncodec.loads(row[6]),
-    )
-
-
-def task_from_row(row: Sequence[Any]) -> Task:
-    return Task(
-        id=int(row[0]),
-        workflow_id=row[1],
-        kind=row[2],
-        step=row[3],
-        attempt=row[4],
-        due_at=float(row[5]),
-        payload=jsoncodec.loads(row[6]),
-        lease_owner=row[7],
-        lease_expires_at=None if row[8] is None else float(row[8]),
-        service=row[9] if len(row) > 9 else None,
-    )
+# Row decoders and parameter encoders live in `rows`; these names are their old address.
+encode_json_params = rows.encode_json_params
+call_task_row = rows.call_task_row
+task_from_row = rows.task_from_row
+_workflow = rows.workflow_from_row
+_fact = rows.fact_from_row
 
 
 @dataclass(frozen=True)
@@ -124,8 +60,9 @@ class Tx(ABC):
 
     @abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        """Run SQL owned by another module (reports, dashboards) written with `:name`
-        parameters in the portable subset; the backend adapts the parameter style."""
+        """Run SQL text built in `store` (the report queries of `reporting`, whose text
+        depends on the request) or by tests, with `:name` parameters in the portable
+        subset; the backend adapts the parameter style. Nothing outside `store` writes SQL."""
 
     @abstractmethod
     def notify(self) -> None:

@@ -4,10 +4,10 @@ lease expires. A task another transaction holds is skipped, as renewals skip it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.store.base import Store, Tx
 
 _SAVE = {
@@ -40,4 +40,4 @@ def renew_with_heartbeats(
 def heartbeat_txn(tx: Tx, task_id: int) -> Any:
     """The details last saved for a task (None when it never beat, or is gone)."""
     row = tx.query(_READ, {"task_id": task_id}).fetchone()
-    return None if row is None or row[0] is None else json.loads(row[0])
+    return None if row is None or row[0] is None else jsoncodec.loads(row[0])

@@ -7,8 +7,6 @@ several independent deployments, or test runs, can share one database.
 
 from __future__ import annotations
 
-import functools
-import re
 import threading
 import time
 import weakref
@@ -20,10 +18,9 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from steadyhand.core import jsoncodec
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import Task
-from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, encode_json_params, task_from_row
+from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.pg_connect import (
     READER_ATTRS,
@@ -38,125 +35,19 @@ from steadyhand.store.pg_connect import (
     with_session_attrs,
 )
 from steadyhand.store.pg_errors import connect_error, store_error
+from steadyhand.store.pg_statements import (
+    QUERIES,
+    RECORDS,
+    WRITE_BATCH,
+    pyformat_cached,
+    records,
+    rows_param,
+)
 from steadyhand.store.pgwaits import BLOCKED, blocked_message, timeouts_from_url
-from steadyhand.store.priorities import AGE_BOOST, lease_by_priority_sql
-from steadyhand.store.queries import IN_IDS, SHARED
+from steadyhand.store.priorities import AGE_BOOST
 
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
 
-_OVERRIDES = {
-    "lock_workflow": SHARED["lock_workflow"] + " FOR UPDATE",
-    "lock_task": SHARED["lock_task"] + " FOR UPDATE",
-    "wake_supervisor": SHARED["wake_supervisor"].replace("min(", "LEAST("),
-    "lease_tasks": lease_by_priority_sql("FOR UPDATE SKIP LOCKED"),
-    "lock_gate": SHARED["lock_gate"] + " FOR UPDATE",
-    "lock_workflows": SHARED["lock_workflows"] + " FOR UPDATE",
-    # Heartbeats and releases skip rows another transaction holds (see Store.renew_leases).
-    "renew_leases": SHARED["renew_leases"].replace(
-        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
-    ),
-    "release_leases": SHARED["release_leases"].replace(
-        "lease_owner = :owner)", "lease_owner = :owner ORDER BY id FOR UPDATE SKIP LOCKED)"
-    ),
-    "notify": "SELECT pg_notify(:channel, '')",
-}
-
-
-# Batch writes as one statement over one JSON parameter (`json_to_recordset`), instead of
-# one statement per row: psycopg adapts parameters in Python, so one text parameter costs
-# a fraction of nine per row (measured: 24 fact rows, 0.15 ms of client CPU against 0.5 ms
-# for executemany or arrays). JSON values (`data`, `payload`) travel as JSON inside it and
-# are stored as their text (compact JSON, as every other fact). They travel encoded, as
-# strings: decoded by `json_to_recordset`, a string holding an escaped NUL (\u0000, which
-# a payload may carry) would be refused as text.
-_RECORDS: dict[str, str] = {
-    "insert_fact": """
-        INSERT INTO facts (workflow_id, seq, kind, step, attempt, slot, data, at, service)
-        SELECT id, seq, kind, step, attempt, slot, data, at, service
-        FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, seq int, kind text, step text, attempt int, slot text, data text,
-            at float8, service text)
-    """,
-    "insert_call_task": """
-        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
-                           service)
-        SELECT id, kind, step, attempt, due_at, payload, now, service
-        FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, kind text, step text, attempt int, due_at float8, payload text,
-            now float8, service text)
-        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
-    """,
-    "insert_call_task_leased": """
-        INSERT INTO tasks (workflow_id, kind, step, attempt, due_at, payload, created_at,
-                           lease_owner, lease_expires_at)
-        SELECT id, kind, step, attempt, due_at, payload, now, owner, until
-        FROM json_to_recordset(%(rows)s::json) AS r (
-            id text, kind text, step text, attempt int, due_at float8, payload text,
-            now float8, owner text, until float8)
-        ON CONFLICT (workflow_id, kind, step, attempt) WHERE kind <> 'supervise' DO NOTHING
-        RETURNING id, workflow_id, kind, step, attempt, due_at, payload, lease_owner,
-                  lease_expires_at, service
-    """,
-    # Callers pass each workflow once (Writes merges wake-ups): an upsert may not touch
-    # one row twice in a statement.
-    "wake_supervisor": """
-        INSERT INTO tasks (workflow_id, kind, due_at, created_at)
-        SELECT id, 'supervise', due_at, now
-        FROM json_to_recordset(%(rows)s::json) AS r (id text, due_at float8, now float8)
-        ON CONFLICT (workflow_id) WHERE kind = 'supervise'
-        DO UPDATE SET due_at = LEAST(tasks.due_at, excluded.due_at)
-    """,
-}
-
-
-def _from_records(name: str) -> str:
-    """The `INSERT … SELECT … FROM json_to_recordset(…)` of `name`, reading `%(name)s`."""
-    return _RECORDS[name].replace("%(rows)s", f"%({name})s").strip()
-
-
-# All of a batch's set-based writes in one statement (data-modifying CTEs, each run once
-# whatever it is given, so the text is fixed and prepared once). The parts touch disjoint
-# rows: finished call tasks, idle wake-ups, new facts, new call tasks (a finished call is
-# never queued again: see writes.Writes.consume). Saves ~4 round trips per batch.
-_WRITE_BATCH = f"""
-    WITH finished AS (
-        DELETE FROM tasks WHERE id = ANY(%(finished)s::bigint[])
-    ), idle AS (
-        DELETE FROM tasks
-        WHERE workflow_id = ANY(%(idle)s::text[]) AND kind = 'supervise' AND lease_owner IS NULL
-    ), closed AS (
-        DELETE FROM open_workflows WHERE workflow_id = ANY(%(closed)s::text[])
-    ), new_facts AS (
-        {_from_records("insert_fact")}
-    ), queued AS (
-        {_from_records("insert_call_task")}
-    )
-    {_from_records("insert_call_task_leased")}
-"""
-
-
-def _rows_param(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    return {"rows": _records(rows)}
-
-
-def _records(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as one JSON parameter, their JSON values encoded as strings (see `_RECORDS`)."""
-    return jsoncodec.dumps([encode_json_params(row) for row in rows])
-
-
-def _to_pyformat(query: str) -> str:
-    return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", query)
-
-
-@functools.lru_cache(maxsize=256)
-def _pyformat_cached(query: str) -> str:
-    return _to_pyformat(query)
-
-
-QUERIES = {
-    name: _to_pyformat(text.replace(IN_IDS, "= ANY(:ids)"))
-    for name, text in {**SHARED, **_OVERRIDES}.items()
-}
 
 _UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 _STORE_ERRORS = (psycopg.Error, PoolTimeout)
@@ -195,7 +86,7 @@ class PgTx(Tx):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
         self.statement = " ".join(sql.split())[:80]
-        return self._conn.execute(_pyformat_cached(sql), params or {})
+        return self._conn.execute(pyformat_cached(sql), params or {})
 
     def notify(self) -> None:
         self.execute("notify", {"channel": self._channel})
@@ -203,15 +94,15 @@ class PgTx(Tx):
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        if name in _RECORDS:
-            self._conn.execute(_RECORDS[name], _rows_param(rows))
+        if name in RECORDS:
+            self._conn.execute(RECORDS[name], rows_param(rows))
         else:
             super().execute_many(name, rows)
 
     def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         if not rows:
             return []
-        return self._conn.execute(_RECORDS[name], _rows_param(rows)).fetchall()
+        return self._conn.execute(RECORDS[name], rows_param(rows)).fetchall()
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
@@ -221,11 +112,11 @@ class PgTx(Tx):
             "finished": sorted(batch.finished_tasks),
             "idle": sorted(batch.idle_wakeups_of),
             "closed": sorted(batch.closed),
-            "insert_fact": _records(batch.facts),
-            "insert_call_task": _records(batch.call_tasks),
-            "insert_call_task_leased": _records(batch.leased_calls),
+            "insert_fact": records(batch.facts),
+            "insert_call_task": records(batch.call_tasks),
+            "insert_call_task_leased": records(batch.leased_calls),
         }
-        return self._conn.execute(_WRITE_BATCH, params).fetchall()
+        return self._conn.execute(WRITE_BATCH, params).fetchall()
 
 
 __all__ = ["PostgresStore", "split_url"]

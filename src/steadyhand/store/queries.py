@@ -10,10 +10,42 @@ an array parameter matched with `= ANY(:ids)` (see `Tx.ids`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from steadyhand.core.circuit import OUTCOME_KINDS
+from steadyhand.core.facts import RETRY_REQUESTED, TERMINAL_KINDS
 from steadyhand.store.priorities import lease_by_priority_sql
 
 IN_IDS = "IN (SELECT value FROM json_each(:ids))"
 """How the shared (SQLite) statements match a set of ids; PostgreSQL swaps in `ANY`."""
+
+
+def override(shared: Mapping[str, str], name: str, old: str, new: str) -> str:
+    """The shared statement `name` with `old` replaced by `new`; raises at import when `old`
+    is not in it exactly once (the shared text changed, and the override would silently
+    do nothing or too much)."""
+    text = shared[name]
+    if text.count(old) != 1:
+        raise AssertionError(
+            f"PostgreSQL override of {name!r}: expected {old!r} once in the shared statement, "
+            f"found it {text.count(old)} times; update the override in the dialect's module"
+        )
+    return text.replace(old, new)
+
+
+def locking(shared: Mapping[str, str], name: str) -> str:
+    """The shared SELECT `name` with `FOR UPDATE` appended; raises when it is no longer a
+    plain SELECT that can take it."""
+    text = shared[name].rstrip()
+    if not text.lstrip().startswith("SELECT") or text.endswith((";", "FOR UPDATE")):
+        raise AssertionError(f"PostgreSQL override of {name!r}: not a plain SELECT any more")
+    return text + " FOR UPDATE"
+
+
+def in_list(kinds: tuple[str, ...]) -> str:
+    """`('a', 'b')`: a SQL list of fact kinds, built from the vocabulary in `core.facts`."""
+    return "(" + ", ".join(f"'{kind}'" for kind in kinds) + ")"
+
 
 SHARED: dict[str, str] = {
     # -- workflows ----------------------------------------------------------------------------
@@ -47,11 +79,9 @@ SHARED: dict[str, str] = {
         SELECT workflow_id, seq, kind, at, step, attempt, slot, data
         FROM facts WHERE workflow_id {IN_IDS} ORDER BY workflow_id, seq
     """,
-    "child_outcome": """
+    "child_outcome": f"""
         SELECT seq, kind, data FROM facts
-        WHERE workflow_id = :id
-          AND kind IN ('workflow_completed', 'workflow_compensated', 'workflow_failed',
-                       'retry_requested')
+        WHERE workflow_id = :id AND kind IN {in_list((*TERMINAL_KINDS, RETRY_REQUESTED))}
         ORDER BY seq DESC LIMIT 1
     """,
     "append_fact": """
@@ -190,11 +220,10 @@ SHARED: dict[str, str] = {
     "service_in_flight": """
         SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND service = :service
     """,
-    "recent_service_outcomes": """
+    # The circuit's own list: a lost call never carries its service, so it is not in it.
+    "recent_service_outcomes": f"""
         SELECT kind, at FROM facts
-        WHERE service = :service AND at >= :since
-          AND kind IN ('attempt_succeeded', 'attempt_failed', 'attempt_timed_out',
-                       'attempt_lost', 'attempt_uncertain')
+        WHERE service = :service AND at >= :since AND kind IN {in_list(OUTCOME_KINDS)}
         ORDER BY at DESC LIMIT :limit
     """,
     "last_service_seq": "SELECT COALESCE(MAX(seq), 0) FROM service_facts WHERE service = :service",

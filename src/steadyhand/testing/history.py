@@ -15,14 +15,15 @@ facts only say it was started), and calls held back by an open circuit.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.facts import SUPERVISOR_RAN, Fact
 from steadyhand.core.guard import guarded
+from steadyhand.core.slots import STARTED, call_slot, child_slot, patch_slot, sleep_slot, wait_slot
 from steadyhand.core.view import WorkflowView
 from steadyhand.define.app import App
 
@@ -51,7 +52,7 @@ def load_history(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
     text = str(source)
     if isinstance(source, Path) or not text.lstrip().startswith("{"):
         text = Path(source).read_text(encoding="utf-8")
-    loaded = json.loads(text)
+    loaded = jsoncodec.loads(text)
     if not isinstance(loaded, dict) or "facts" not in loaded or "status" not in loaded:
         raise ValueError("not a workflow history: expected `steadyhand explain <id> --json` output")
     return loaded
@@ -127,10 +128,11 @@ def _slot(entry: Mapping[str, Any]) -> str | None:
     head, _, suffix = kind.partition("_")
     if head in prefixes and step is not None and attempt is not None:
         what = "scheduled" if suffix == "scheduled" else "outcome"
-        return f"{prefixes[head]}:{step}:{attempt}:{what}"
-    named = {"child_started": f"child:{step}", "sleep_began": f"sleep:{step}",
-             "wait_began": f"wait:{step}:began", "wait_timed_out": f"wait:{step}:timed_out",
-             "workflow_started": "started"}  # fmt: skip
+        return call_slot(prefixes[head], step, attempt, what)
+    name = str(step)
+    named = {"child_started": child_slot(name), "sleep_began": sleep_slot(name),
+             "wait_began": wait_slot(name, "began"), "wait_timed_out": wait_slot(name, "timed_out"),
+             "workflow_started": STARTED}  # fmt: skip
     if kind == "patch_recorded":
-        return f"patch:{(entry.get('data') or {}).get('id')}"
+        return patch_slot((entry.get("data") or {}).get("id"))
     return named.get(kind)

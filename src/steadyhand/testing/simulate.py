@@ -53,6 +53,7 @@ from steadyhand.core.facts import (
 from steadyhand.core.guard import guarded
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task
+from steadyhand.core.slots import PARENT_CANCEL, child_cancel_slot, child_slot
 from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.define.agents import Agent
 from steadyhand.define.app import App
@@ -222,13 +223,13 @@ class Simulator:
             elif isinstance(command, StartChild):
                 self._start_child(flows, flow, command, slots, now)
             elif isinstance(command, CancelChild):
-                started = slots.get(f"child:{command.step}")
-                slot = f"child_cancel:{command.step}"
+                started = slots.get(child_slot(command.step))
+                slot = child_cancel_slot(command.step)
                 if started is not None and slot not in slots:
                     child = flows.get(str(started.get("child_id")))
                     if child is not None and _ended(child) is None:
                         data = {"reason": command.reason, "by": "parent"}
-                        _append(child, CANCEL_REQUESTED, now, slot="cancel:parent", data=data)
+                        _append(child, CANCEL_REQUESTED, now, slot=PARENT_CANCEL, data=data)
                         child.due = True
                     _append(flow, CHILD_CANCEL_REQUESTED, now, command.step, slot)
         return decision
@@ -259,7 +260,7 @@ class Simulator:
         self, flows: dict[str, _Flow], flow: _Flow, command: StartChild, slots: dict[str, Fact],
         now: float,
     ) -> None:  # fmt: skip
-        slot = f"child:{command.step}"
+        slot = child_slot(command.step)
         if slot in slots:
             return
         cid = f"{flow.id}.{command.step}"

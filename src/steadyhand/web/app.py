@@ -33,6 +33,7 @@ from steadyhand.define.client import Client
 from steadyhand.ops.metrics import store_registry
 from steadyhand.ops.reports import FILTERS, Listing, inspect_workflow, list_workflows
 from steadyhand.ops.schedule_report import schedule_lines
+from steadyhand.ops.settings import stuck_rule
 from steadyhand.ops.stats import collect
 from steadyhand.ops.story import TIMELINE_PAGE, short, tell
 from steadyhand.ops.timetext import STATE_STYLE, when
@@ -62,7 +63,7 @@ class DashboardOptions:
     token: str | None = None
     read_only: bool = False
     refresh: float = 5.0  # seconds between reloads of an open page; 0 turns it off
-    stuck: StuckRule = field(default_factory=StuckRule.from_env)
+    stuck: StuckRule = field(default_factory=stuck_rule)
     page_size: int = 50
     window: float = 3600.0  # the overview's recent window
     metrics_window: float = 300.0  # the history the first scrape's counters start from

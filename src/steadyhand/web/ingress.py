@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import (
     DefinitionError,
     IdempotencyConflict,
@@ -134,8 +134,8 @@ def create_ingress(
         if problem is not None:
             return _error(401, problem)
         try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            message = jsoncodec.loads(body)
+        except (jsoncodec.JSONDecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
         except RecursionError:
             return _error(400, "body is nested too deeply to be an event")

@@ -14,13 +14,13 @@ Secrets come from a file or an environment variable, never from the command line
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.errors import InputError
 
 MIN_SECRET_CHARS = 16
@@ -66,10 +66,10 @@ def sources_from_file(path: str, environ: Mapping[str, str] | None = None) -> di
     """Sources from a JSON file (see the module docstring)."""
     env = os.environ if environ is None else environ
     try:
-        config = json.loads(Path(path).read_text())
+        config = jsoncodec.loads(Path(path).read_text())
     except OSError as exc:
         raise InputError(f"cannot read the sources file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
+    except jsoncodec.JSONDecodeError as exc:
         raise InputError(f"the sources file {path} is not JSON: {exc}") from None
     if not isinstance(config, dict):
         raise InputError(f"the sources file {path} must hold an object: source -> settings")
