@@ -51,6 +51,10 @@ class RetryPolicy:
 
     By default every exception is transient except `PermanentError` and the types named in
     `permanent`; naming `transient` types instead makes every other exception permanent.
+
+    Whether a failed call may have taken effect is a separate question (`core.classify`):
+    `not_done` names exceptions this step knows happen before anything is sent, `uncertain`
+    names exceptions that leave the outcome open although the built-in table says otherwise.
     """
 
     max_attempts: int = 5
@@ -60,6 +64,8 @@ class RetryPolicy:
     jitter: float = 0.2
     permanent: tuple[str, ...] = ()
     transient: tuple[str, ...] = ()
+    not_done: tuple[str, ...] = ()
+    uncertain: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -68,6 +74,11 @@ class RetryPolicy:
             raise DefinitionError("backoff must be >= 0 and the multiplier >= 1")
         if not 0 <= self.jitter <= 1:
             raise DefinitionError("jitter is a fraction between 0 and 1")
+        for field_name in ("permanent", "transient", "not_done", "uncertain"):
+            names = getattr(self, field_name)
+            if isinstance(names, str) or not isinstance(names, tuple | list):
+                raise DefinitionError(f"{field_name} is a list of exception types or names")
+            object.__setattr__(self, field_name, exception_names(names))
 
     @classmethod
     def of(
@@ -75,11 +86,17 @@ class RetryPolicy:
         *,
         permanent: Iterable[type[BaseException] | str] = (),
         transient: Iterable[type[BaseException] | str] = (),
+        not_done: Iterable[type[BaseException] | str] = (),
+        uncertain: Iterable[type[BaseException] | str] = (),
         **options: Any,
     ) -> RetryPolicy:
         """Build a policy from exception types (not just names)."""
         return cls(
-            permanent=exception_names(permanent), transient=exception_names(transient), **options
+            permanent=exception_names(permanent),
+            transient=exception_names(transient),
+            not_done=exception_names(not_done),
+            uncertain=exception_names(uncertain),
+            **options,
         )
 
     def is_permanent(self, exc: BaseException) -> bool:
@@ -106,6 +123,8 @@ class RetryPolicy:
             "jitter": self.jitter,
             "permanent": list(self.permanent),
             "transient": list(self.transient),
+            "not_done": list(self.not_done),
+            "uncertain": list(self.uncertain),
         }
 
     @classmethod
@@ -118,6 +137,8 @@ class RetryPolicy:
             jitter=float(data["jitter"]),
             permanent=tuple(data.get("permanent", ())),
             transient=tuple(data.get("transient", ())),
+            not_done=tuple(data.get("not_done", ())),
+            uncertain=tuple(data.get("uncertain", ())),
         )
 
 

@@ -134,6 +134,8 @@ def _action_call(spec: StepSpec, attempt: int, results: dict[str, Any]) -> CallA
         args,
         policy.permanent,
         policy.transient,
+        policy.not_done,
+        policy.uncertain,
     )
 
 
@@ -325,8 +327,18 @@ def _compensate(
 
         def call(attempt: int, spec: StepSpec = spec, args: dict[str, Any] = args) -> CallAgent:
             assert spec.compensation is not None
+            policy = spec.compensation_retry
             return CallAgent(
-                COMPENSATION, spec.name, attempt, spec.compensation, spec.compensation_timeout, args
+                COMPENSATION,
+                spec.name,
+                attempt,
+                spec.compensation,
+                spec.compensation_timeout,
+                args,
+                policy.permanent,
+                policy.transient,
+                policy.not_done,
+                policy.uncertain,
             )
 
         if undo.status == DONE:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
+from steadyhand.core.classify import Classifier
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
 from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, UnknownWorkflowError
@@ -79,11 +80,21 @@ class App:
         self.max_supervisor_runs = max_supervisor_runs
         self.input_types: dict[str, list[type]] = {}  # workflow -> types its input must fit
 
-    def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
-        """Register a function as an agent, under `name` (default: the function's name)."""
+    def agent(
+        self,
+        name: str | None = None,
+        *,
+        service: str | None = None,
+        classify: Classifier | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function as an agent, under `name` (default: the function's name).
+
+        `classify(exc)` may say what an exception of this agent's client means: "not_done",
+        "uncertain" or "permanent" (None: the built-in table decides; see docs/OUTCOMES.md).
+        """
 
         def register(fn: F) -> F:
-            self.agents.register(fn, name, service)
+            self.agents.register(fn, name, service, classify)
             if service is not None and service not in self.services:
                 self.services[service] = ServicePolicy(check_name(service, "service name"))
             if service is not None:
