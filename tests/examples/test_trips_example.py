@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples import trips
 from examples.bookings_service import live_bookings, serve
 
+from examples import trips
 from steadyhand import Client
 from steadyhand.store import Store
 from tests.conftest import running_worker
