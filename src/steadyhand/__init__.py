@@ -27,9 +27,11 @@ from steadyhand.core.errors import (
     StepFailed,
     StoreError,
     StoreUnavailable,
+    TooManyEvents,
     TransientError,
     UnknownWorkflowError,
     WaitTimedOut,
+    WorkflowStillRunning,
 )
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import RetryPolicy
@@ -79,6 +81,7 @@ __all__ = [
     "StepFailed",
     "StoreError",
     "StoreUnavailable",
+    "TooManyEvents",
     "TransientError",
     "UnknownWorkflowError",
     "WaitTimedOut",
@@ -86,6 +89,7 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "Workflow",
+    "WorkflowStillRunning",
     "WorkflowView",
     "call_progress",
     "open_store",
