@@ -54,9 +54,7 @@ def test_list_keeps_each_row_on_one_line_at_80_columns(scenario: Scenario) -> No
     assert "could not" in row and row.endswith("…")
     wide = run("list", "--wide", "--db", scenario.url, columns=80)
     row = next(line for line in wide.output.splitlines() if scenario.failed in line)
-    assert (
-        "Still in effect: flight, hotel. Fix the cause" in row
-    )  # the whole reason, on one (long) line
+    assert "Still in effect: flight, hotel. Fix the cause" in row  # whole, on one line
 
 
 def test_wait_raises_timeout_error_when_the_workflow_goes_on(store_url: str) -> None:
@@ -67,7 +65,7 @@ def test_wait_raises_timeout_error_when_the_workflow_goes_on(store_url: str) -> 
         client = Client(app, store)
         started = client.start("pending", {})
         began = time.monotonic()
-        with pytest.raises(TimeoutError, match="still (running|waiting)") as caught:
+        with pytest.raises(TimeoutError, match=r"still (running|waiting)") as caught:
             client.wait(started.workflow_id, timeout=0.2)
         assert isinstance(caught.value, WorkflowStillRunning)
         assert caught.value.status.state in ("running", "waiting")
