@@ -10,12 +10,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from steadyhand.core import deadlines
+from steadyhand.core.budget import over_budget
+=======
+>>>>>>> 4d0f731 (Event floods: an event a saga does not wait for is kept but wakes nobody; a workflow holds at most max_events (default 500; TooManyEvents, HTTP 429); a spent run budget rolls back what took effect, with a budget of its own (core/budget.py))
 from steadyhand.core.circuit import HELD
 from steadyhand.core.decisions import (
     CallAgent,
     Command,
     Decision,
-    Fail,
     RecordFact,
     WaitUntil,
 )
@@ -76,15 +78,9 @@ def guarded(
         if late is not None:
             return late
         return Decision(why=f"the workflow already ended {view.state}; nothing to do")
-    runs = view.supervisor_runs_this_round()
-    budget = view.plan.max_supervisor_runs
-    if runs >= budget:
-        reason = (
-            f"the supervisor ran {runs} times (the budget is {budget}) without ending the "
-            "workflow; stopped to avoid a runaway loop. Inspect `steadyhand explain`, fix the "
-            "cause, then `steadyhand retry` it."
-        )
-        return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
+    spent = over_budget(view, now)
+    if spent is not None:
+        return _defer_new_calls(view, spent, now)
     expired = deadlines.passed(view, now)
     if expired is not None:
         return expired

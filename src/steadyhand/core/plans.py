@@ -19,6 +19,10 @@ from steadyhand.core.limits import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
 
+DEFAULT_MAX_EVENTS = 500
+"""Events one workflow may hold unless its definition says otherwise (`max_events`); an
+event a saga still waits for is accepted beyond it (see `core.budget`)."""
+
 
 def exception_names(types: Iterable[type[BaseException] | str]) -> tuple[str, ...]:
     """Qualified names for exception types, so a policy can be stored as JSON."""
@@ -256,6 +260,11 @@ class Plan:
     supervisor: str = "saga"
     max_supervisor_runs: int = 1000
     options: Mapping[str, JSON] = field(default_factory=dict)
+    max_events: int = DEFAULT_MAX_EVENTS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_events, int) or self.max_events < 1:
+            raise DefinitionError(f"workflow {self.workflow!r}: max_events must be at least 1")
 
     def step(self, name: str) -> StepSpec:
         for spec in self.steps:
@@ -268,6 +277,7 @@ class Plan:
             "workflow": self.workflow,
             "supervisor": self.supervisor,
             "max_supervisor_runs": self.max_supervisor_runs,
+            "max_events": self.max_events,
             "steps": [s.to_json() for s in self.steps],
             "options": dict(self.options),
         }
@@ -280,6 +290,7 @@ class Plan:
             max_supervisor_runs=int(data.get("max_supervisor_runs", 1000)),
             steps=tuple(StepSpec.from_json(s) for s in data.get("steps", ())),
             options=data.get("options", {}),
+            max_events=int(data.get("max_events", DEFAULT_MAX_EVENTS)),
         )
 
 

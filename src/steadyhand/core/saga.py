@@ -78,6 +78,21 @@ def roll_back(
     return _begin_compensation(view, now, progress, reason, saw, extra)
 
 
+def effects_in_place(view: WorkflowView) -> list[str]:
+    """The steps that took effect, may have, or may still (a call or child still open),
+    and are not undone yet."""
+    names = []
+    for spec in view.plan.steps:
+        progress = _action_progress(view, spec)
+        child = _child(view, spec) if spec.child is not None else None
+        open_call = spec.action is not None and progress.status in (IN_FLIGHT, NEEDS_PROBE, PROBING)
+        running = child is not None and child.state == "running"
+        effect = _took_effect(view, spec, progress) or open_call or running
+        if effect and not _undone(view, spec):
+            names.append(spec.name)
+    return names
+
+
 def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     if spec.action is None:
         return Progress(DONE)  # nothing to call: the step's wait or child decides

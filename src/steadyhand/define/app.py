@@ -18,6 +18,7 @@ from steadyhand.core.errors import DefinitionError, InputError, UnknownWorkflowE
 from steadyhand.core.guard import Supervisor
 from steadyhand.core.plans import (
     DEFAULT_COMPENSATION_RETRY,
+    DEFAULT_MAX_EVENTS,
     DEFAULT_RETRY,
     Plan,
     RetryPolicy,
@@ -67,7 +68,9 @@ class Step:
 class App:
     """A registry of agents, workflows and supervisors (see the module docstring)."""
 
-    def __init__(self, *, max_supervisor_runs: int = 1000) -> None:
+    def __init__(
+        self, *, max_supervisor_runs: int = 1000, max_events: int = DEFAULT_MAX_EVENTS
+    ) -> None:
         self.agents = AgentRegistry()
         self.plans: dict[str, Plan] = {}
         self.code_workflows: dict[str, CodeWorkflow] = {}
@@ -79,6 +82,7 @@ class App:
         self.schedules: dict[str, ScheduleSpec] = {}
         self.max_supervisor_runs = max_supervisor_runs
         self.input_types: dict[str, list[type]] = {}  # workflow -> types its input must fit
+        self.max_events = max_events  # events one workflow may hold (see core.budget)
 
     def agent(
         self,
@@ -168,6 +172,7 @@ class App:
         *,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan: ...
 
     @overload
@@ -191,6 +196,7 @@ class App:
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Any:
         """Declare a workflow.
 
@@ -204,6 +210,9 @@ class App:
         `input=` (a pydantic model or dataclass) validates the input at `start`; so does the
         annotation of any step agent that takes its input typed (`def f(ctx, order: Order)`)
         and of a code-first workflow's input parameter.
+        A saga's `max_events` caps the events one workflow holds (default: the App's,
+        500); more are refused with `TooManyEvents` (HTTP 429 at the ingress), except one a
+        step still waits for.
         """
         if callable(name) and steps is None:
             return self.workflow(max_supervisor_runs=max_supervisor_runs, input=input)(name)
@@ -223,10 +232,11 @@ class App:
                 return fn
 
             return register
-        return self._saga(name, steps, deadline, input)
+        return self._saga(name, steps, deadline, input, max_events)
 
     def _code_plan(self, name: str) -> Plan:
         plan = code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        plan = replace(plan, max_events=self.max_events)
         if name not in self._code_deadlines:
             return plan
         return replace(plan, options={**plan.options, "deadline": self._code_deadlines[name]})
@@ -247,6 +257,7 @@ class App:
         steps: Sequence[Step],
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan:
         check_name(name, "workflow name")
         seconds = _definition_deadline(name, deadline)
@@ -284,7 +295,8 @@ class App:
         options: dict[str, Any] = {"services": services} if services else {}
         if seconds is not None:
             options["deadline"] = seconds
-        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
+        events = self.max_events if max_events is None else max_events
+        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options, events)
         self._declare_input(name, input, [a for a in used if a])
         self.plans[name] = plan
         return plan
@@ -331,6 +343,7 @@ class App:
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan:
         """Declare a workflow driven by a custom supervisor instead of a linear saga.
 
@@ -352,7 +365,8 @@ class App:
         options: dict[str, Any] = {"services": services} if services else {}
         if seconds is not None:
             options["deadline"] = seconds
-        plan = Plan(name, (), key, runs, options)
+        events = self.max_events if max_events is None else max_events
+        plan = Plan(name, (), key, runs, options, events)
         self._declare_input(name, input, ())
         self.plans[name] = plan
         return plan
