@@ -18,6 +18,7 @@ from steadyhand.core.decisions import (
     CallAgent,
     Command,
     Decision,
+    Fail,
     RecordFact,
     WaitUntil,
 )
@@ -78,6 +79,12 @@ def guarded(
         if late is not None:
             return late
         return Decision(why=f"the workflow already ended {view.state}; nothing to do")
+    if view.undecodable is not None:
+        reason = (
+            f"this workflow cannot be loaded: {view.undecodable}. Its facts are kept as they "
+            "are; settle what it did by hand (see `steadyhand explain`)."
+        )
+        return Decision((Fail(reason),), why=reason, saw="an undecodable fact")
     spent = over_budget(view, now)
     if spent is not None:
         return _defer_new_calls(view, spent, now)

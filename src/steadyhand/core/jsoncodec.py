@@ -30,3 +30,28 @@ def loads(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)  # e.g. an integer beyond 64 bits; raises if really invalid
+
+
+UNDECODABLE = "__steadyhand_undecodable__"
+"""The key of the stand-in for a stored value that cannot be decoded (see `loads_stored`)."""
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """The value of JSON read back from the store, or, if it cannot be decoded (nested too
+    deep for the decoder, written before the limits held), a stand-in
+    `{UNDECODABLE: reason}` so that the workflow can still be shown, and ended `failed` with
+    that reason, instead of every read raising."""
+    try:
+        return loads(text)
+    except RecursionError:
+        reason = "nested too deeply to decode"
+    except ValueError as exc:
+        reason = f"not valid JSON ({str(exc)[:200]})"
+    return {UNDECODABLE: f"a stored value is {reason} ({len(text)} bytes)"}
+
+
+def undecodable(value: Any) -> str | None:
+    """The reason if `value` is the stand-in `loads_stored` returns, else None."""
+    if isinstance(value, dict) and len(value) == 1 and UNDECODABLE in value:
+        return str(value[UNDECODABLE])
+    return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steadyhand.core.errors import DefinitionError, InputError
-from steadyhand.core.limits import MAX_NAME_CHARS, MAX_PAYLOAD_BYTES
+from steadyhand.core.limits import MAX_JSON_DEPTH, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES
 
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
@@ -324,8 +324,7 @@ def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=refuse)
     except RecursionError:
         raise InputError(
-            f"{what} is nested too deeply to store as JSON; flatten it (a few hundred levels "
-            "at most)"
+            f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it"
         ) from None
     except (TypeError, ValueError) as exc:
         raise InputError(
@@ -337,4 +336,21 @@ def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
             f"{what} is {len(text)} bytes of JSON; the limit is {limit}. "
             "Store large payloads elsewhere and pass a reference."
         )
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise InputError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it")
     return text
+
+
+def json_depth(value: JSON) -> int:
+    """How many levels below the top the deepest value sits (a scalar or `[]` is 0, `[1]`
+    is 1): the measure `MAX_JSON_DEPTH` limits. Iterative, so no input can overflow it."""
+    deepest = 0
+    todo: list[tuple[JSON, int]] = [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list | tuple):
+            todo += [(child, level + 1) for child in item]
+    return deepest

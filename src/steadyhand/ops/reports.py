@@ -7,13 +7,13 @@ index, and everything else from `workflows_created` / `workflows_name`.
 
 from __future__ import annotations
 
-import json
 import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from steadyhand.core import jsoncodec
 from steadyhand.core.facts import (
     COMPENSATION_BEGAN,
     RETRY_REQUESTED,
@@ -270,7 +270,9 @@ def page_rows(tx: Tx, ids: Sequence[str], now: float, rule: StuckRule) -> list[R
     facts: dict[str, list[Fact]] = {i: [] for i in ids}
     for r in tx.query(PAGE_FACTS_SQL.format(ids=in_list), params).fetchall():
         facts[r[0]].append(
-            Fact(int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], json.loads(r[7]) or None)
+            Fact(
+                int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], jsoncodec.loads_stored(r[7]) or None
+            )
         )
     tasks: dict[str, list[Any]] = {i: [] for i in ids}
     for r in tx.query(PAGE_TASKS_SQL.format(ids=in_list), params).fetchall():
