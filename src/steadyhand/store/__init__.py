@@ -8,6 +8,7 @@ from steadyhand.core.errors import InputError
 from steadyhand.core.records import NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
 from steadyhand.store.base import Store, Tx
+from steadyhand.store.opening import check_exists
 
 DEFAULT_URL = "sqlite:///steadyhand.db"
 
@@ -64,7 +65,7 @@ def open_store(url: str | None = None, *, create: bool = True, **options: object
         raise InputError(f"--db {redact_url(resolved)!r} is not a store URL; use {ACCEPTED_FORMS}")
     if not create:
         try:
-            store.check_exists()
+            check_exists(store)
         except BaseException:
             store.close()
             raise

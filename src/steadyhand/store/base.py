@@ -7,7 +7,6 @@ caller's transaction and never commit on their own.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -16,17 +15,11 @@ from typing import Any, Protocol
 
 from steadyhand.core import jsoncodec
 from steadyhand.core.circuit import spend_tokens
-from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import plan_from_text
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
 from steadyhand.store.priorities import lease_service_fairly_txn
-
-
-def redacted(url: str) -> str:
-    """`url` without a password, for messages."""
-    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
 class Cursor(Protocol):
@@ -334,20 +327,6 @@ class Store(ABC):
     @abstractmethod
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in place."""
-
-    def check_exists(self) -> None:
-        """Raise `StoreError` ("no store at …") unless a steadyhand schema is in place; used
-        by read-only commands, which never create or migrate one."""
-        try:
-            with self.snapshot() as tx:
-                tx.execute("schema_version").fetchone()
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            raise StoreError(
-                f"no store at {redacted(self.url)}: nothing has created one there ({exc}). "
-                "Check --db / $STEADYHAND_DB; a worker or `steadyhand migrate` creates it."
-            ) from None
 
     @abstractmethod
     def schema_version(self) -> int:
