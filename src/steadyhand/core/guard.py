@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 
 from steadyhand.core import deadlines
 from steadyhand.core.budget import over_budget
-=======
->>>>>>> 4d0f731 (Event floods: an event a saga does not wait for is kept but wakes nobody; a workflow holds at most max_events (default 500; TooManyEvents, HTTP 429); a spent run budget rolls back what took effect, with a budget of its own (core/budget.py))
 from steadyhand.core.circuit import HELD
 from steadyhand.core.decisions import (
     CallAgent,
