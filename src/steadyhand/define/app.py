@@ -41,7 +41,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a saga as written in code; agents may be functions or registered names."""
+    """One step of a saga as written in code; agents may be functions or registered names.
+
+    The saga's result is `{step: result}`: what each step's action returned, the payload of
+    the event it waited for, or its child's result. A child workflow gets
+    `{"input": <the parent's input>, "results": {<earlier step>: <its result>, ...}}` as its
+    input.
+    """
 
     name: str
     action: str | AgentFn | None = None
@@ -53,7 +59,9 @@ class Step:
     compensation_timeout: float = 30.0
     wait_for: str | None = None  # an event that completes the step (after its action, if any)
     deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
-    child: str | None = None  # run this workflow as a child; its result is the step's result
+    # run this workflow as a child: it gets {"input": <parent input>, "results": {step: result}}
+    # and its result is the step's result
+    child: str | None = None
     on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
     heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
     # is treated as lost (its outcome unknown) without waiting for its whole timeout

@@ -161,6 +161,8 @@ class Client:
         return found[0]
 
     def status(self, workflow_id: str) -> Status:
+        """Where the workflow stands; once it completed, `result` is the saga's
+        `{step: result}` (or what a custom supervisor completed with)."""
         check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         found = self.engine.read(workflow_id)
         if found is None:
