@@ -24,7 +24,8 @@ def check_exists(store: Store) -> None:
     except StoreUnavailable:
         raise
     except Exception as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StoreError(
-            f"no store at {redacted(store.url)}: nothing has created one there ({exc}). "
+            f"no store at {redacted(store.url)}: nothing has created one there ({detail}). "
             "Check --db / $STEADYHAND_DB; a worker or `steadyhand migrate` creates it."
         ) from None
