@@ -22,6 +22,7 @@ from steadyhand.core.decisions import (
 )
 from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
+    CANCEL_REQUESTED,
 )
 from steadyhand.core.late import undo_late_successes
 from steadyhand.core.validate import problems, raised, refused
@@ -77,10 +78,11 @@ def guarded(
         if late is not None:
             return late
         return Decision(why=f"the workflow already ended {view.state}; nothing to do")
-    if view.undecodable is not None:
+    if view.undecodable is not None and not _cancelled_this_round(view):
         reason = (
             f"this workflow cannot be loaded: {view.undecodable}. Its facts are kept as they "
-            "are; settle what it did by hand (see `steadyhand explain`)."
+            "are; cancel it to roll back what took effect, or settle it by hand (see "
+            "`steadyhand explain`)."
         )
         return Decision((Fail(reason),), why=reason, saw="an undecodable fact")
     spent = over_budget(view, now)
@@ -98,6 +100,13 @@ def guarded(
     if found:
         return refused(decision, found, label)
     return deadlines.with_wakeup(view, _defer_new_calls(view, decision, now), now)
+
+
+def _cancelled_this_round(view: WorkflowView) -> bool:
+    """Whether an operator asked this round to roll back: then a workflow with an
+    undecodable fact is compensated from the rest of its facts instead of failed again."""
+    cancel = view.latest(CANCEL_REQUESTED)
+    return cancel is not None and cancel.seq > view.round_start
 
 
 def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Decision:
