@@ -29,8 +29,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from steadyhand import Client, open_store
+from steadyhand.cli.main import main
 from tests.conftest import running_worker
 
 pytestmark = pytest.mark.timeout(180)
@@ -104,12 +106,44 @@ def test_every_snippet_runs_as_written(
             assert Client(trips.app, store).status(workflow_id).state == "completed"
             if store.dialect == "postgresql":
                 run_sql(store, store_url, trips.app)
+        if any("replay-check --app flows:app saved/" in code for code in blocks("sh")):
+            save_code_first_history(store, workdir)
         for code in blocks("sh"):
             if code.lstrip().startswith("make "):
                 continue  # the set-up commands: `make test` is what runs this test
             run_shell(local(code.replace("<id>", workflow_id)), workdir)
     finally:
         store.close()
+
+
+FLOWS = """
+from steadyhand import App
+
+app = App()
+
+
+@app.workflow()
+async def greet(wf, input):
+    return {"hello": input}
+"""
+
+
+def save_code_first_history(store: Any, workdir: Path) -> None:
+    """`flows:app` and `saved/*.json` in the README stand for the reader's code-first app and
+    histories saved with `explain --json`: make one of each, as the reader would."""
+    (workdir / "flows.py").write_text(FLOWS)
+    sys.modules.pop("flows", None)
+    import flows  # type: ignore[import-not-found]
+
+    client = Client(flows.app, store)
+    started = client.start("greet", "ada")
+    with running_worker(flows.app, store):
+        assert client.wait(started.workflow_id, timeout=30).state == "completed"
+    saved = workdir / "saved"
+    saved.mkdir()
+    result = CliRunner().invoke(main, ["explain", started.workflow_id, "--db", store.url, "--json"])
+    assert result.exit_code == 0, result.output
+    (saved / f"{started.workflow_id}.json").write_text(result.stdout)
 
 
 def run_sql(store: Any, store_url: str, app: Any) -> None:

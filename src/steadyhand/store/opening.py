@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from steadyhand.core.errors import StoreError, StoreUnavailable
+from steadyhand.core.errors import StoreError
 from steadyhand.store.base import Store
 
 
@@ -15,17 +15,21 @@ def redacted(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
+EXISTS_SQL = {
+    "postgresql": "SELECT to_regclass('steadyhand_schema') IS NOT NULL",
+    "sqlite": "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'steadyhand_schema'",
+}
+"""Whether the schema table is there, without an error when it is not (so a missing store
+is told apart from an unreachable one)."""
+
+
 def check_exists(store: Store) -> None:
     """Raise `StoreError` ("no store at …") unless a steadyhand schema is in place; used
     by read-only commands, which never create or migrate one."""
-    try:
-        with store.snapshot() as tx:
-            tx.execute("schema_version").fetchone()
-    except StoreUnavailable:
-        raise
-    except Exception as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    with store.snapshot() as tx:
+        found = tx.query(EXISTS_SQL[store.dialect]).fetchone()
+    if not (found and found[0]):
         raise StoreError(
-            f"no store at {redacted(store.url)}: nothing has created one there ({detail}). "
-            "Check --db / $STEADYHAND_DB; a worker or `steadyhand migrate` creates it."
-        ) from None
+            f"no store at {redacted(store.url)}: nothing has created one there. Check --db / "
+            "$STEADYHAND_DB; a worker or `steadyhand migrate` creates it."
+        )
