@@ -336,7 +336,9 @@ def encode_json(value: JSON, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
             f"{what} is {len(text)} bytes of JSON; the limit is {limit}. "
             "Store large payloads elsewhere and pass a reference."
         )
-    if json_depth(value) > MAX_JSON_DEPTH:
+    # Nesting cannot exceed the number of brackets: most values skip the walk.
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
         raise InputError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it")
     return text
 
