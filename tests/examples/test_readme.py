@@ -232,7 +232,7 @@ def test_shell_lines_name_their_store() -> None:
     exports $STEADYHAND_DB first), so a pasted line never creates a stray steadyhand.db."""
     for code in blocks("sh"):
         exported = "export STEADYHAND_DB=" in code
-        for line in code.splitlines():
+        for line in code.replace("\\\n", " ").splitlines():
             words = shlex.split(line.split("#", 1)[0]) if line.strip() else []
             if "steadyhand" in words and not exported:
                 assert "--db" in words, line

@@ -1,71 +1,22 @@
--- The limits the Python API applies, in the SQL functions too (issue 13): a JSON value
--- (workflow input, event payload) at most 1,000,000 bytes and at most 200 levels deep
--- (core/plans.py MAX_PAYLOAD_BYTES, MAX_JSON_DEPTH); at most `max_events` events per
--- workflow (its plan's, default 500) unless a saga step still waits for the event; and an
--- event nothing waits for is recorded without waking the supervisor (it spends no run).
+-- Issue 13, on top of 006_security's functions: JSON values handed to the SQL functions
+-- (workflow input, event payload) may nest at most 200 levels (core/limits.py
+-- MAX_JSON_DEPTH; size stays at 006's 1,000,000 bytes); a workflow holds at most
+-- `max_events` events (its plan's, default 500) unless a saga step still waits for the
+-- event; and an event nothing waits for is recorded without waking the supervisor (it
+-- spends none of the run budget). record_event keeps 006's checks, SECURITY DEFINER, pinned
+-- search path and grants (CREATE OR REPLACE keeps grants; the path is pinned again below).
 
 CREATE OR REPLACE FUNCTION steadyhand_check_json(p_value JSONB, p_what TEXT)
-RETURNS VOID LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $$
+RETURNS VOID LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF p_value IS NULL THEN
-        RETURN;
+    IF p_value IS NOT NULL AND octet_length(p_value::TEXT) > 1000000 THEN
+        RAISE EXCEPTION 'steadyhand: % is over 1000000 bytes of JSON; store it elsewhere and '
+            'pass a reference', p_what USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    IF octet_length(p_value::TEXT) > 1000000 THEN
-        RAISE EXCEPTION 'steadyhand: % is % bytes of JSON; the limit is 1000000', p_what,
-            octet_length(p_value::TEXT)
-            USING HINT = 'store large payloads elsewhere and pass a reference',
-                  ERRCODE = 'program_limit_exceeded';
+    IF p_value IS NOT NULL AND jsonb_path_exists(p_value, 'strict $.**{201}') THEN
+        RAISE EXCEPTION 'steadyhand: % is nested more than 200 levels deep; flatten it', p_what
+            USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    IF jsonb_path_exists(p_value, 'strict $.**{201}') THEN
-        RAISE EXCEPTION 'steadyhand: % is nested more than 200 levels deep', p_what
-            USING HINT = 'flatten it', ERRCODE = 'program_limit_exceeded';
-    END IF;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION start_workflow(
-    p_name TEXT, p_input JSONB DEFAULT 'null', p_key TEXT DEFAULT NULL
-) RETURNS TEXT LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    v_id TEXT;
-    v_name TEXT;
-    v_plan TEXT;
-    v_now DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
-BEGIN
-    PERFORM steadyhand_check_json(p_input, 'workflow input');
-    IF p_key IS NOT NULL THEN
-        SELECT id, name INTO v_id, v_name FROM workflows WHERE idempotency_key = p_key;
-        IF FOUND THEN
-            IF v_name <> p_name THEN
-                RAISE EXCEPTION 'steadyhand: key % already started workflow % (%), not a %',
-                    p_key, v_id, v_name, p_name USING ERRCODE = 'unique_violation';
-            END IF;
-            RETURN v_id;
-        END IF;
-    END IF;
-    SELECT plan INTO v_plan FROM workflow_definitions WHERE name = p_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'steadyhand: no workflow named % is published here', p_name
-            USING HINT = 'start a worker (or a Client) whose app registers it',
-                  ERRCODE = 'no_data_found';
-    END IF;
-    v_id := lpad(to_hex((v_now * 1000)::BIGINT), 12, '0')
-        || substr(md5(random()::TEXT || clock_timestamp()::TEXT), 1, 16);
-    INSERT INTO workflows (id, name, idempotency_key, input, plan, parent_id, created_at)
-    VALUES (v_id, p_name, p_key, COALESCE(p_input, 'null'::JSONB)::TEXT, v_plan, NULL, v_now)
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN  -- another caller won the race for this key: return its workflow
-        SELECT id INTO v_id FROM workflows WHERE idempotency_key = p_key;
-        RETURN v_id;
-    END IF;
-    INSERT INTO open_workflows (workflow_id, since) VALUES (v_id, v_now);
-    INSERT INTO facts (workflow_id, seq, kind, slot, data, at)
-    VALUES (v_id, 1, 'workflow_started', 'started', '{"via":"sql"}', v_now);
-    INSERT INTO tasks (workflow_id, kind, due_at, created_at)
-    VALUES (v_id, 'supervise', v_now, v_now)
-    ON CONFLICT (workflow_id) WHERE kind = 'supervise' DO NOTHING;
-    PERFORM pg_notify(left('steadyhand_' || current_schema(), 63), '');
-    RETURN v_id;
 END;
 $$;
 
@@ -78,7 +29,7 @@ CREATE OR REPLACE FUNCTION record_event(
     p_start TEXT DEFAULT NULL,
     p_start_input JSONB DEFAULT 'null'
 ) RETURNS TABLE (workflow_id TEXT, recorded BOOLEAN, started BOOLEAN)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     v_id TEXT := p_workflow_id;
@@ -91,11 +42,15 @@ DECLARE
     v_held INTEGER;
     v_cap INTEGER;
 BEGIN
+    PERFORM steadyhand_check_name(p_event, 'event name');
+    PERFORM steadyhand_check_key(p_workflow_id, 'workflow id', 200);
+    PERFORM steadyhand_check_key(p_key, 'key', 500);
+    PERFORM steadyhand_check_key(p_dedupe_key, 'dedupe key', 500);
+    PERFORM steadyhand_check_json(p_payload, 'event payload');
     IF (p_workflow_id IS NULL) = (p_key IS NULL) THEN
         RAISE EXCEPTION 'steadyhand: name the workflow by exactly one of p_workflow_id or p_key'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM steadyhand_check_json(p_payload, 'event payload');
     IF v_id IS NULL THEN
         SELECT w.id INTO v_id FROM workflows w WHERE w.idempotency_key = p_key;
         IF NOT FOUND THEN
@@ -114,25 +69,24 @@ BEGIN
         RAISE EXCEPTION 'steadyhand: no workflow %', v_id USING ERRCODE = 'no_data_found';
     END IF;
     -- A saga reads only the first arrival of an event one of its steps waits for; any
-    -- other supervisor may read every event (core/budget.py `awaits`).
+    -- other supervisor may read every event (core/budget.py `awaited_by`).
     v_awaited := COALESCE(v_plan->>'supervisor', 'saga') <> 'saga' OR (
         EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(v_plan->'steps', '[]')) s
                 WHERE s->>'wait_for' = p_event)
         AND NOT EXISTS (SELECT 1 FROM facts f WHERE f.workflow_id = v_id
                         AND f.kind = 'event_received' AND f.step = p_event));
-    IF p_dedupe_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM facts f WHERE f.workflow_id = v_id AND f.slot = 'event:' || p_dedupe_key)
+    IF (p_dedupe_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM facts f WHERE f.workflow_id = v_id AND f.slot = 'event:' || p_dedupe_key))
+        AND NOT (COALESCE(v_plan->>'supervisor', 'saga') = 'saga' AND v_awaited)
     THEN
         v_cap := COALESCE((v_plan->>'max_events')::INTEGER, 500);
-        IF NOT (COALESCE(v_plan->>'supervisor', 'saga') = 'saga' AND v_awaited) THEN
-            SELECT count(*) INTO v_held FROM facts f
-            WHERE f.workflow_id = v_id AND f.kind = 'event_received';
-            IF v_held >= v_cap THEN
-                RAISE EXCEPTION 'steadyhand: workflow % already holds % events, its limit (max_events=%); event % was not recorded',
-                    v_id, v_held, v_cap, p_event
-                    USING HINT = 'send fewer events to one workflow, or raise max_events on its definition',
-                          ERRCODE = 'program_limit_exceeded';
-            END IF;
+        SELECT count(*) INTO v_held FROM facts f
+        WHERE f.workflow_id = v_id AND f.kind = 'event_received';
+        IF v_held >= v_cap THEN
+            RAISE EXCEPTION 'steadyhand: workflow % already holds % events, its limit (max_events=%); event % was not recorded',
+                v_id, v_held, v_cap, p_event
+                USING HINT = 'send fewer events to one workflow, or raise max_events on its definition',
+                      ERRCODE = 'program_limit_exceeded';
         END IF;
     END IF;
     SELECT COALESCE(MAX(f.seq), 0) + 1 INTO v_seq FROM facts f WHERE f.workflow_id = v_id;
@@ -157,5 +111,12 @@ BEGIN
     workflow_id := v_id;
     started := v_started;
     RETURN NEXT;
+END;
+$$;
+
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION record_event(TEXT, JSONB, TEXT, TEXT, TEXT, TEXT, JSONB) '
+                   'SET search_path = %I, pg_temp', current_schema());
 END;
 $$;
