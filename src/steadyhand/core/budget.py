@@ -32,7 +32,10 @@ def awaited_by(plan: Plan, event: str, arrived: bool) -> bool:
     """
     if plan.supervisor != SAGA:
         return True
-    return not arrived and any(spec.wait_for == event for spec in plan.steps)
+    waiting = [spec for spec in plan.steps if spec.wait_for == event]
+    if any(spec.sources is not None for spec in waiting):
+        return True  # an earlier arrival from another sender does not count: look again
+    return not arrived and bool(waiting)
 
 
 def event_refusal(view: WorkflowView, event: str) -> str | None:

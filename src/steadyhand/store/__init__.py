@@ -62,7 +62,9 @@ def open_store(url: str | None = None, *, create: bool = True, **options: object
             options["must_exist"] = True
         store = SqliteStore(resolved, **options)  # type: ignore[arg-type]
     else:
-        raise InputError(f"--db {redact_url(resolved)!r} is not a store URL; use {ACCEPTED_FORMS}")
+        raise InputError(
+            f"unsupported store URL {redact_url(resolved)!r}: --db takes {ACCEPTED_FORMS}"
+        )
     if not create:
         try:
             check_exists(store)

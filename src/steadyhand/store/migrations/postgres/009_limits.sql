@@ -70,7 +70,9 @@ BEGIN
     END IF;
     -- A saga reads only the first arrival of an event one of its steps waits for; any
     -- other supervisor may read every event (core/budget.py `awaited_by`).
-    v_awaited := COALESCE(v_plan->>'supervisor', 'saga') <> 'saga' OR (
+    v_awaited := COALESCE(v_plan->>'supervisor', 'saga') <> 'saga' OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(COALESCE(v_plan->'steps', '[]')) s
+        WHERE s->>'wait_for' = p_event AND jsonb_typeof(s->'sources') = 'array') OR (
         EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(v_plan->'steps', '[]')) s
                 WHERE s->>'wait_for' = p_event)
         AND NOT EXISTS (SELECT 1 FROM facts f WHERE f.workflow_id = v_id
