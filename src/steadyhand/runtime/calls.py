@@ -19,7 +19,7 @@ from typing import Any
 
 from steadyhand.core.classify import PERMANENT, Overrides, classify
 from steadyhand.core.classify import UNCERTAIN as UNCERTAIN_VERDICT
-from steadyhand.core.errors import InputError, OutcomeUnknown, TransientError
+from steadyhand.core.errors import InputError, OutcomeUnknown, PermanentError, TransientError
 from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from steadyhand.core.plans import RetryPolicy, encode_json
 from steadyhand.core.records import Task
