@@ -27,9 +27,11 @@ from steadyhand.core.errors import (
     StepFailed,
     StoreError,
     StoreUnavailable,
+    TooManyEvents,
     TransientError,
     UnknownWorkflowError,
     WaitTimedOut,
+    WorkflowStillRunning,
 )
 from steadyhand.core.facts import Fact
 from steadyhand.core.plans import RetryPolicy
@@ -38,9 +40,10 @@ from steadyhand.core.status import Status
 from steadyhand.core.view import ChildState, WorkflowView
 from steadyhand.core.workflow import Workflow
 from steadyhand.define.agents import Context, ProbeAnswer
-from steadyhand.define.app import App, Step
+from steadyhand.define.app import App
 from steadyhand.define.async_client import AsyncClient
 from steadyhand.define.client import Client
+from steadyhand.define.steps import Step
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.runtime.worker import Worker, WorkerOptions
 from steadyhand.store import open_store
@@ -79,6 +82,7 @@ __all__ = [
     "StepFailed",
     "StoreError",
     "StoreUnavailable",
+    "TooManyEvents",
     "TransientError",
     "UnknownWorkflowError",
     "WaitTimedOut",
@@ -86,6 +90,7 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "Workflow",
+    "WorkflowStillRunning",
     "WorkflowView",
     "call_progress",
     "open_store",

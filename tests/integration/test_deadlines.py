@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from steadyhand import Client, DefinitionError, InputError, open_store
 from steadyhand.cli.main import main
 from steadyhand.core.facts import CANCEL_REQUESTED, WORKFLOW_STARTED
-from steadyhand.define.app import App, Step
+from steadyhand.define.app import App
+from steadyhand.define.steps import Step
 from steadyhand.ops.story import sentence
 from steadyhand.store import Store
 from tests.apps.long_running import LOG, app

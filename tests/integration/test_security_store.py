@@ -163,7 +163,7 @@ def test_opening_a_current_store_takes_no_migration_lock(store: Store, store_url
         holder.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         options = {}
     try:
-        opened = open_store(store_url, **options)
+        opened = open_store(store_url, **options)  # type: ignore[arg-type]
         try:
             assert opened.schema_version() > 0
         finally:

@@ -67,6 +67,7 @@ def _rule(stuck_after: str | None) -> StuckRule:
 @click.option("--cursor", default=None, help="Continue after the page that printed it.")
 @search_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--wide", is_flag=True, help="Print every column whole (rows may be long).")
 @stuck_option
 @db_option
 @read_db_option
@@ -82,6 +83,7 @@ def list_command(
     service: str | None,
     input_filters: tuple[str, ...],
     as_json: bool,
+    wide: bool,
     stuck_after: str | None,
     db: str | None,
     read_db: str | None,
@@ -111,7 +113,7 @@ def list_command(
     if as_json:
         click.echo(dumps({"workflows": rows_json(page.rows), "next_cursor": page.next_cursor}))
     else:
-        print_list(page.rows, page.next_cursor)
+        print_list(page.rows, page.next_cursor, wide=wide)
 
 
 @click.command()

@@ -94,7 +94,7 @@ def open_for_reading(db: str | None, read_db: str | None) -> Store:
     """The store a read-only command reads: the replica when given (telling, on stderr, how
     stale it may be), else the store itself."""
     if read_db is None:
-        return cli_store(db)
+        return open_store(db, create=False)  # never creates nor migrates a store
     store = open_reader(read_db)
     try:
         lag = store.replica_lag()
@@ -131,7 +131,6 @@ def app_option(required: bool) -> Callable[[F], F]:
         "app_ref",
         envvar="STEADYHAND_APP",
         required=required,
-        default=None,
         help="Where your App lives, as module:attribute ($STEADYHAND_APP).",
     )
 

@@ -146,29 +146,36 @@ def story_json(story: Story, view: WorkflowView) -> dict[str, Any]:
     }
 
 
-def print_list(rows: list[Row], next_cursor: str | None, console: Console | None = None) -> None:
+def print_list(
+    rows: list[Row], next_cursor: str | None, console: Console | None = None, wide: bool = False
+) -> None:
+    """One line per workflow. At the terminal's width the reason (and, below 120 columns,
+    the step and start time) are cut short with an ellipsis; `wide` prints every column
+    whole, however long the line."""
     console = console or Console()
-    table = Table(expand=True)
-    table.add_column("id", no_wrap=True)
-    table.add_column("name")
-    table.add_column("state")
-    table.add_column("step · attempt")
-    table.add_column("started")
-    table.add_column("last fact")
-    table.add_column("reason", ratio=1)
+    if wide:
+        console = Console(width=100_000, file=console.file, no_color=console.no_color)
+    roomy = wide or console.width >= 120
+    table = Table(box=None, expand=not wide, pad_edge=False, show_edge=False)
+    cut: dict[str, object] = {} if wide else {"no_wrap": True, "overflow": "ellipsis"}
+    table.add_column("id", no_wrap=True, min_width=28)
+    table.add_column("state", no_wrap=True)
+    table.add_column("name", **cut, max_width=None if wide else 16)  # type: ignore[arg-type]
+    if roomy:
+        table.add_column("step · attempt", **cut)  # type: ignore[arg-type]
+        table.add_column("started", no_wrap=True)
+    table.add_column("last fact", no_wrap=True)
+    table.add_column("reason", ratio=None if wide else 1, **cut)  # type: ignore[arg-type]
     now = time.time()
     for row in rows:
         current = f"{row.step} · {row.phase} {row.attempt}" if row.step else "-"
-        table.add_row(
-            row.id,
-            row.name,
-            state_text(row.state, row.stuck),
-            current,
-            when(row.created_at),
-            f"{ago(now - row.updated_at)} ago",
-            Text(redact(row.stuck or row.reason or ""), overflow="fold"),
-        )
-    console.print(table)
+        cells: list[str | Text] = [row.id, state_text(row.state, row.stuck), Text(row.name)]
+        if roomy:
+            cells += [current, when(row.created_at)]
+        reason = redact(row.stuck or row.reason or "").replace("\n", " ")
+        cells += [f"{ago(now - row.updated_at)} ago", Text(reason)]
+        table.add_row(*cells)
+    console.print(table, soft_wrap=wide)
     if not rows:
         console.print("no workflows match")
     if next_cursor:

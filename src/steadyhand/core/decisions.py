@@ -33,6 +33,8 @@ class CallAgent:
     args: Mapping[str, Any] = field(default_factory=dict)
     permanent: tuple[str, ...] = ()  # exception names the retry policy treats as permanent
     transient: tuple[str, ...] = ()  # if set, only these exception names are transient
+    not_done: tuple[str, ...] = ()  # exception names this step knows leave nothing done
+    uncertain: tuple[str, ...] = ()  # exception names this step knows leave the outcome open
 
     def __post_init__(self) -> None:
         if self.phase not in (ACTION, COMPENSATION, PROBE):

@@ -8,6 +8,8 @@ SteadyhandError
 ├── NotFoundError            no workflow with that id or key exists in the store
 ├── StepFailed               raised at a code-first workflow's `await` of a step that gave up
 ├── WaitTimedOut             raised at a code-first `wf.wait_for` whose event did not come
+├── WorkflowStillRunning     Client.wait gave up before the workflow ended (a TimeoutError)
+├── TooManyEvents            a workflow already holds as many events as its plan allows
 ├── StoreError               the store refused or could not be reached (`cause` names why)
 │   └── StoreUnavailable         connection lost, database busy or disk full: safe to retry
 └── AgentError               raised by agents to classify their own failures
@@ -16,6 +18,8 @@ SteadyhandError
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SteadyhandError(Exception):
@@ -60,6 +64,20 @@ class WaitTimedOut(SteadyhandError):
         super().__init__(f"no {event} event within {timeout:g}s")
         self.event = event
         self.timeout = timeout
+
+
+class WorkflowStillRunning(SteadyhandError, TimeoutError):
+    """`Client.wait` reached its timeout before the workflow ended; `status` is the last
+    status read (the workflow itself goes on)."""
+
+    def __init__(self, message: str, status: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TooManyEvents(SteadyhandError):
+    """The workflow already holds as many events as its plan allows (`max_events`): more
+    are refused so that a flood cannot crowd out its work. HTTP 429 at the ingress."""
 
 
 class StoreError(SteadyhandError):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from steadyhand.core import deadlines
+from steadyhand.core.budget import over_budget
 from steadyhand.core.circuit import HELD
 from steadyhand.core.decisions import (
     CallAgent,
@@ -21,6 +22,7 @@ from steadyhand.core.decisions import (
 )
 from steadyhand.core.facts import (
     ATTEMPT_DEFERRED,
+    CANCEL_REQUESTED,
 )
 from steadyhand.core.late import undo_late_successes
 from steadyhand.core.slots import call_slot, deferred_slot
@@ -77,15 +79,16 @@ def guarded(
         if late is not None:
             return late
         return Decision(why=f"the workflow already ended {view.state}; nothing to do")
-    runs = view.supervisor_runs_this_round()
-    budget = view.plan.max_supervisor_runs
-    if runs >= budget:
+    if view.undecodable is not None and not _cancelled_this_round(view):
         reason = (
-            f"the supervisor ran {runs} times (the budget is {budget}) without ending the "
-            "workflow; stopped to avoid a runaway loop. Inspect `steadyhand explain`, fix the "
-            "cause, then `steadyhand retry` it."
+            f"this workflow cannot be loaded: {view.undecodable}. Its facts are kept as they "
+            "are; cancel it to roll back what took effect, or settle it by hand (see "
+            "`steadyhand explain`)."
         )
-        return Decision((Fail(reason),), why=reason, saw=f"{runs} supervisor runs")
+        return Decision((Fail(reason),), why=reason, saw="an undecodable fact")
+    spent = over_budget(view, now)
+    if spent is not None:
+        return _defer_new_calls(view, spent, now)
     expired = deadlines.passed(view, now)
     if expired is not None:
         return expired
@@ -98,6 +101,13 @@ def guarded(
     if found:
         return refused(decision, found, label)
     return deadlines.with_wakeup(view, _defer_new_calls(view, decision, now), now)
+
+
+def _cancelled_this_round(view: WorkflowView) -> bool:
+    """Whether an operator asked this round to roll back: then a workflow with an
+    undecodable fact is compensated from the rest of its facts instead of failed again."""
+    cancel = view.latest(CANCEL_REQUESTED)
+    return cancel is not None and cancel.seq > view.round_start
 
 
 def _defer_new_calls(view: WorkflowView, decision: Decision, now: float) -> Decision:

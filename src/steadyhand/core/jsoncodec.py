@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from steadyhand.core.errors import InputError
-from steadyhand.core.limits import MAX_PAYLOAD_BYTES
+from steadyhand.core.limits import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES
 
 JSONDecodeError = json.JSONDecodeError
 """What `loads` raises for text that is not JSON (a `ValueError`)."""
@@ -75,8 +75,7 @@ def encode(value: Any, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=refuse)
     except RecursionError:
         raise InputError(
-            f"{what} is nested too deeply to store as JSON; flatten it (a few hundred levels "
-            "at most)"
+            f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it"
         ) from None
     except (TypeError, ValueError) as exc:
         raise InputError(
@@ -88,4 +87,48 @@ def encode(value: Any, what: str, limit: int = MAX_PAYLOAD_BYTES) -> str:
             f"{what} is {len(text)} bytes of JSON; the limit is {limit}. "
             "Store large payloads elsewhere and pass a reference."
         )
+    # Nesting cannot exceed the number of brackets: most values skip the walk.
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
+        raise InputError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it")
     return text
+
+
+def json_depth(value: Any) -> int:
+    """How many levels below the top the deepest value sits (a scalar or `[]` is 0, `[1]`
+    is 1): the measure `MAX_JSON_DEPTH` limits. Iterative, so no input can overflow it."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list | tuple):
+            todo += [(child, level + 1) for child in item]
+    return deepest
+
+
+UNDECODABLE = "__steadyhand_undecodable__"
+"""The key of the stand-in for a stored value that cannot be decoded (see `loads_stored`)."""
+
+
+def loads_stored(text: str | bytes) -> Any:
+    """The value of JSON read back from the store, or, if it cannot be decoded (nested too
+    deep for the decoder, written before the limits held), a stand-in
+    `{UNDECODABLE: reason}` so that the workflow can still be shown, and ended `failed` with
+    that reason, instead of every read raising."""
+    try:
+        return loads(text)
+    except RecursionError:
+        reason = "nested too deeply to decode"
+    except ValueError as exc:
+        reason = f"not valid JSON ({str(exc)[:200]})"
+    return {UNDECODABLE: f"a stored value is {reason} ({len(text)} bytes)"}
+
+
+def undecodable(value: Any) -> str | None:
+    """The reason if `value` is the stand-in `loads_stored` returns, else None."""
+    if isinstance(value, dict) and len(value) == 1 and UNDECODABLE in value:
+        return str(value[UNDECODABLE])
+    return None

@@ -14,6 +14,8 @@ MAX_KEY_CHARS = 500  # idempotency keys and dedupe keys
 MAX_WORKFLOW_ID_CHARS = 200  # workflow ids (ours are 28 characters)
 MAX_PAYLOAD_BYTES = 1_000_000  # one input, payload or result, encoded as compact JSON
 MAX_FILTER_CHARS = 500  # list filters and cursors
+MAX_JSON_DEPTH = 200  # levels a JSON value may nest below its top (`[[1]]` is 2 deep);
+# the SQL functions hold it too (postgres/009_limits.sql), so nothing stored is too deep to load
 
 
 def check_text(value: object, what: str, max_chars: int, *, empty: bool = False) -> str:

@@ -19,6 +19,10 @@ from steadyhand.core.limits import MAX_NAME_CHARS
 JSON = Any
 """A value that survives `json.dumps` and `json.loads` unchanged in meaning."""
 
+DEFAULT_MAX_EVENTS = 500
+"""Events one workflow may hold unless its definition says otherwise (`max_events`); an
+event a saga still waits for is accepted beyond it (see `core.budget`)."""
+
 
 def exception_names(types: Iterable[type[BaseException] | str]) -> tuple[str, ...]:
     """Qualified names for exception types, so a policy can be stored as JSON."""
@@ -51,6 +55,10 @@ class RetryPolicy:
 
     By default every exception is transient except `PermanentError` and the types named in
     `permanent`; naming `transient` types instead makes every other exception permanent.
+
+    Whether a failed call may have taken effect is a separate question (`core.classify`):
+    `not_done` names exceptions this step knows happen before anything is sent, `uncertain`
+    names exceptions that leave the outcome open although the built-in table says otherwise.
     """
 
     max_attempts: int = 5
@@ -60,6 +68,8 @@ class RetryPolicy:
     jitter: float = 0.2
     permanent: tuple[str, ...] = ()
     transient: tuple[str, ...] = ()
+    not_done: tuple[str, ...] = ()
+    uncertain: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -68,6 +78,11 @@ class RetryPolicy:
             raise DefinitionError("backoff must be >= 0 and the multiplier >= 1")
         if not 0 <= self.jitter <= 1:
             raise DefinitionError("jitter is a fraction between 0 and 1")
+        for field_name in ("permanent", "transient", "not_done", "uncertain"):
+            names = getattr(self, field_name)
+            if isinstance(names, str) or not isinstance(names, tuple | list):
+                raise DefinitionError(f"{field_name} is a list of exception types or names")
+            object.__setattr__(self, field_name, exception_names(names))
 
     @classmethod
     def of(
@@ -75,11 +90,17 @@ class RetryPolicy:
         *,
         permanent: Iterable[type[BaseException] | str] = (),
         transient: Iterable[type[BaseException] | str] = (),
+        not_done: Iterable[type[BaseException] | str] = (),
+        uncertain: Iterable[type[BaseException] | str] = (),
         **options: Any,
     ) -> RetryPolicy:
         """Build a policy from exception types (not just names)."""
         return cls(
-            permanent=exception_names(permanent), transient=exception_names(transient), **options
+            permanent=exception_names(permanent),
+            transient=exception_names(transient),
+            not_done=exception_names(not_done),
+            uncertain=exception_names(uncertain),
+            **options,
         )
 
     def is_permanent(self, exc: BaseException) -> bool:
@@ -106,6 +127,8 @@ class RetryPolicy:
             "jitter": self.jitter,
             "permanent": list(self.permanent),
             "transient": list(self.transient),
+            "not_done": list(self.not_done),
+            "uncertain": list(self.uncertain),
         }
 
     @classmethod
@@ -118,6 +141,8 @@ class RetryPolicy:
             jitter=float(data["jitter"]),
             permanent=tuple(data.get("permanent", ())),
             transient=tuple(data.get("transient", ())),
+            not_done=tuple(data.get("not_done", ())),
+            uncertain=tuple(data.get("uncertain", ())),
         )
 
 
@@ -235,6 +260,11 @@ class Plan:
     supervisor: str = "saga"
     max_supervisor_runs: int = 1000
     options: Mapping[str, JSON] = field(default_factory=dict)
+    max_events: int = DEFAULT_MAX_EVENTS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_events, int) or self.max_events < 1:
+            raise DefinitionError(f"workflow {self.workflow!r}: max_events must be at least 1")
 
     def step(self, name: str) -> StepSpec:
         for spec in self.steps:
@@ -247,6 +277,7 @@ class Plan:
             "workflow": self.workflow,
             "supervisor": self.supervisor,
             "max_supervisor_runs": self.max_supervisor_runs,
+            "max_events": self.max_events,
             "steps": [s.to_json() for s in self.steps],
             "options": dict(self.options),
         }
@@ -259,6 +290,7 @@ class Plan:
             max_supervisor_runs=int(data.get("max_supervisor_runs", 1000)),
             steps=tuple(StepSpec.from_json(s) for s in data.get("steps", ())),
             options=data.get("options", {}),
+            max_events=int(data.get("max_events", DEFAULT_MAX_EVENTS)),
         )
 
 
@@ -283,3 +315,4 @@ def check_name(name: object, what: str) -> str:
 
 
 encode_json = jsoncodec.encode  # its old address; `jsoncodec` owns every JSON policy
+json_depth = jsoncodec.json_depth

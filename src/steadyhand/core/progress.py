@@ -17,6 +17,7 @@ from steadyhand.core.facts import (
     PHASE_PREFIX,
     SCHEDULED,
     SUCCEEDED,
+    UNCERTAIN,
     UNKNOWN_OUTCOMES,
     Fact,
     call_kind,
@@ -143,7 +144,7 @@ def call_progress(
     reason = describe_failure(outcome)
     if suffix == FAILED and outcome.get("agent_missing"):
         return Progress(AGENT_MISSING, attempt, used, reason=reason, possibly_done=possibly_done)
-    if suffix == FAILED and outcome.get("permanent"):
+    if suffix in (FAILED, UNCERTAIN) and outcome.get("permanent"):
         return Progress(
             GAVE_UP,
             attempt,

@@ -1,9 +1,6 @@
-"""Supervisors: pure functions from a workflow's facts and `now` to a `Decision`.
-
-`guarded` wraps any supervisor with the rules every workflow obeys (an ended workflow
-stays ended; a runaway loop is stopped by the run budget). `saga` is the built-in
-supervisor: run steps in order, retry passing failures, probe uncertain outcomes, and on a
-permanent failure or a cancel undo what took effect, in reverse order.
+"""The built-in supervisor, `saga` (pure: facts and `now` in, a `Decision` out): run steps
+in order, retry passing failures, probe uncertain outcomes, and on a permanent failure or a
+cancel undo what took effect, in reverse order. (`guard.guarded` wraps every supervisor.)
 """
 
 from __future__ import annotations
@@ -45,8 +42,9 @@ from steadyhand.core.progress import (
     Progress,
     call_progress,
 )
-from steadyhand.core.slots import child_slot, compensation_began_slot, wait_slot
-from steadyhand.core.view import ChildState, WorkflowView
+from steadyhand.core.saga_steps import child_of, summarise
+from steadyhand.core.slots import compensation_began_slot, wait_slot
+from steadyhand.core.view import WorkflowView
 
 RECHECK_SECONDS = 3600.0
 """A safety-net check while waiting on a child or an event without deadline; the child's end
@@ -57,7 +55,7 @@ could go unnoticed."""
 def saga(view: WorkflowView, now: float) -> Decision:
     """The built-in saga supervisor (see the module docstring)."""
     progress = {spec.name: _action_progress(view, spec) for spec in view.plan.steps}
-    saw = _summarise(view, progress)
+    saw = summarise(view, progress)
     began = view.latest(COMPENSATION_BEGAN)
     if began is not None:
         return _compensate(view, now, progress, str(began.get("reason", "")), saw, ())
@@ -79,6 +77,21 @@ def roll_back(
     return _begin_compensation(view, now, progress, reason, saw, extra)
 
 
+def effects_in_place(view: WorkflowView) -> list[str]:
+    """The steps that took effect, may have, or may still (a call or child still open),
+    and are not undone yet."""
+    names = []
+    for spec in view.plan.steps:
+        progress = _action_progress(view, spec)
+        child = child_of(view, spec) if spec.child is not None else None
+        open_call = spec.action is not None and progress.status in (IN_FLIGHT, NEEDS_PROBE, PROBING)
+        running = child is not None and child.state == "running"
+        effect = _took_effect(view, spec, progress) or open_call or running
+        if effect and not _undone(view, spec):
+            names.append(spec.name)
+    return names
+
+
 def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     if spec.action is None:
         return Progress(DONE)  # nothing to call: the step's wait or child decides
@@ -92,17 +105,9 @@ def _action_progress(view: WorkflowView, spec: StepSpec) -> Progress:
     )
 
 
-def _child(view: WorkflowView, spec: StepSpec) -> ChildState | None:
-    started = view.slot(child_slot(spec.name))
-    if started is None:
-        return None
-    cid = str(started.get("child_id"))
-    return view.children.get(cid, ChildState(cid, "running"))
-
-
 def _took_effect(view: WorkflowView, spec: StepSpec, progress: Progress) -> bool:
     if spec.child is not None:
-        child = _child(view, spec)
+        child = child_of(view, spec)
         return child is not None and child.state == "completed"
     return spec.action is not None and progress.took_effect
 
@@ -111,7 +116,7 @@ def _results(view: WorkflowView, progress: dict[str, Progress]) -> dict[str, Any
     results = {}
     for spec in view.plan.steps:
         if spec.child is not None:
-            child = _child(view, spec)
+            child = child_of(view, spec)
             if child is not None and child.state == "completed":
                 results[spec.name] = child.result
         elif spec.wait_for is not None and view.event(spec.wait_for, spec.sources) is not None:
@@ -135,6 +140,8 @@ def _action_call(spec: StepSpec, attempt: int, results: dict[str, Any]) -> CallA
         args,
         policy.permanent,
         policy.transient,
+        policy.not_done,
+        policy.uncertain,
     )
 
 
@@ -149,7 +156,7 @@ def _forward(view: WorkflowView, now: float, progress: dict[str, Progress], saw:
     for spec in view.plan.steps:
         name = spec.name
         if spec.child is not None:
-            child = _child(view, spec)
+            child = child_of(view, spec)
             if child is None:
                 start = StartChild(name, spec.child, {"input": view.input, "results": results})
                 wait = WaitUntil(now + RECHECK_SECONDS)
@@ -296,7 +303,7 @@ def _compensate(
     for spec in plan.steps:
         step = progress[spec.name]
         if spec.child is not None:
-            child = _child(view, spec)
+            child = child_of(view, spec)
             if child is not None and child.state == "running":
                 settling += [CancelChild(spec.name, f"rolling back: {reason}")]
         elif step.status == IN_FLIGHT:
@@ -319,15 +326,25 @@ def _compensate(
         if spec.compensation is None:
             continue
         undo = call_progress(view, COMPENSATION, spec.name, spec.compensation_retry)
-        child = _child(view, spec)
+        child = child_of(view, spec)
         done = child.result if child is not None else progress[spec.name].result
         args = {"result": done, "results": results}
         name = spec.name
 
         def call(attempt: int, spec: StepSpec = spec, args: dict[str, Any] = args) -> CallAgent:
             assert spec.compensation is not None
+            policy = spec.compensation_retry
             return CallAgent(
-                COMPENSATION, spec.name, attempt, spec.compensation, spec.compensation_timeout, args
+                COMPENSATION,
+                spec.name,
+                attempt,
+                spec.compensation,
+                spec.compensation_timeout,
+                args,
+                policy.permanent,
+                policy.transient,
+                policy.not_done,
+                policy.uncertain,
             )
 
         if undo.status == DONE:
@@ -360,21 +377,3 @@ def _compensate(
 
 def _undone(view: WorkflowView, spec: StepSpec) -> bool:
     return call_progress(view, COMPENSATION, spec.name, spec.compensation_retry).status == DONE
-
-
-def _summarise(view: WorkflowView, progress: dict[str, Progress]) -> str:
-    parts = []
-    for spec in view.plan.steps:
-        name, step = spec.name, progress[spec.name]
-        if spec.child is not None:
-            child = _child(view, spec)
-            parts.append(f"{name}: child {child.state if child else 'not started'}")
-            continue
-        label = step.status.replace("_", " ")
-        if spec.wait_for is not None and step.status == DONE:
-            arrived = view.event(spec.wait_for, spec.sources) is not None
-            label = f"{spec.wait_for} {'received' if arrived else 'awaited'}"
-        if step.attempt and step.status != DONE:
-            label += f" (attempt {step.attempt})"
-        parts.append(f"{name}: {label}")
-    return f"{len(view)} facts up to #{view.last_seq}; " + ", ".join(parts)

@@ -17,6 +17,7 @@ from steadyhand.core.facts import (
     Fact,
     terminal_slot,
 )
+from steadyhand.core.jsoncodec import undecodable
 from steadyhand.core.plans import Plan
 
 
@@ -145,6 +146,19 @@ class WorkflowView:
         if self.has(COMPENSATION_BEGAN):
             return "compensating"
         return "running"
+
+    @cached_property
+    def undecodable(self) -> str | None:
+        """Why part of this workflow's input or facts could not be decoded (see
+        `jsoncodec.loads_stored`), or None. Such a workflow is ended `failed` at once."""
+        reason = undecodable(self.input)
+        if reason is not None:
+            return f"its input: {reason}"
+        for fact in self.facts:
+            reason = undecodable(fact.data)
+            if reason is not None:
+                return f"fact #{fact.seq} ({fact.kind}): {reason}"
+        return None
 
     def supervisor_runs_this_round(self) -> int:
         start = self.round_start

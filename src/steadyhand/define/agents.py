@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from steadyhand.core.classify import Classifier
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.plans import check_name
 from steadyhand.define.typed import input_type_of
@@ -119,6 +120,7 @@ class Agent:
     fn: AgentFn
     service: str | None = None
     input_type: type | None = None  # a pydantic model or dataclass: handed in as 2nd argument
+    classify: Classifier | None = None  # the agent's own "was it done?" rule (core.classify)
 
     @property
     def is_async(self) -> bool:
@@ -132,13 +134,21 @@ class AgentRegistry:
         self._agents: dict[str, Agent] = {}
         self._names: dict[int, str] = {}
 
-    def register(self, fn: AgentFn, name: str | None = None, service: str | None = None) -> Agent:
+    def register(
+        self,
+        fn: AgentFn,
+        name: str | None = None,
+        service: str | None = None,
+        classify: Classifier | None = None,
+    ) -> Agent:
         if not callable(fn):
             raise DefinitionError(f"an agent must be a function, got {fn!r}")
+        if classify is not None and not callable(classify):
+            raise DefinitionError(f"classify must be a function of an exception, got {classify!r}")
         agent_name = check_name(name or getattr(fn, "__name__", ""), "agent name")
         if agent_name in self._agents and self._agents[agent_name].fn is not fn:
             raise DefinitionError(f"two different functions are registered as agent {agent_name!r}")
-        agent = Agent(agent_name, fn, service, input_type_of(fn))
+        agent = Agent(agent_name, fn, service, input_type_of(fn), classify)
         self._agents[agent_name] = agent
         self._names[id(fn)] = agent_name
         return agent

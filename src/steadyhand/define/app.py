@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from steadyhand.core.circuit import CircuitPolicy, ServicePolicy
+from steadyhand.core.classify import Classifier
 from steadyhand.core.codefirst import SUPERVISOR, CodeFirst, CodeWorkflow
 from steadyhand.core.deadlines import check_deadline
 from steadyhand.core.errors import DefinitionError, InputError, UnknownWorkflowError
 from steadyhand.core.guard import Supervisor
 from steadyhand.core.plans import (
-    DEFAULT_COMPENSATION_RETRY,
-    DEFAULT_RETRY,
+    DEFAULT_MAX_EVENTS,
     Plan,
-    RetryPolicy,
     StepSpec,
     check_name,
 )
@@ -29,6 +28,7 @@ from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.define.agents import AgentFn, AgentRegistry
 from steadyhand.define.client import Client
 from steadyhand.define.codefirst import code_plan, code_workflow
+from steadyhand.define.steps import Step
 from steadyhand.define.typed import build, is_input_type, to_json_value, typed_parameter
 from steadyhand.store import open_store
 
@@ -38,40 +38,12 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class Step:
-    """One step of a saga as written in code; agents may be functions or registered names.
-
-    The plan keeps it as a `StepSpec` (agents by name): the same fields with the same
-    defaults (a test holds them equal), copied field by field by `App.workflow`.
-    """
-
-    name: str
-    action: str | AgentFn | None = None
-    compensation: str | AgentFn | None = None
-    probe: str | AgentFn | None = None
-    retry: RetryPolicy = DEFAULT_RETRY
-    timeout: float = 30.0
-    compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
-    compensation_timeout: float = 30.0
-    wait_for: str | None = None  # an event that completes the step (after its action, if any)
-    deadline: float | None = None  # seconds to wait for `wait_for` before rolling back
-    child: str | None = None  # run this workflow as a child; its result is the step's result
-    on_give_up: str = "compensate"  # "fail": when retries run out, stop for a person instead
-    heartbeat_timeout: float | None = None  # a call that does not `ctx.heartbeat()` this long
-    # is treated as lost (its outcome unknown) without waiting for its whole timeout
-    sources: tuple[str, ...] | None = None  # accept `wait_for` only from these event sources
-    # A probe that cannot tell yet ("unknown") is asked again, after `probe_backoff` s
-    # doubling up to 30 s, at most `probe_budget` times per uncertain attempt; then the step
-    # counts as possibly done (compensated on rollback), never re-sent blindly.
-    probe_budget: int = 6
-    probe_backoff: float = 1.0
-
-
 class App:
     """A registry of agents, workflows and supervisors (see the module docstring)."""
 
-    def __init__(self, *, max_supervisor_runs: int = 1000) -> None:
+    def __init__(
+        self, *, max_supervisor_runs: int = 1000, max_events: int = DEFAULT_MAX_EVENTS
+    ) -> None:
         self.agents = AgentRegistry()
         self.plans: dict[str, Plan] = {}
         self.code_workflows: dict[str, CodeWorkflow] = {}
@@ -83,12 +55,23 @@ class App:
         self.schedules: dict[str, ScheduleSpec] = {}
         self.max_supervisor_runs = max_supervisor_runs
         self.input_types: dict[str, list[type]] = {}  # workflow -> types its input must fit
+        self.max_events = max_events  # events one workflow may hold (see core.budget)
 
-    def agent(self, name: str | None = None, *, service: str | None = None) -> Callable[[F], F]:
-        """Register a function as an agent, under `name` (default: the function's name)."""
+    def agent(
+        self,
+        name: str | None = None,
+        *,
+        service: str | None = None,
+        classify: Classifier | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function as an agent, under `name` (default: the function's name).
+
+        `classify(exc)` may say what an exception of this agent's client means: "not_done",
+        "uncertain" or "permanent" (None: the built-in table decides; see docs/OUTCOMES.md).
+        """
 
         def register(fn: F) -> F:
-            self.agents.register(fn, name, service)
+            self.agents.register(fn, name, service, classify)
             if service is not None and service not in self.services:
                 self.services[service] = ServicePolicy(check_name(service, "service name"))
             if service is not None:
@@ -162,6 +145,7 @@ class App:
         *,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan: ...
 
     @overload
@@ -185,6 +169,7 @@ class App:
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Any:
         """Declare a workflow.
 
@@ -198,6 +183,9 @@ class App:
         `input=` (a pydantic model or dataclass) validates the input at `start`; so does the
         annotation of any step agent that takes its input typed (`def f(ctx, order: Order)`)
         and of a code-first workflow's input parameter.
+        A saga's `max_events` caps the events one workflow holds (default: the App's,
+        500); more are refused with `TooManyEvents` (HTTP 429 at the ingress), except one a
+        step still waits for.
         """
         if callable(name) and steps is None:
             return self.workflow(max_supervisor_runs=max_supervisor_runs, input=input)(name)
@@ -217,10 +205,11 @@ class App:
                 return fn
 
             return register
-        return self._saga(name, steps, deadline, input)
+        return self._saga(name, steps, deadline, input, max_events)
 
     def _code_plan(self, name: str) -> Plan:
         plan = code_plan(name, self._code_runs[name], self._service_map(self.agents.names()))
+        plan = replace(plan, max_events=self.max_events)
         if name not in self._code_deadlines:
             return plan
         return replace(plan, options={**plan.options, "deadline": self._code_deadlines[name]})
@@ -241,6 +230,7 @@ class App:
         steps: Sequence[Step],
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan:
         check_name(name, "workflow name")
         seconds = _definition_deadline(name, deadline)
@@ -257,7 +247,8 @@ class App:
         options: dict[str, Any] = {"services": services} if services else {}
         if seconds is not None:
             options["deadline"] = seconds
-        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options)
+        events = self.max_events if max_events is None else max_events
+        plan = Plan(name, tuple(specs), "saga", self.max_supervisor_runs, options, events)
         self._declare_input(name, input, [a for a in used if a])
         self.plans[name] = plan
         return plan
@@ -304,6 +295,7 @@ class App:
         max_supervisor_runs: int | None = None,
         deadline: float | None = None,
         input: type | None = None,
+        max_events: int | None = None,
     ) -> Plan:
         """Declare a workflow driven by a custom supervisor instead of a linear saga.
 
@@ -325,7 +317,8 @@ class App:
         options: dict[str, Any] = {"services": services} if services else {}
         if seconds is not None:
             options["deadline"] = seconds
-        plan = Plan(name, (), key, runs, options)
+        events = self.max_events if max_events is None else max_events
+        plan = Plan(name, (), key, runs, options, events)
         self._declare_input(name, input, ())
         self.plans[name] = plan
         return plan

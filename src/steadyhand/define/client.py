@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from steadyhand.core import jsoncodec
 from steadyhand.core.actions import NOT_APPLICABLE, ActionStatus
 from steadyhand.core.deadlines import check_deadline
-from steadyhand.core.errors import DefinitionError, InputError, NotFoundError
+from steadyhand.core.errors import (
+    DefinitionError,
+    InputError,
+    NotFoundError,
+    WorkflowStillRunning,
+)
 from steadyhand.core.limits import MAX_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import (
     check_name,
@@ -156,6 +161,8 @@ class Client:
         return found[0]
 
     def status(self, workflow_id: str) -> Status:
+        """Where the workflow stands; once it completed, `result` is the saga's
+        `{step: result}` (or what a custom supervisor completed with)."""
         check_text(workflow_id, "workflow id", MAX_WORKFLOW_ID_CHARS)
         found = self.engine.read(workflow_id)
         if found is None:
@@ -163,8 +170,11 @@ class Client:
         return derive_status(*found)
 
     def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
-        """Block until the workflow ends and return its final status; raise `TimeoutError`
-        when `timeout` seconds pass first (the workflow keeps running)."""
+        """Block until the workflow ends and return its final status.
+
+        Raises `WorkflowStillRunning` (a `TimeoutError`; its `status` is the last one read) when
+        `timeout` seconds pass first: the workflow goes on, only the waiting stops.
+        """
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(workflow_id)
@@ -172,8 +182,10 @@ class Client:
                 return status
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(
-                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s"
+                raise WorkflowStillRunning(
+                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
+                    "goes on (wait again, or look with `steadyhand status`)",
+                    status,
                 )
             time.sleep(min(poll, left))
 

@@ -202,6 +202,8 @@ class DecisionApplier:
             "action_key": idempotency_key(workflow_id, command.step, ACTION),
             "permanent": list(command.permanent),
             "transient": list(command.transient),
+            "not_done": list(command.not_done),
+            "uncertain": list(command.uncertain),
             **heartbeat_payload(view, command),
             # The fencing token: facts only grow, so every later decision (a later attempt of
             # this step) hands out a larger one (see `Context.fencing_token`).

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from steadyhand.core.errors import IdempotencyConflict, NotFoundError
+from steadyhand.core.budget import awaited_by, refuse_event
+from steadyhand.core.errors import IdempotencyConflict, NotFoundError, TooManyEvents
 from steadyhand.core.facts import EVENT_RECEIVED, RETRY_REQUESTED
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import NewFact, WorkflowRow
@@ -132,7 +133,19 @@ class EventIntake(Decider):
             )
         params = {"id": workflow_id, "slot": fact.slot}
         last_seq, taken, is_open = tx.execute("append_point", params).fetchone()
+        awaited = False
+        if not taken:  # the cap and the wake-up (core.budget), from two counts, not history
+            event = str(fact.step)
+            held, arrived = tx.execute(
+                "event_tally", {"id": workflow_id, "event": event}
+            ).fetchone()
+            awaited = awaited_by(row.plan, event, bool(arrived))
+            refusal = refuse_event(row.plan, workflow_id, event, int(held or 0), awaited)
+            if refusal is not None:
+                raise TooManyEvents(refusal)
         recorded = not taken and writes.append_fact(workflow_id, int(last_seq) + 1, fact, now)
-        if recorded and is_open:  # an ended workflow stays ended (the SQL function agrees)
+        if recorded and is_open and awaited:
+            # An ended workflow stays ended (the SQL function agrees), and an event nothing
+            # waits for is kept but wakes nobody: a flood spends none of the run budget.
             writes.wake(workflow_id, now, now)
         return recorded

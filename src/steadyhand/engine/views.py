@@ -106,7 +106,7 @@ def children_txn(tx: Tx, facts: tuple[Fact, ...]) -> dict[str, ChildState]:
         if row is None or row[1] == RETRY_REQUESTED:
             children[cid] = ChildState(cid, "running")
             continue
-        data = jsoncodec.loads(row[2])
+        data = jsoncodec.loads_stored(row[2])
         children[cid] = ChildState(
             cid, TERMINAL_STATES[row[1]], data.get("result"), data.get("reason")
         )

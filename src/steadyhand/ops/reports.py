@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from steadyhand.core import jsoncodec
-from steadyhand.core.facts import TERMINAL_STATES, Fact
+from steadyhand.core.facts import (
+    TERMINAL_STATES,
+    Fact,
+)
 from steadyhand.core.limits import MAX_FILTER_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import Plan
 from steadyhand.core.records import Task
@@ -164,7 +167,9 @@ def page_rows(tx: Tx, ids: Sequence[str], now: float, rule: StuckRule) -> list[R
     facts: dict[str, list[Fact]] = {i: [] for i in ids}
     for r in fact_rows:
         facts[r[0]].append(
-            Fact(int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], jsoncodec.loads(r[7]) or None)
+            Fact(
+                int(r[1]), r[2], float(r[3]), r[4], r[5], r[6], jsoncodec.loads_stored(r[7]) or None
+            )
         )
     tasks: dict[str, list[Any]] = {i: [] for i in ids}
     for r in task_rows:

@@ -292,7 +292,10 @@ def _call_sentence(fact: Fact, phase: str, suffix: str) -> str:
     if suffix == "lost":
         return f"{what} lost: {fact.get('error', '')}; the outcome is unknown"
     if suffix == "uncertain":
-        return f"{what} ended uncertain{worker}: {fact.get('error', '')}"
+        return (
+            f"{what} ended uncertain{worker}: {fact.get('error', '')}; it may have taken "
+            "effect (probed before a retry, undone on rollback)"
+        )
     if suffix == "withdrawn":
         return f"{what} withdrawn: {fact.get('reason', '')}"
     return f"{what} {suffix.replace('_', ' ')}"

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from steadyhand.core.classify import PERMANENT, Overrides, classify
+from steadyhand.core.classify import UNCERTAIN as UNCERTAIN_VERDICT
 from steadyhand.core.errors import InputError, OutcomeUnknown, PermanentError, TransientError
 from steadyhand.core.facts import FAILED, PROBE, SUCCEEDED, TIMED_OUT, UNCERTAIN
 from steadyhand.core.plans import RetryPolicy, encode_json
@@ -28,6 +30,8 @@ from steadyhand.engine.answers import Outcome
 
 MAX_ERROR_CHARS = 2000
 LOGGED_ERROR_CHARS = 300
+
+log = logging.getLogger("steadyhand.worker")
 
 log = logging.getLogger("steadyhand.worker")
 
@@ -111,32 +115,15 @@ async def perform(
         if agent.input_type is not None:  # checked at start; a failure here is permanent
             args = (ctx, typed_input(agent, ctx))
         if agent.is_async:
-            async with asyncio.timeout(ctx.timeout) as scope:
-                job = asyncio.ensure_future(agent.fn(*args))
-                ctx._fence.on_lost(job.cancel)
-                try:
-                    value = await job
-                except asyncio.CancelledError:
-                    if ctx.lease_lost and not scope.expired():
-                        raise Abandoned from None
-                    raise
-                except TimeoutError:
-                    if scope.expired():
-                        raise
-                    raise _AgentTimeoutError from None
+            value = await _run_async(agent, args)
         else:
             value = await _run_in_thread(agent, args, task, on_late_result)
-    except TimeoutError:
+    except _CallTimedOut:
         return Outcome(TIMED_OUT, {"error": f"no answer within {ctx.timeout:g}s", **_took(started)})
-    except OutcomeUnknown as exc:
-        message = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        return Outcome(UNCERTAIN, {"error": message[:MAX_ERROR_CHARS], **_took(started)})
-    except _AgentTimeoutError:
-        return _failure(TimeoutError("the agent raised TimeoutError"), task, started)
     except Abandoned:
         raise
     except Exception as exc:
-        return _failure(exc, task, started)
+        return _failure(exc, agent, task, started)
     return _success(value, task, started)
 
 
@@ -150,8 +137,28 @@ def typed_input(agent: Agent, ctx: Context) -> Any:
         raise PermanentError(str(exc)) from None
 
 
-class _AgentTimeoutError(Exception):
-    """The agent itself raised TimeoutError (its own client gave up): a transient failure."""
+class _CallTimedOut(Exception):
+    """The call outlived its step's timeout (not the agent's own client giving up, which is
+    classified like any other exception: uncertain)."""
+
+
+async def _run_async(agent: Agent, args: tuple[Any, ...]) -> Any:
+    ctx = args[0]
+    scope = asyncio.timeout(ctx.timeout)
+    try:
+        async with scope:
+            job = asyncio.ensure_future(agent.fn(*args))
+            ctx._fence.on_lost(job.cancel)
+            try:
+                return await job
+            except asyncio.CancelledError:
+                if ctx.lease_lost and not scope.expired():
+                    raise Abandoned from None
+                raise
+    except TimeoutError:
+        if scope.expired():
+            raise _CallTimedOut from None
+        raise
 
 
 def _took(started: float) -> dict[str, Any]:
@@ -185,17 +192,31 @@ def _probe_answer(value: Any) -> ProbeAnswer | None:
     return None
 
 
-def _failure(exc: BaseException, task: Task, started: float) -> Outcome:
+def _failure(exc: BaseException, agent: Agent, task: Task, started: float) -> Outcome:
+    """A call that raised: definitely not done (`failed`) or possibly done (`uncertain`),
+    by `core.classify`; whether to stop retrying is the retry policy's business."""
+    payload = task.payload
     policy = RetryPolicy(
-        permanent=tuple(task.payload.get("permanent", ())),
-        transient=tuple(task.payload.get("transient", ())),
+        permanent=tuple(payload.get("permanent", ())),
+        transient=tuple(payload.get("transient", ())),
     )
-    retry_after = None
-    if isinstance(exc, PermanentError):
+    overrides = Overrides(
+        tuple(payload.get("not_done", ())), tuple(payload.get("uncertain", ())), agent.classify
+    )
+    try:
+        verdict = classify(exc, overrides)
+    except Exception as broken:  # a user's classifier that raises must not lose the outcome
+        verdict = UNCERTAIN_VERDICT
+        log.error(
+            "the classifier of agent %s raised %r; the outcome counts as uncertain",
+            agent.name,
+            broken,
+        )
+    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+    if verdict == PERMANENT:
         permanent = True
-    elif isinstance(exc, TransientError):
+    elif isinstance(exc, TransientError | OutcomeUnknown):
         permanent = False
-        retry_after = exc.retry_after
     else:
         permanent = policy.is_permanent(exc)
     # Recorded forever and shown by explain and the dashboard: no connection password.
@@ -208,6 +229,8 @@ def _failure(exc: BaseException, task: Task, started: float) -> Outcome:
     }
     if retry_after is not None:
         data["retry_after"] = float(retry_after)
+    if verdict == UNCERTAIN_VERDICT and task.kind != PROBE:
+        return Outcome(UNCERTAIN, data)  # may have taken effect: probe, and undo on rollback
     return Outcome(FAILED, data)
 
 
@@ -296,9 +319,12 @@ async def _run_in_thread(
 
     context = contextvars.copy_context()  # the attempt's span, for the agent's own spans
     _THREADS.submit(functools.partial(context.run, target), name=f"agent-{agent.name}")
+    scope = asyncio.timeout(args[0].timeout)  # cancels only the future, not the thread
     try:
-        async with asyncio.timeout(args[0].timeout):  # cancels only the future, not the thread
+        async with scope:
             return await future
     except TimeoutError:
+        if not scope.expired():
+            raise  # the agent's own TimeoutError: classified like any exception
         state["abandoned"] = True
-        raise
+        raise _CallTimedOut from None

@@ -89,6 +89,12 @@ SHARED: dict[str, str] = {
         VALUES (:id, :seq, :kind, :step, :attempt, :slot, :data, :at, :service)
         ON CONFLICT (workflow_id, slot) WHERE slot IS NOT NULL DO NOTHING
     """,
+    # The events a workflow holds, and how many of one name (its cap and whether it wakes
+    # the supervisor: core.budget).
+    "event_tally": """
+        SELECT count(*), COALESCE(SUM(CASE WHEN step = :event THEN 1 ELSE 0 END), 0)
+        FROM facts WHERE workflow_id = :id AND kind = 'event_received'
+    """,
     # Appending one event: the next seq, whether its dedupe slot is taken, whether the
     # workflow is open; three index lookups, whatever the length of its history.
     "append_point": """

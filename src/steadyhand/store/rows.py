@@ -17,7 +17,7 @@ def workflow_from_row(row: Sequence[Any]) -> WorkflowRow:
         id=row[0],
         name=row[1],
         idempotency_key=row[2],
-        input=jsoncodec.loads(row[3]),
+        input=jsoncodec.loads_stored(row[3]),
         plan=plan_from_text(row[4]),
         parent_id=row[5],
         created_at=float(row[6]),
@@ -65,7 +65,7 @@ def fact_from_row(row: Sequence[Any]) -> Fact:
         step=row[3],
         attempt=row[4],
         slot=row[5],
-        data=jsoncodec.loads(row[6]),
+        data=jsoncodec.loads_stored(row[6]),
     )
 
 

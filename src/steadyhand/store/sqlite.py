@@ -91,10 +91,16 @@ class SqliteStore(Store):
     dialect = "sqlite"
 
     def __init__(
-        self, url: str, *, busy_timeout: float | None = None, migrate: bool = True
+        self,
+        url: str,
+        *,
+        busy_timeout: float | None = None,
+        migrate: bool = True,
+        must_exist: bool = False,
     ) -> None:
         """`busy_timeout` (or `?lock_timeout=` in the URL, seconds) bounds how long a
-        statement waits for another process's write lock: default 15 s."""
+        statement waits for another process's write lock: default 15 s. With `must_exist`
+        (read-only commands) a missing file is "no store at …", never created."""
         self.url = url
         self.path = sqlite_path(url)
         query = parse_qs(urlsplit(url).query) if url.startswith("sqlite:") else {}
@@ -112,12 +118,28 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._channel = WakeChannel(self.path)
         self._anchors: dict[str, float] = {}
+        if must_exist and not self.path.is_file():
+            raise StoreError(
+                f"no store at {self.path}: no such file. Check --db / $STEADYHAND_DB; a worker "
+                "or `steadyhand migrate` creates it."
+            )
         if not self.path.parent.exists():
             raise InputError(
                 f"the directory {self.path.parent} for the SQLite store does not exist; create "
                 "it or point --db / STEADYHAND_DB elsewhere"
             )
-        _create_private(self.path)
+        if not self.path.parent.is_dir():
+            raise StoreError(
+                f"cannot keep a SQLite store at {self.path}: {self.path.parent} is a file, not a "
+                "directory; point --db / STEADYHAND_DB at a path in a directory"
+            )
+        try:
+            _create_private(self.path)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the SQLite store at {self.path}: {exc.strerror or exc}. Point "
+                "--db / STEADYHAND_DB at a writable directory."
+            ) from None
         if migrate:
             self.migrate()
         boot = hostclock.boot_id()

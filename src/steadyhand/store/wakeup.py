@@ -24,6 +24,7 @@ import select
 import socket
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 SUFFIX = ".sock"
@@ -44,8 +45,12 @@ class WakeChannel:
         self._lock = threading.Lock()
         self._receiver: socket.socket | None = None
         self._address: str | None = None
+        self._open: list[tuple[socket.socket, str | None]] = []  # for the finalizer
         self._sender: socket.socket | None = None
         self._fallback = threading.Event()  # used only if no socket could be bound
+        # A store dropped without `close()` must not leave its sockets to the collector
+        # (a ResourceWarning) nor its socket file in the directory.
+        self._finalizer = weakref.finalize(self, _close_all, self._open)
 
     def _listening(self) -> socket.socket | None:
         """This process's receiving socket, bound on first use (None if that failed)."""
@@ -61,6 +66,7 @@ class WakeChannel:
                     self._address = ""  # do not try again; wait falls back to the event
                     return None
                 self._receiver, self._address = receiver, address
+                self._open.append((receiver, address))
             return self._receiver
 
     def wait(self, timeout: float) -> None:
@@ -101,6 +107,7 @@ class WakeChannel:
             if self._sender is None:
                 self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sender.setblocking(False)
+                self._open.append((self._sender, None))
             sender = self._sender
         try:
             sender.sendto(b"!", address)
@@ -121,6 +128,17 @@ class WakeChannel:
         for sock in (receiver, sender):
             if sock is not None:
                 sock.close()
+        with self._lock:
+            self._open[:] = [(s, a) for s, a in self._open if s not in (receiver, sender)]
         if address:
             with contextlib.suppress(OSError):
                 os.unlink(address)
+
+
+def _close_all(opened: list[tuple[socket.socket, str | None]]) -> None:
+    for sock, address in opened:
+        sock.close()
+        if address:
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+    opened.clear()

@@ -33,6 +33,7 @@ from steadyhand.core.errors import (
     InputError,
     NotFoundError,
     StoreError,
+    TooManyEvents,
     UnknownWorkflowError,
 )
 from steadyhand.core.redact import redact
@@ -176,6 +177,8 @@ def create_ingress(
         except UnknownWorkflowError as exc:
             log.warning("ingress (source %s): %s", source, redact(str(exc)))
             return _error(400, "no workflow of that name can be started here")
+        except TooManyEvents as exc:
+            return _error(429, str(exc))
         except (InputError, DefinitionError) as exc:
             return _error(400, str(exc))
         except StoreError as exc:
