@@ -109,6 +109,10 @@ def section(result: ChaosResult, command: str, when: dt.datetime | None = None) 
         ),
         ("unfinished", f"{figures['unfinished']}"),
         ("workers SIGKILLed", f"{figures['kills']} (of {figures['workers_started']} started)"),
+        (
+            "of them mid-gather (holding a branch of a trip's `wf.gather`, its sibling open)",
+            f"{figures.get('kills_mid_gather', 0)}",
+        ),
         ("workers that exited by themselves", f"{figures['workers_exited_by_themselves']}"),
         ("database disruptions", disruptions),
         (
