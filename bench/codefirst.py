@@ -70,14 +70,13 @@ def end_to_end(
     return runs
 
 
-def decisions(backend: str, tmp: Path, db: str | None, workflow: str, steps: int) -> list[float]:
-    """Run one workflow of `steps` steps with one worker; its breadcrumbs' decide_ms, in order."""
-    url = _url(backend, tmp, db, workflow)
+def decisions(url: str, workflow: str) -> list[float]:
+    """Run one `workflow` with one worker on `url`; its breadcrumbs' decide_ms, in order."""
     run = run_throughput(
         url, n=1, workers_count=1, workflow=workflow, config=WorkerConfig(), count_commits=False
     )
     if run.states.get("completed") != 1:
-        raise SystemExit(f"{workflow} ({steps} steps) on {backend} did not complete: {run.states}")
+        raise SystemExit(f"{workflow} on {url} did not complete: {run.states}")
     monitor = Monitor(url)
     try:
         rows = monitor.query("SELECT data FROM facts WHERE kind = 'supervisor_ran' ORDER BY seq")
@@ -99,10 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="n=300, repeat 1")
+    p.add_argument(
+        "--steps",
+        default=",".join(str(n) for n in CHAIN_LENGTHS),
+        help="chain lengths for decision time (of " + ",".join(map(str, CHAIN_LENGTHS)) + ")",
+    )
     p.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.repeat = 300, 1
+    args.steps = [int(n) for n in str(args.steps).split(",") if n.strip()]
+    if set(args.steps) - set(CHAIN_LENGTHS):
+        p.error(f"--steps: choose among {', '.join(map(str, CHAIN_LENGTHS))}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "postgres" in backends and not pg_reachable(args.pg):
         print(f"PostgreSQL at {args.pg} is not reachable: SQLite only")
@@ -135,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 ok = "met" if ratio <= TARGET else "NOT met"
                 verdicts.append(f"{backend}: code-first within {TARGET}x of the saga: {ok}")
                 print(f"{backend}: saga/code-first = {ratio:.2f}", flush=True)
-                for steps in CHAIN_LENGTHS:
-                    cf = decisions(backend, tmp, db, f"chain_code{steps}", steps)
-                    sg = decisions(backend, tmp, db, f"chain_saga{steps}", steps)
+                for steps in args.steps:
+                    cf = decisions(_url(backend, tmp, db, "chain"), f"chain_code{steps}")
+                    sg = decisions(_url(backend, tmp, db, "chain"), f"chain_saga{steps}")
                     cf_ms = f"{_tail(cf):.2f} / {statistics.median(cf):.2f}"
                     sg_ms = f"{_tail(sg):.2f} / {statistics.median(sg):.2f}"
                     decide.append(
