@@ -26,6 +26,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,44 @@ def decisions(url: str, workflow: str) -> list[float]:
     return [float(json.loads(r[0]).get("decide_ms", 0.0)) for r in rows]
 
 
+def cpu_per_workflow(url: str, workflow: str, n: int, config: WorkerConfig) -> float:
+    """CPU ms per workflow of this process running `n` workflows with an in-process worker.
+
+    CPU time, not wall time: on a shared machine it moves far less with the neighbours' load.
+    The process only waits besides the worker (a count every 50 ms), so its CPU is the
+    worker's: leasing, calling, recording, deciding.
+    """
+    from steadyhand import Client, Worker, WorkerOptions, open_store
+
+    from .workload import app
+
+    store = open_store(url)
+    try:
+        client = Client(app, store)
+        for _ in range(n):
+            client.start(workflow, None)
+        worker = Worker(app, store, WorkerOptions(**config.options()))
+        monitor = Monitor(url)
+        cpu = time.process_time()
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+        thread.start()
+        try:
+            while monitor.terminal()[0] < n:
+                time.sleep(0.05)
+            cpu = time.process_time() - cpu
+        finally:
+            worker.stop()
+            thread.join()
+            monitor.close()
+    finally:
+        store.close()
+    return cpu * 1000 / n
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def _tail(values: list[float]) -> float:
     return statistics.median(values[-max(1, len(values) // 10) :])
 
@@ -119,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "| backend | saga workflows/s | code-first workflows/s | ratio saga/code-first |",
         "| --- | ---: | ---: | ---: |",
     ]
+    cpu_lines = [
+        "| backend | saga CPU ms/workflow | code-first CPU ms/workflow | ratio code-first/saga |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     decide = [
         "| backend | steps | code-first decide ms (at n / whole run) | "
         "saga decide ms (at n / whole run) | decisions code-first / saga |",
@@ -141,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {backend} | {spread(saga)} | {spread(code)} | **{ratio:.2f}** |")
                 ok = "met" if ratio <= TARGET else "NOT met"
                 verdicts.append(f"{backend}: code-first within {TARGET}x of the saga: {ok}")
+                cpu: dict[str, list[float]] = {"three": [], "three_code": []}
+                for i in range(args.repeat):
+                    for workflow in ("three", "three_code")[:: 1 if i % 2 == 0 else -1]:
+                        url = _url(backend, tmp, db, f"cpu-{workflow}")
+                        cpu[workflow].append(cpu_per_workflow(url, workflow, args.n, config))
+                cpu_ratio = statistics.median(cpu["three_code"]) / statistics.median(cpu["three"])
+                cpu_lines.append(
+                    f"| {backend} | {_ms(cpu['three'])} | {_ms(cpu['three_code'])} | "
+                    f"**{cpu_ratio:.2f}** |"
+                )
+                print(f"{backend}: CPU per workflow code-first/saga = {cpu_ratio:.2f}", flush=True)
                 print(f"{backend}: saga/code-first = {ratio:.2f}", flush=True)
                 for steps in args.steps:
                     cf = decisions(_url(backend, tmp, db, "chain"), f"chain_code{steps}")
@@ -170,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             "End to end, 3 no-op steps, median (min-max) of the repeats:",
             "",
             *lines,
+            "",
+            "CPU per workflow, one in-process worker (same N, median (min-max) of the repeats):",
+            "",
+            *cpu_lines,
             "",
             "Decision time as one workflow's history grows (one step after another):",
             "",
