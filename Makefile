@@ -46,6 +46,12 @@ bench-e2e: venv
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.endtoend $(BENCH_ARGS)
 
+# Code-first against the same saga declared with Steps, and decision time at 10/100/1,000
+# steps (issue 14); appended to bench/RESULTS.md.
+.PHONY: bench-codefirst
+bench-codefirst: venv
+	$(BIN)/python -m bench.codefirst $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
 

@@ -10,9 +10,10 @@ import asyncio
 import hashlib
 from typing import Any
 
-from steadyhand import App, Context, RetryPolicy, Step, TransientError
+from steadyhand import App, Context, RetryPolicy, Step, TransientError, Workflow
 
-app = App()
+app = App(max_supervisor_runs=5000)
+"""A generous run budget: the 1,000-step chains decide more than a thousand times."""
 
 FAILURE_RATE = 0.2
 """Share of attempts of the `flaky` agent that fail with a transient error."""
@@ -62,4 +63,37 @@ app.workflow(
 )
 app.workflow("slow1", [Step("wait", slow, timeout=3600.0)])
 
-WORKFLOW_STEPS = {"three": 3, "three_async": 3, "one": 1, "one_async": 1, "flaky3": 3, "slow1": 1}
+
+@app.workflow("three_code")
+async def three_code(wf: Workflow, data: Any) -> None:
+    """`three` written code-first: the same agent, the same step names (bench.codefirst)."""
+    for name in ("a", "b", "c"):
+        await wf.step(noop, name=name)
+
+
+CHAIN_LENGTHS = (10, 100, 1000)
+"""Steps of the long workflows whose decision time bench.codefirst measures."""
+
+
+def _chain(length: int) -> Any:
+    async def chain(wf: Workflow, data: Any) -> None:
+        """`length` no-op steps one after another: every decision replays all before it."""
+        for _ in range(length):
+            await wf.step(noop)
+
+    return chain
+
+
+for _length in CHAIN_LENGTHS:
+    app.workflow(f"chain_code{_length}")(_chain(_length))
+    app.workflow(f"chain_saga{_length}", [Step(f"s{i}", noop) for i in range(_length)])
+
+WORKFLOW_STEPS = {
+    "three": 3,
+    "three_async": 3,
+    "one": 1,
+    "one_async": 1,
+    "flaky3": 3,
+    "slow1": 1,
+    "three_code": 3,
+}

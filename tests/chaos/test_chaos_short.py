@@ -51,6 +51,8 @@ def test_short_chaos_run_keeps_every_invariant(store_url: str, tmp_path: Path) -
     assert result.verdict.violations == 0
     assert result.tally.trips == 40 and result.tally.finished == 40
     assert result.workers_killed >= 5
+    # The trips are code-first (hotel and car in a wf.gather): some kills strike mid-gather.
+    assert result.kills_mid_gather >= 1
     if result.options.dialect == "sqlite":
         # Workers wait out the held lock. (On PostgreSQL a worker whose connection is
         # terminated while it is still opening the store exits and is replaced: `steadyhand
@@ -66,6 +68,7 @@ def test_short_chaos_run_keeps_every_invariant(store_url: str, tmp_path: Path) -
     assert result.tally.attempts >= 120 and result.tally.retries > 0
     summary = result.to_json()
     assert summary["invariant_violations"] == 0 and json.dumps(summary)
+    assert summary["kills_mid_gather"] == result.kills_mid_gather
     report = tmp_path / "RELIABILITY.md"
     update(report, result, "steadyhand chaos --test")
     update(report, result, "steadyhand chaos --test")  # replaces its section, never appends

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from steadyhand.chaos.disruptions import APP_NAME_PREFIX, Disruption, with_app_name
 from steadyhand.chaos.disruptor import Disruptor, plan_disruptions
+from steadyhand.chaos.gathers import gather_calls_held
 from steadyhand.chaos.invariants import Digest, Verdict, read_rows, snapshot_history, verify
 from steadyhand.chaos.options import ChaosOptions
 from steadyhand.core import jsoncodec
@@ -46,6 +47,8 @@ STORE_TROUBLE = re.compile(
     r"store unavailable|cannot lease tasks|could not renew \d* ?leases|watchdog skipped"
 )
 """Worker log lines that say a store call failed and was retried (the worker went on)."""
+AIM_PATIENCE = 2.0
+"""Seconds an aimed kill waits for a worker to hold a branch of a gather in flight."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ChaosResult:
     snapshots: int
     disruptions: list[Disruption] = field(default_factory=list)
     faults_injected: dict[str, int] = field(default_factory=dict)
+    kills_mid_gather: int = 0  # kills of a worker holding a call of a gather in flight
 
     @property
     def ok(self) -> bool:
@@ -88,6 +92,7 @@ class ChaosResult:
             "failed": states["failed"],
             "unfinished": states["running"] + states["compensating"],
             "kills": self.workers_killed,
+            "kills_mid_gather": self.kills_mid_gather,
             "workers_started": self.workers_started,
             "workers_exited_by_themselves": self.workers_exited,
             "db_disruptions": self.disruption_counts(),
@@ -231,6 +236,7 @@ def run_chaos(options: ChaosOptions, note: Note | None = None) -> ChaosResult:
         snapshots=len(snapshots),
         disruptions=disruptor.done,
         faults_injected=faults,
+        kills_mid_gather=loop.kills_mid_gather,
     )
 
 
@@ -261,6 +267,7 @@ class _Loop:
         self.inputs = trip_inputs(options.workflows, options.seed)
         self.started = 0
         self.exited = 0
+        self.kills_mid_gather = 0
         self.current = tally([])
 
     def _start_due(self, due: int) -> None:
@@ -311,8 +318,8 @@ class _Loop:
             for worker, code in self.fleet.replace_exited():
                 self.exited += 1
                 self.say(f"worker {worker.number} exited by itself ({code}); replaced it")
-            if now >= next_kill and not self.disruptor.kills_paused(now) and not finished:
-                self.fleet.kill_one(self.rng)
+            paused = self.disruptor.kills_paused(now) or finished
+            if now >= next_kill and not paused and self._kill(now - next_kill):
                 next_kill = now + self.rng.uniform(0.5, 1.5) * opts.kill_every
             if now >= next_note:
                 self._progress(now - began)
@@ -321,6 +328,19 @@ class _Loop:
         if not self.snapshots:
             self._snapshot()
         return self.tracker, self.exited, began
+
+    def _kill(self, late: float) -> bool:
+        """SIGKILL a worker; every other kill aims at one holding a branch of a gather in
+        flight (waiting up to AIM_PATIENCE seconds for one). False: wait for the next tick."""
+        held: Counter[int] = Counter()
+        with contextlib.suppress(StoreUnavailable):
+            held = gather_calls_held(self.tracker)
+        aimed = self.fleet.killed % 2 == 1
+        if aimed and not held and late < AIM_PATIENCE:
+            return False
+        victim, _ = self.fleet.kill_one(self.rng, prefer=held if aimed else ())
+        self.kills_mid_gather += held[victim.process.pid] > 0
+        return True
 
     def _progress(self, elapsed: float) -> None:
         s = self.current.states

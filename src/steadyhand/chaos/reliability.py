@@ -16,12 +16,14 @@ from steadyhand.store.pg_admin import server_version
 HEADER = """# Reliability: chaos runs
 
 `make chaos` runs the long chaos experiment once per backend and rewrites the sections below
-with its figures. Each run books 2,000 trips (flight, hotel, car; 10 started per second)
-against the demo's three services with **hostile** faults (transient 503s, outages, hangs,
-lost confirmations, sold-out refusals), on 4 worker processes with 3 s leases, while the
-harness (`src/steadyhand/chaos/`, `steadyhand chaos --help`):
+with its figures. Each run books 2,000 trips (code-first: a flight, then hotel and car side
+by side in a `wf.gather`; 10 started per second) against the demo's three services with
+**hostile** faults (transient 503s, outages, hangs, lost confirmations, sold-out refusals),
+on 4 worker processes with 3 s leases, while the harness (`src/steadyhand/chaos/`,
+`steadyhand chaos --help`):
 
-- SIGKILLs a random worker process every ~1.5 s and starts a new one;
+- SIGKILLs a worker process every ~1.5 s and starts a new one (every other kill waits up to
+  2 s for a worker holding one branch of a trip's gather while the other is open: mid-gather);
 - on PostgreSQL, terminates every connection to the database with `pg_terminate_backend`
   a few times and restarts the server once (`pg_ctlcluster … restart`, then `pg_isready`);
 - on SQLite, holds the write lock (`BEGIN IMMEDIATE`) from another process for 2-5 s a few
@@ -105,6 +107,10 @@ def section(result: ChaosResult, command: str, when: dt.datetime | None = None) 
         ),
         ("unfinished", f"{figures['unfinished']}"),
         ("workers SIGKILLed", f"{figures['kills']} (of {figures['workers_started']} started)"),
+        (
+            "of them mid-gather (holding a branch of a trip's `wf.gather`, its sibling open)",
+            f"{figures.get('kills_mid_gather', 0)}",
+        ),
         ("workers that exited by themselves", f"{figures['workers_exited_by_themselves']}"),
         ("database disruptions", disruptions),
         (

@@ -29,6 +29,7 @@ from steadyhand.core.progress import (
     IN_FLIGHT,
     NEEDS_PROBE,
     NOT_STARTED,
+    PROBE_WAIT,
     PROBING,
     RETRY,
     call_progress,
@@ -137,9 +138,16 @@ class Answers:
             return Pending((call(ACTION, 1),), (f"{name} (first attempt)",), fresh=True)
         if status == IN_FLIGHT:
             return Pending((call(ACTION, progress.attempt),), (f"{name} (in flight)",))
-        if status in (NEEDS_PROBE, PROBING):
+        if status in (NEEDS_PROBE, PROBING):  # probes are numbered per step (core.probing)
             why = f"{name} (probing attempt {progress.attempt}: its outcome is unknown)"
-            return Pending((call(PROBE, progress.attempt),), (why,))
+            return Pending((call(PROBE, progress.probe),), (why,))
+        if status == PROBE_WAIT:  # the probe could not tell: ask again later, never re-send
+            assert progress.retry_at is not None
+            if progress.retry_at <= self.now_at:
+                why = f"{name} (asking the probe again: {progress.reason})"
+                return Pending((call(PROBE, progress.probe),), (why,))
+            why = f"{name} (probe could not tell: {progress.reason}; asking again later)"
+            return Pending((WaitUntil(progress.retry_at),), (why,))
         assert status == RETRY and progress.retry_at is not None
         if progress.retry_at <= self.now_at:
             why = f"{name} (retrying after {progress.reason})"

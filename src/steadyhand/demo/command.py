@@ -108,7 +108,7 @@ def demo(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Book trips (flight, then hotel, then car) across three unreliable services.
+    """Book trips (flight, then hotel and car side by side) across three unreliable services.
 
     Starts the services and several workers on the embedded SQLite store (or --db), shows
     progress while it runs, and ends with a summary and an audit against the services' own

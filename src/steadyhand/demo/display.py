@@ -51,8 +51,8 @@ class LiveDisplay:
         )
         arrival = "all at once" if options.rate == 0 else f"{options.rate:g} trips/s arriving"
         self.console.print(
-            f"[bold]steadyhand demo[/]: booking {options.trips} trips (flight → hotel → car; "
-            "cancel in reverse on failure) across three unreliable services"
+            f"[bold]steadyhand demo[/]: booking {options.trips} trips (flight, then hotel ∥ car; "
+            "cancel what took effect on failure) across three unreliable services"
         )
         self.console.print(
             f"[dim]store {db_url} · faults {options.faults} · {options.workers} workers x "

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +82,11 @@ class Fleet:
         self.alive.append(worker)
         return worker
 
-    def kill_one(self, rng: random.Random) -> tuple[WorkerProcess, WorkerProcess]:
-        """SIGKILL a random worker mid-flight, as a crash would, and start a replacement."""
-        victim = rng.choice(self.alive)
+    def kill_one(
+        self, rng: random.Random, prefer: Collection[int] = ()
+    ) -> tuple[WorkerProcess, WorkerProcess]:
+        """SIGKILL a random worker (of `prefer`'s pids if one lives), like a crash; replace it."""
+        victim = rng.choice([w for w in self.alive if w.process.pid in prefer] or self.alive)
         with contextlib.suppress(ProcessLookupError):
             victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()

@@ -1,4 +1,6 @@
-"""The demo's saga: book a flight, then a hotel, then a car; cancel in reverse on failure.
+"""The demo's trip, code-first: book a flight, then a hotel and a car side by side
+(`wf.gather`); if anything is refused for good, every booking that took effect (or may have)
+is cancelled, newest first.
 
 Agents talk HTTP to the demo services, whose base URLs arrive through $STEADYHAND_DEMO_SERVICES
 (JSON: {"flights": url, "hotels": url, "cars": url}), so workers need nothing in the input.
@@ -23,8 +25,8 @@ from steadyhand import (
     PermanentError,
     ProbeAnswer,
     RetryPolicy,
-    Step,
     TransientError,
+    Workflow,
 )
 from steadyhand.core import jsoncodec
 
@@ -172,22 +174,35 @@ CIRCUIT = CircuitPolicy(
 )  # fmt: skip
 
 app = App()
-_steps = []
+_agents: dict[str, tuple[Any, Any, Any]] = {}
 for _step, _service in STEPS:
     app.service(_service, circuit=CIRCUIT)
-    _book = app.agent(f"book_{_step}", service=_service)(booker(_service))
-    _cancel = app.agent(f"cancel_{_step}", service=_service)(canceller(_service))
-    _probe = app.agent(f"{_step}_status", service=_service)(prober(_service))
-    _steps.append(
-        Step(
-            _step,
-            _book,
-            compensation=_cancel,
-            probe=_probe,
-            retry=BOOK_RETRY,
-            timeout=STEP_TIMEOUT,
-            compensation_retry=CANCEL_RETRY,
-            compensation_timeout=STEP_TIMEOUT,
-        )
+    _agents[_step] = (
+        app.agent(f"book_{_step}", service=_service)(booker(_service)),
+        app.agent(f"cancel_{_step}", service=_service)(canceller(_service)),
+        app.agent(f"{_step}_status", service=_service)(prober(_service)),
     )
-app.workflow("trip", _steps)
+
+
+def _book(wf: Workflow, step: str, trip: dict[str, Any]) -> Any:
+    """One booking step, named after what it books (its key is `<trip id>:<step>`, which the
+    services' ledgers are audited against)."""
+    book, cancel, status = _agents[step]
+    return wf.step(
+        book,
+        trip,
+        name=step,
+        compensation=cancel,
+        probe=status,
+        retry=BOOK_RETRY,
+        timeout=STEP_TIMEOUT,
+        compensation_retry=CANCEL_RETRY,
+    )
+
+
+@app.workflow("trip")
+async def trip(wf: Workflow, order: dict[str, Any]) -> dict[str, Any]:
+    """The flight first (no point holding a room without one), then hotel and car at once."""
+    flight = await _book(wf, "flight", order)
+    hotel, car = await wf.gather(_book(wf, "hotel", order), _book(wf, "car", order))
+    return {"flight": flight, "hotel": hotel, "car": car}
