@@ -3,7 +3,7 @@ import os
 
 import httpx
 
-from steadyhand import App, Context, PermanentError, ProbeAnswer, RetryPolicy, Step
+from steadyhand import App, Context, PermanentError, ProbeAnswer, RetryPolicy, Workflow
 
 app = App()
 FLIGHTS = os.environ.get("FLIGHTS_URL", "http://127.0.0.1:8001")
@@ -16,7 +16,7 @@ async def book(service: str, ctx: Context) -> dict:
         # The idempotency key is stable across attempts: the service books it once.
         r = await http.post(f"{service}/bookings", json={"key": ctx.idempotency_key, **ctx.input})
     if r.status_code == 409:
-        raise PermanentError("sold out")  # never retried: the saga rolls back
+        raise PermanentError("sold out")  # never retried: the trip rolls back
     r.raise_for_status()  # a 4xx or 503 is retried; a 500 or a timeout is uncertain
     return r.json()
 
@@ -71,24 +71,19 @@ async def hotel_status(ctx: Context) -> ProbeAnswer:
 
 
 retry = RetryPolicy(max_attempts=5, initial_backoff=0.5)
-app.workflow(
-    "trip",
-    [  # steps run in order; on failure, what took effect is undone in reverse
-        Step(
-            "flight",
-            book_flight,
-            compensation=cancel_flight,
-            probe=flight_status,
-            retry=retry,
-            timeout=10,
-        ),
-        Step(
-            "hotel",
-            book_hotel,
-            compensation=cancel_hotel,
-            probe=hotel_status,
-            retry=retry,
-            timeout=10,
-        ),
-    ],
-)
+
+
+@app.workflow()
+async def trip(wf: Workflow, order: dict) -> dict:
+    # Plain Python, replayed from the facts: a worker killed at any line loses nothing.
+    # A step that fails for good raises StepFailed here; uncaught, it rolls the trip back:
+    # every step that took effect (or may have) is compensated, newest first.
+    flight = await wf.step(
+        book_flight, order, name="flight", compensation=cancel_flight,
+        probe=flight_status, retry=retry, timeout=10,
+    )  # fmt: skip
+    hotel = await wf.step(
+        book_hotel, order, name="hotel", compensation=cancel_hotel,
+        probe=hotel_status, retry=retry, timeout=10,
+    )  # fmt: skip
+    return {"flight": flight, "hotel": hotel}

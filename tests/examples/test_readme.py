@@ -33,6 +33,7 @@ from click.testing import CliRunner
 
 from steadyhand import Client, open_store
 from steadyhand.cli.main import main
+from steadyhand.store.pg_connect import split_url
 from tests.conftest import running_worker
 
 pytestmark = pytest.mark.timeout(180)
@@ -93,6 +94,9 @@ def test_every_snippet_runs_as_written(
     def local(code: str) -> str:
         return code.replace("sqlite:///trips.db", store_url)
 
+    def local_shell(code: str) -> str:  # the test's URL holds '&': quote it for the shell
+        return code.replace("sqlite:///trips.db", shlex.quote(store_url))
+
     store = open_store(store_url)
     namespace: dict[str, Any] = {}
     try:
@@ -111,7 +115,7 @@ def test_every_snippet_runs_as_written(
         for code in blocks("sh"):
             if code.lstrip().startswith("make "):
                 continue  # the set-up commands: `make test` is what runs this test
-            run_shell(local(code.replace("<id>", workflow_id)), workdir)
+            run_shell(local_shell(code.replace("<id>", workflow_id)), workdir)
     finally:
         store.close()
 
@@ -148,7 +152,7 @@ def save_code_first_history(store: Any, workdir: Path) -> None:
 
 def run_sql(store: Any, store_url: str, app: Any) -> None:
     Client(app, store).engine.publish_plans()
-    base, schema = store_url.split("?schema=")
+    base, schema = split_url(store_url)
     with psycopg.connect(base, autocommit=True) as conn:
         for statement in blocks("sql")[0].split(";"):
             if statement.strip():
@@ -168,7 +172,7 @@ def run_shell(code: str, workdir: Path) -> None:
             continue  # installing and set-up: `make test` is what runs this test
         if line.startswith("export "):
             name, _, value = line.removeprefix("export ").split("#", 1)[0].strip().partition("=")
-            env[name] = value
+            env[name] = shlex.split(value)[0] if value else value  # as the shell would
             continue
         if any(command in line for command in LONG_RUNNING):
             run_long(line, workdir, env)
