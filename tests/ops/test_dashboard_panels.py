@@ -69,6 +69,8 @@ def test_the_overview_groups_endings_by_reason_and_lists_workers(
     workers = re.findall(r'<tr data-worker="([^"]+)">', page.text)
     assert len(workers) >= 1, "the worker that ran the orders is listed"
     assert "stopped" in page.text
+    # Each worker's measured offset from the store's clock (issue 20), e.g. "+0.004 s".
+    assert re.search(r"[+-]\d+\.\d{3} s</td>", page.text), "the clock offset is shown"
 
 
 def test_search_finds_by_key_by_id_and_by_id_prefix(

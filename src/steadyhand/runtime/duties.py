@@ -54,6 +54,7 @@ class Duties:
         self._poll = poll
         self._kick = kick
         self._metrics = metrics
+        self._last_skew: float | None = None
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start every duty on the running loop; the caller cancels them at shutdown."""
@@ -71,6 +72,7 @@ class Duties:
                     self._options.concurrency,
                     lambda: len(self._leased_ids()),
                     self._options.lease_seconds / 3,
+                    self._clock_offset,
                 ),
                 name="presence",
             ),
@@ -91,8 +93,13 @@ class Duties:
                 self._calls.store_failed(exc)
                 log.warning("could not read the store's clock (%s); keeping the last offset", exc)
 
+    def _clock_offset(self) -> float | None:
+        """The last measured offset of this machine's clock from the store's, if measured."""
+        return self._last_skew
+
     def clock_measured(self, reading: ClockReading) -> None:
         """Log (a warning beyond the threshold) and export one offset measurement."""
+        self._last_skew = reading.skew
         export = getattr(self._metrics, "clock_measured", None)  # optional in an observer
         if callable(export):
             export(reading.skew, reading.round_trip)

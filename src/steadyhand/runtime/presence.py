@@ -32,12 +32,19 @@ class WorkerRow:
     in_flight: int
     concurrency: int
     stopped_at: float | None
+    clock_offset: float | None = None  # seconds this machine's clock is off the store's
 
     def alive(self, now: float, silent_after: float) -> bool:
         return self.stopped_at is None and now - self.heartbeat_at <= silent_after
 
 
-def mark_alive(store: Store, worker_id: str, in_flight: int, concurrency: int) -> None:
+def mark_alive(
+    store: Store,
+    worker_id: str,
+    in_flight: int,
+    concurrency: int,
+    clock_offset: float | None = None,
+) -> None:
     now = time.time()
     params = {
         "id": worker_id,
@@ -46,6 +53,7 @@ def mark_alive(store: Store, worker_id: str, in_flight: int, concurrency: int) -
         "now": now,
         "in_flight": in_flight,
         "concurrency": concurrency,
+        "clock_offset": clock_offset,
     }
     with store.transaction() as tx:
         tx.execute("worker_alive", params)
@@ -74,6 +82,7 @@ def _row(r: Any) -> WorkerRow:
         in_flight=int(r[5]),
         concurrency=int(r[6]),
         stopped_at=None if r[7] is None else float(r[7]),
+        clock_offset=None if r[8] is None else float(r[8]),
     )
 
 
@@ -84,11 +93,12 @@ async def keep_present(
     concurrency: int,
     in_flight: Callable[[], int],
     interval: float,
+    clock_offset: Callable[[], float | None] = lambda: None,
 ) -> None:
     """Refresh this worker's row every `interval` seconds until cancelled."""
     while True:
         try:
-            await calls.call(mark_alive, store, worker_id, in_flight(), concurrency)
+            await calls.call(mark_alive, store, worker_id, in_flight(), concurrency, clock_offset())
         except Exception as exc:  # the store is down, or a role lacks the grant: not fatal
             log.warning("could not record this worker's presence (%s)", exc)
         await asyncio.sleep(interval)

@@ -130,9 +130,10 @@ class Worker:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
+        duties = self._duties()  # one instance: it keeps the last clock offset measured
         if isinstance(self.clock, StoreClock):
             reading = await self.store_calls.call_until_answered(self.clock.sync)
-            self._duties().clock_measured(reading)
+            duties.clock_measured(reading)
         await self.store_calls.call_until_answered(self.engine.publish_plans)
         await self.store_calls.call_until_answered(self.engine.publish_services, self.app.services)
         await self.store_calls.call_until_answered(
@@ -140,7 +141,7 @@ class Worker:
         )
         log.info("worker %s started on %s", self.id, self.store.safe_url)
         background = [
-            *self._duties().start(),
+            *duties.start(),
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self.leases.run(), name="leases"),
         ]

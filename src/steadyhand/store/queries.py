@@ -247,15 +247,17 @@ SHARED: dict[str, str] = {
     """,
     # -- worker presence (operational, like the queue) -----------------------------------------
     "worker_alive": """
-        INSERT INTO workers (id, host, pid, started_at, heartbeat_at, in_flight, concurrency)
-        VALUES (:id, :host, :pid, :now, :now, :in_flight, :concurrency)
+        INSERT INTO workers (id, host, pid, started_at, heartbeat_at, in_flight, concurrency,
+                             clock_offset)
+        VALUES (:id, :host, :pid, :now, :now, :in_flight, :concurrency, :clock_offset)
         ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, in_flight = :in_flight,
-            stopped_at = NULL
+            stopped_at = NULL, clock_offset = :clock_offset
     """,
     "worker_stopped": "UPDATE workers SET stopped_at = :now, in_flight = 0 WHERE id = :id",
     "prune_workers": "DELETE FROM workers WHERE heartbeat_at < :before",
     "recent_workers": """
-        SELECT id, host, pid, started_at, heartbeat_at, in_flight, concurrency, stopped_at
+        SELECT id, host, pid, started_at, heartbeat_at, in_flight, concurrency, stopped_at,
+               clock_offset
         FROM workers WHERE heartbeat_at >= :since ORDER BY started_at DESC LIMIT :limit
     """,
     # -- the store's clock (SQLite: the boot clock's anchor; see store/hostclock.py) ---------
