@@ -19,6 +19,7 @@ from steadyhand import App, Client, Context, InputError, Step
 from steadyhand.cli.main import main
 from steadyhand.core.limits import MAX_JSON_DEPTH
 from steadyhand.store import Store
+from steadyhand.store.pg_connect import split_url
 from steadyhand.web.app import DashboardOptions, create_app
 from tests.conftest import running_worker
 
@@ -126,7 +127,7 @@ def sql(store: Store, store_url: str) -> Iterator[Sql]:
     if store.dialect != "postgresql":
         pytest.skip("the SQL functions are a PostgreSQL feature")
     Client(app, store).engine.publish_plans()
-    base, schema = store_url.split("?schema=")
+    base, schema = split_url(store_url)
     with psycopg.connect(base, autocommit=True) as conn:
         yield Sql(conn, schema)
 
