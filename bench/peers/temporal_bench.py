@@ -111,6 +111,9 @@ def worker_main(address: str, concurrency: int, index: int, ready: Event, go: Ev
     asyncio.run(main())
 
 
+WAITING = 200  # result long polls at once (2,000 at once: "concurrent poller limit exceeded")
+
+
 def start_and_wait(address: str, n: int, in_flight: int = 64) -> float:
     """Start `n` workflows (at most `in_flight` requests at once) and wait for every result;
     returns the epoch second the last result was seen."""
@@ -119,13 +122,15 @@ def start_and_wait(address: str, n: int, in_flight: int = 64) -> float:
     async def main() -> float:
         client = await Client.connect(address)
         gate = asyncio.Semaphore(in_flight)
+        waits = asyncio.Semaphore(WAITING)  # long polls: the dev server caps them per namespace
 
         async def one(i: int) -> None:
             async with gate:
                 handle = await client.start_workflow(
                     "ThreeSteps", id=f"bench-{i}-{time.monotonic_ns()}", task_queue=TASK_QUEUE
                 )
-            await handle.result()
+            async with waits:
+                await handle.result()
 
         await asyncio.gather(*(one(i) for i in range(n)))
         return time.time()
