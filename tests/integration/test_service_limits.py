@@ -89,16 +89,18 @@ def test_deferred_attempts_say_why_in_the_facts(store: Store, tmp_path: Path) ->
     with running_worker(app, store):
         for i in ids:
             assert client.wait(i, timeout=30).state == "completed"
+
+        with store.snapshot() as tx:
+            rows = tx.query("SELECT kind FROM service_facts ORDER BY seq").fetchall()
+        kinds = [str(r[0]) for r in rows]
     deferred = [f for i in ids for f in client.view(i).facts if f.kind == "attempt_deferred"]
     assert deferred, "some attempt waited for the circuit"
     reason = deferred[0].get("reason")
     assert reason.startswith("waited: fragile circuit open since ")
     assert "of the last" in reason
-    with store.snapshot() as tx:
-        kinds = [r[0] for r in tx.query("SELECT kind FROM service_facts ORDER BY seq").fetchall()]
-    assert kinds[:3] == ["circuit_opened", "circuit_half_opened", "circuit_closed"] or (
-        "circuit_opened" in kinds and kinds[-1] == "circuit_closed"
-    )
+    # The circuit opened and its cool-down let trial calls through; whether it has closed
+    # yet depends on when the last trial was judged (it closes at the next judgement).
+    assert kinds[:2] == ["circuit_opened", "circuit_half_opened"], kinds
 
 
 def test_service_health_is_visible_in_stats_and_metrics(store: Store, tmp_path: Path) -> None:

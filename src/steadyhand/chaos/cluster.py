@@ -175,6 +175,7 @@ class Cluster:
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
+            cwd=self.base,  # the postgres user may not enter the caller's directory
         )
         if done.returncode != 0:
             raise ClusterError(

@@ -147,7 +147,11 @@ def decide_circuit(
         return _open(gate, now, policy, reason, failures, len(recent))
     if gate.circuit == OPEN:
         if gate.open_until is not None and now >= gate.open_until:
-            after = Gate(gate.service, HALF_OPEN, now, None, gate.opens, gate.reason)
+            # Trials were let through from the end of the cool-down (see `allowance`), which
+            # may be before this judgement: count them from there, or a trial that already
+            # succeeded would never close the circuit.
+            began = gate.open_until
+            after = Gate(gate.service, HALF_OPEN, began, None, gate.opens, gate.reason)
             return Transition(CIRCUIT_HALF_OPENED, after, {"trial_calls": policy.trial_calls})
         return None
     # half open: judge only the trial calls made since the cool-down ended, by the same ratio
