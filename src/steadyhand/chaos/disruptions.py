@@ -5,11 +5,9 @@ none touches the facts (they only take the database away for a while).
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,7 +17,7 @@ from steadyhand.store.postgres import split_url
 from steadyhand.store.sqlite import sqlite_path
 
 if TYPE_CHECKING:
-    from steadyhand.chaos.options import ChaosOptions
+    pass
 
 APP_NAME_PREFIX = "steadyhand-chaos"
 
@@ -121,58 +119,3 @@ def hold_write_lock(url: str, seconds: float, at: float) -> Disruption:
         time.monotonic() - started,
         f"held the write lock for {held:.1f}s (waited {acquired - started:.1f}s to get it)",
     )
-
-
-QUIET_AFTER_RESTART = 3.0
-"""Seconds without kills around a server restart, so a fresh worker does not meet a dead
-server while it opens the store (a worker that cannot open the store exits)."""
-
-
-class Disruptor:
-    """Runs one disruption at a time on a thread, so kills and tracking carry on meanwhile."""
-
-    def __init__(self, options: ChaosOptions, url: str, prefix: str, rng: random.Random) -> None:
-        self.options = options
-        self.url = url
-        self.prefix = prefix
-        self.rng = rng
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="chaos-disruption")
-        self.running: Future[Disruption] | None = None
-        self.running_kind = ""
-        self.done: list[Disruption] = []
-        self.quiet_until = 0.0
-
-    def start(self, kind: str, at: float) -> None:
-        opts = self.options
-        if kind == "terminate":
-            scope = self.prefix if opts.terminate_scope == "run" else None
-            self.running = self.pool.submit(terminate_connections, self.url, scope, at)
-        elif kind == "restart":
-            self.running = self.pool.submit(restart_server, self.url, opts.pg_cluster, at)
-        elif kind == "failover" and opts.failover is not None:
-            self.running = self.pool.submit(opts.failover, at)
-        else:
-            seconds = self.rng.uniform(*opts.lock_hold)
-            self.running = self.pool.submit(hold_write_lock, self.url, seconds, at)
-        self.running_kind = kind
-
-    def poll(self, now: float) -> Disruption | None:
-        """The disruption that just ended, if any (re-raising what went wrong in it)."""
-        if self.running is None or not self.running.done():
-            return None
-        finished = self.running.result()
-        self.running = None
-        if finished.kind == "restart":
-            self.quiet_until = now + QUIET_AFTER_RESTART
-        self.done.append(finished)
-        return finished
-
-    @property
-    def busy(self) -> bool:
-        return self.running is not None
-
-    def kills_paused(self, now: float) -> bool:
-        return (self.busy and self.running_kind == "restart") or now < self.quiet_until
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
