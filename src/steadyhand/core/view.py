@@ -3,10 +3,10 @@ identity, plan, facts and children), built from one read under the workflow's lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from steadyhand.core.facts import (
     COMPENSATION_BEGAN,
@@ -19,6 +19,31 @@ from steadyhand.core.facts import (
 )
 from steadyhand.core.jsoncodec import undecodable
 from steadyhand.core.plans import Plan
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):  # noqa: N801 (named as the functools one it replaces)
+    """`functools.cached_property` without its lock (Python 3.11 takes one per first read,
+    a measurable share of deciding): a view belongs to one thread, and computing a value
+    twice would give the same value."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached_property[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ class WorkflowView:
         return (kind, step) in self._by_kind
 
     def count(self, kind: str, step: str | None = None) -> int:
-        return len(self.of(kind, step))
+        return len(self._by_kind.get((kind, step), ()))
 
     def latest(self, kind: str, step: str | None = None) -> Fact | None:
         found = self._by_kind.get((kind, step))
@@ -154,12 +179,45 @@ class WorkflowView:
         reason = undecodable(self.input)
         if reason is not None:
             return f"its input: {reason}"
-        for fact in self.facts:
-            reason = undecodable(fact.data)
-            if reason is not None:
-                return f"fact #{fact.seq} ({fact.kind}): {reason}"
-        return None
+        return _undecodable_fact(self.facts)
+
+    def with_facts(self, facts: Sequence[Fact]) -> WorkflowView:
+        """This view with `facts` appended (the ones its transaction is about to write).
+        The indexes this view has built already are extended, not built again: a decision
+        reads a view, then the same view plus the outcome it records."""
+        if not facts:
+            return self
+        view = dataclasses.replace(self, facts=(*self.facts, *facts))
+        known, grown = self.__dict__, view.__dict__
+        if "_by_slot" in known:
+            by_slot = dict(known["_by_slot"])
+            by_slot.update((fact.slot, fact) for fact in facts if fact.slot is not None)
+            grown["_by_slot"] = by_slot
+        if "_by_kind" in known:
+            by_kind = dict(known["_by_kind"])  # the lists are shared: copy each that grows
+            for fact in facts:
+                keys: list[tuple[str, str | None]] = [(fact.kind, None)]
+                if fact.step is not None:
+                    keys.append((fact.kind, fact.step))
+                for key in keys:
+                    by_kind[key] = [*by_kind.get(key, ()), fact]
+            grown["_by_kind"] = by_kind
+        if "undecodable" in known:
+            grown["undecodable"] = known["undecodable"] or _undecodable_fact(facts)
+        if all(fact.kind != RETRY_REQUESTED for fact in facts):
+            for name in ("round", "round_start"):
+                if name in known:
+                    grown[name] = known[name]
+        return view
 
     def supervisor_runs_this_round(self) -> int:
         start = self.round_start
         return sum(1 for f in self.facts if f.kind == SUPERVISOR_RAN and f.seq > start)
+
+
+def _undecodable_fact(facts: Sequence[Fact]) -> str | None:
+    for fact in facts:
+        reason = undecodable(fact.data)
+        if reason is not None:
+            return f"fact #{fact.seq} ({fact.kind}): {reason}"
+    return None

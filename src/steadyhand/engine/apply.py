@@ -32,6 +32,7 @@ from steadyhand.core.facts import (
     COMPENSATION,
     CONTINUED_FROM,
     EVENT_RECEIVED,
+    PHASE_PREFIX,
     SCHEDULED,
     SUPERVISOR_RAN,
     TERMINAL_STATES,
@@ -293,10 +294,16 @@ def cancel_child_txn(tx: Tx, cid: str, reason: str, now: float, writes: Writes) 
 def withdrawn_facts(tx: Tx, view: WorkflowView, writes: Writes, state: str) -> list[NewFact]:
     """Withdraw the calls still queued for a workflow that ends in this transaction (in the
     store and in `writes`): one `<phase>_withdrawn` fact each, in its outcome slot, so the
-    call reads as never run. Calls a worker holds are in flight and will be recorded late."""
-    queued = tx.execute("withdraw_calls", {"id": view.workflow_id}).fetchall()
-    calls = {(str(r[0]), str(r[1]), int(r[2])) for r in queued}
-    calls |= set(writes.withdraw_calls(view.workflow_id))
+    call reads as never run. Calls a worker holds are in flight and will be recorded late.
+
+    The store is asked only when the view shows a call still open: a call's task is queued
+    with its `scheduled` fact, and goes (consumed, expired, withdrawn) with the fact in its
+    outcome slot, so a workflow whose every scheduled call has an outcome has no queued call
+    (the common ending: one round trip saved per workflow)."""
+    calls = set(writes.withdraw_calls(view.workflow_id))
+    if has_open_calls(view):
+        queued = tx.execute("withdraw_calls", {"id": view.workflow_id}).fetchall()
+        calls |= {(str(r[0]), str(r[1]), int(r[2])) for r in queued}
     facts = []
     for phase, step, attempt in sorted(calls):
         slot = call_slot(phase, step, attempt, "outcome")
@@ -304,6 +311,18 @@ def withdrawn_facts(tx: Tx, view: WorkflowView, writes: Writes, state: str) -> l
             data = {"reason": f"the workflow ended {state} before the call ran"}
             facts.append(NewFact(call_kind(phase, WITHDRAWN), step, attempt, slot, data))
     return facts
+
+
+_SCHEDULED_PHASE: dict[str, str] = {call_kind(phase, SCHEDULED): phase for phase in PHASE_PREFIX}
+
+
+def has_open_calls(view: WorkflowView) -> bool:
+    """True when some call the view records as scheduled has no outcome yet."""
+    return any(
+        view.slot(call_slot(_SCHEDULED_PHASE[f.kind], f.step, f.attempt, "outcome")) is None
+        for f in view.facts
+        if f.kind in _SCHEDULED_PHASE and f.step is not None and f.attempt is not None
+    )
 
 
 def breadcrumb(view: WorkflowView, decision: Decision, elapsed: float) -> NewFact:

@@ -52,9 +52,7 @@ def load_many_txn(tx: Tx, workflow_ids: Sequence[str]) -> dict[str, WorkflowView
 def extended(view: WorkflowView, facts: Sequence[Fact]) -> WorkflowView:
     """The view plus facts this transaction is about to append, without reading them back
     (the row lock is held: nothing else can have been appended)."""
-    if not facts:
-        return view
-    return dataclasses.replace(view, facts=(*view.facts, *facts))
+    return view.with_facts(facts)
 
 
 def view_of(
