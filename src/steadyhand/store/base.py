@@ -38,6 +38,18 @@ _workflow = rows.workflow_from_row
 _fact = rows.fact_from_row
 
 
+def grouped_facts(
+    locked: Sequence[Any], read: Sequence[Any]
+) -> tuple[dict[str, WorkflowRow], dict[str, tuple[Fact, ...]]]:
+    """The root rows `lock_workflows` returned and the facts `read_facts_of` read, by id."""
+    found = {row[0]: _workflow(row) for row in locked}
+    facts: dict[str, list[Fact]] = {wid: [] for wid in found}
+    for row in read:
+        if row[0] in facts:  # a fact of a workflow id without a root row cannot exist
+            facts[row[0]].append(_fact(row[1:]))
+    return found, {wid: tuple(each) for wid, each in facts.items()}
+
+
 @dataclass(frozen=True)
 class BatchWrite:
     """The set-based writes of one engine transaction, applied in this order: finished
@@ -133,13 +145,7 @@ class Tx(ABC):
         a cycle), then read their facts. Returns the rows that exist and their facts, by id."""
         ids = self.ids(sorted(workflow_ids))
         locked = self.execute("lock_workflows", {"ids": ids}).fetchall()
-        read = self.execute("read_facts_of", {"ids": ids}).fetchall()
-        rows = {row[0]: _workflow(row) for row in locked}
-        grouped: dict[str, list[Fact]] = {wid: [] for wid in rows}
-        for row in read:
-            if row[0] in grouped:  # a fact of a workflow id without a root row cannot exist
-                grouped[row[0]].append(_fact(row[1:]))
-        return rows, {wid: tuple(facts) for wid, facts in grouped.items()}
+        return grouped_facts(locked, self.execute("read_facts_of", {"ids": ids}).fetchall())
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         row = self.execute("get_workflow", {"id": workflow_id}).fetchone()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from steadyhand.core.errors import StoreError, StoreUnavailable
 from steadyhand.core.records import Task
-from steadyhand.store.base import BatchWrite, Cursor, Store, Tx, task_from_row
+from steadyhand.store.base import Store, Tx, task_from_row
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.pg_connect import (
     READER_ATTRS,
@@ -35,14 +35,8 @@ from steadyhand.store.pg_connect import (
     with_session_attrs,
 )
 from steadyhand.store.pg_errors import connect_error, store_error
-from steadyhand.store.pg_statements import (
-    QUERIES,
-    RECORDS,
-    WRITE_BATCH,
-    pyformat_cached,
-    records,
-    rows_param,
-)
+from steadyhand.store.pg_statements import QUERIES
+from steadyhand.store.pg_tx import PgTx
 from steadyhand.store.pgwaits import BLOCKED, blocked_message, timeouts_from_url
 from steadyhand.store.priorities import AGE_BOOST
 
@@ -64,59 +58,6 @@ def _check_if_idle(conn: Any) -> None:
     """Pool `check` hook: ping only connections idle for a while (a round trip saved)."""
     if time.monotonic() - _RETURNED.get(conn, 0.0) > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
-
-
-class PgTx(Tx):
-    """A transaction on one pooled connection.
-
-    Statements are sent one by one and psycopg prepares the frequent ones, so the server
-    plans each once per connection. Measured against sending a batch's statements as one
-    string (two round trips per batch, but planned every time): planning cost more than
-    the round trips saved on a nearby server, and so did psycopg's pipeline mode in client
-    CPU."""
-
-    def __init__(self, conn: psycopg.Connection[Any], channel: str) -> None:
-        self._conn = conn
-        self._channel = channel
-        self.statement = "(none yet)"  # the last one sent: what a timeout interrupted
-
-    def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        self.statement = name
-        return self._conn.execute(QUERIES[name], params or {})
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        self.statement = " ".join(sql.split())[:80]
-        return self._conn.execute(pyformat_cached(sql), params or {})
-
-    def notify(self) -> None:
-        self.execute("notify", {"channel": self._channel})
-
-    def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        if name in RECORDS:
-            self._conn.execute(RECORDS[name], rows_param(rows))
-        else:
-            super().execute_many(name, rows)
-
-    def returning_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        if not rows:
-            return []
-        return self._conn.execute(RECORDS[name], rows_param(rows)).fetchall()
-
-    def ids(self, values: Sequence[Any]) -> Any:
-        return list(values)
-
-    def write_batch(self, batch: BatchWrite) -> list[Any]:
-        params = {
-            "finished": sorted(batch.finished_tasks),
-            "idle": sorted(batch.idle_wakeups_of),
-            "closed": sorted(batch.closed),
-            "insert_fact": records(batch.facts),
-            "insert_call_task": records(batch.call_tasks),
-            "insert_call_task_leased": records(batch.leased_calls),
-        }
-        return self._conn.execute(WRITE_BATCH, params).fetchall()
 
 
 __all__ = ["PostgresStore", "split_url"]
@@ -239,8 +180,15 @@ class PostgresStore(Store):
             with self._connection() as conn:
                 tx = PgTx(conn, self.channel)
                 try:
-                    with conn.transaction():
+                    try:
                         yield tx
+                        if tx.begun:
+                            conn.commit()
+                    except BaseException:
+                        if tx.begun and not conn.closed:
+                            with suppress(psycopg.Error):
+                                conn.rollback()
+                        raise
                 except BLOCKED as exc:  # rolled back; say who blocked us, on this connection
                     message = blocked_message(conn, self.schema, tx.statement, exc, self.timeouts)
                     raise StoreUnavailable(f"PostgreSQL: {message}", cause="locked") from exc
