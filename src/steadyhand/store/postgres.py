@@ -175,10 +175,12 @@ class PostgresStore(Store):
             raise StoreUnavailable(reroute_message(exc)) from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, single: bool = False) -> Iterator[Tx]:
+        """One transaction; `single`: one statement, which commits by itself (no BEGIN)."""
         try:
             with self._connection() as conn:
                 tx = PgTx(conn, self.channel)
+                tx.begun = single  # nothing to open: commit and rollback find nothing open
                 try:
                     try:
                         yield tx
@@ -254,7 +256,7 @@ class PostgresStore(Store):
         return target
 
     def lease_tasks(self, owner: str, limit: int, now: float, until: float) -> list[Task]:
-        with self.transaction() as tx:
+        with self.transaction(single=True) as tx:  # one UPDATE: one round trip
             rows = tx.execute(
                 "lease_tasks",
                 {
