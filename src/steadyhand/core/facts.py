@@ -7,6 +7,7 @@ or "the workflow ended" impossible to record twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,8 +122,10 @@ UNKNOWN_OUTCOMES = (TIMED_OUT, LOST, UNCERTAIN)
 CALL_SUFFIXES = (SCHEDULED, *OUTCOMES, WITHDRAWN)  # every call kind is a prefix and one of these
 
 
+@functools.cache
 def call_kind(phase: str, suffix: str) -> FactKind:
-    """The fact kind for a call event, e.g. ("compensation", "failed") -> compensation_failed."""
+    """The fact kind for a call event, e.g. ("compensation", "failed") -> compensation_failed.
+    (Looked up once per pair: every decision asks for them.)"""
     return FactKind(f"{PHASE_PREFIX[phase]}_{suffix}")
 
 

@@ -33,8 +33,6 @@ LOGGED_ERROR_CHARS = 300
 
 log = logging.getLogger("steadyhand.worker")
 
-log = logging.getLogger("steadyhand.worker")
-
 
 def context_for(task: Task, beat: Callable[[Any], None] | None = None) -> Context:
     payload = task.payload
@@ -62,6 +60,8 @@ def log_outcome(agent: str, task: Task, outcome: Outcome, extra: dict[str, Any])
     """One INFO line per attempt outcome, so a person tailing the log sees what happens:
     `workflow W step S action attempt 2 (agent book_hotel): failed (transient) in 12.3 ms:
     HTTPError: 503`."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     data = outcome.data or {}
     took = data.get("duration_ms")
     what = outcome.suffix
