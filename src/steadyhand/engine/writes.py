@@ -17,7 +17,7 @@ dropped by it (an extra supervisor run is harmless; a lost one is not).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ class Writes:
     wants_notify: bool = False  # something was queued that an idle worker could start
     _slots: set[tuple[str, str]] = field(default_factory=set)
     _consumed: set[tuple[str, str, str, int]] = field(default_factory=set)
-    _leased: list[Any] = field(default_factory=list)
+    _leased: Callable[[], list[Any]] = list  # the leased calls' rows, once committed
 
     def insert_workflow(self, tx: Tx, row: WorkflowRow, input_json: str, plan_json: str) -> bool:
         """Insert a workflow's root row now, the one write whose answer the rest depends on:
@@ -188,7 +188,7 @@ class Writes:
         """The transaction committed: give each claim the calls leased to it (a call that
         already had a task is not returned, and so not handed off)."""
         claims = {_call_key(row): claim for row, claim in self.leased_calls}
-        for row in self._leased:
+        for row in self._leased():
             claims[_call_key_of(row)].tasks.append(task_from_row(row))
 
 

@@ -94,10 +94,10 @@ class Tx(ABC):
             out += self.execute(name, encode_json_params(params)).fetchall()
         return out
 
-    def write_batch(self, batch: BatchWrite) -> list[Any]:
-        """Apply `batch`, one statement per part (PostgreSQL sends all parts as one);
-        returns the task rows of the leased calls inserted (a call whose task already
-        existed is not returned)."""
+    def write_batch(self, batch: BatchWrite) -> Callable[[], list[Any]]:
+        """Apply `batch`, one statement per part (PostgreSQL sends all parts as one, and
+        sends it with the commit); returns how to read, once committed, the task rows of
+        the leased calls inserted (a call whose task already existed is not returned)."""
         if batch.finished_tasks:
             self.delete_tasks(batch.finished_tasks)
         if batch.idle_wakeups_of:
@@ -108,9 +108,8 @@ class Tx(ABC):
             self.execute_many("insert_fact", batch.facts)
         if batch.call_tasks:
             self.execute_many("insert_call_task", batch.call_tasks)
-        if not batch.leased_calls:
-            return []
-        return self.returning_many("insert_call_task_leased", batch.leased_calls)
+        rows = self.returning_many("insert_call_task_leased", batch.leased_calls)
+        return lambda: rows
 
     def ids(self, values: Sequence[Any]) -> Any:
         """A list of ids as the `:ids` parameter of this dialect's set statements."""

@@ -3,7 +3,8 @@ BEGIN sent along with the first of them (see `PgTx`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from typing import Any
 
 import psycopg
@@ -40,14 +41,52 @@ class PgTx(Tx):
         self._channel = channel
         self.begun = False  # BEGIN sent (the caller commits or rolls back)
         self.statement = "(none yet)"  # the last one sent: what a timeout interrupted
+        self._pipeline: AbstractContextManager[Any] | None = None  # a batch write to commit
 
-    def _run(self, query: Any, params: Mapping[str, Any]) -> Cursor:
+    def commit(self) -> None:
+        """Commit what was begun; a batch write and what followed it are sent with the
+        COMMIT, and any error they meet is raised here (nothing is then committed)."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            if self.begun:
+                self._conn.commit()
+            return
+        try:
+            self._conn.commit()
+        except BaseException as exc:
+            pipeline.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        pipeline.__exit__(None, None, None)
+
+    def rollback(self) -> None:
+        """Undo what was begun (after an error: nothing here raises)."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            with suppress(psycopg.Error):
+                pipeline.__exit__(None, None, None)
+        if self.begun and not self._conn.closed:
+            with suppress(psycopg.Error):
+                self._conn.rollback()
+
+    def _run(self, query: Any, params: Mapping[str, Any], *, queued: bool = False) -> Cursor:
+        """Send one statement. After a batch write, only a statement whose answer nobody
+        reads (`queued`: a wake-up, a NOTIFY) joins it on the way to the COMMIT; any other
+        first waits for the batch (its row count or rows are read at once)."""
+        if not queued:
+            self._settle()
         if self.begun:
             return self._conn.execute(query, params)
         return self._opening((query, params))[0]
 
+    def _settle(self) -> None:
+        """Wait for a batch write still on its way (raising what it met)."""
+        if self._pipeline is not None:
+            pipeline, self._pipeline = self._pipeline, None
+            pipeline.__exit__(None, None, None)
+
     def _opening(self, *statements: tuple[Any, Mapping[str, Any]]) -> list[Cursor]:
         """Send BEGIN (unless sent) and `statements` in one round trip; their cursors."""
+        self._settle()
         with self._conn.pipeline():
             if not self.begun:
                 self._conn.execute("BEGIN")
@@ -74,14 +113,15 @@ class PgTx(Tx):
         return grouped_facts(locked.fetchall(), read.fetchall())
 
     def notify(self) -> None:
-        self.execute("notify", {"channel": self._channel})
+        self.statement = "notify"
+        self._run(QUERIES["notify"], {"channel": self._channel}, queued=True)
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         if name in RECORDS:
             self.statement = name
-            self._run(RECORDS[name], rows_param(rows))
+            self._run(RECORDS[name], rows_param(rows), queued=True)
         else:
             super().execute_many(name, rows)
 
@@ -94,7 +134,7 @@ class PgTx(Tx):
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
 
-    def write_batch(self, batch: BatchWrite) -> list[Any]:
+    def write_batch(self, batch: BatchWrite) -> Callable[[], list[Any]]:
         params = {
             "finished": sorted(batch.finished_tasks),
             "idle": sorted(batch.idle_wakeups_of),
@@ -104,4 +144,12 @@ class PgTx(Tx):
             "insert_call_task_leased": records(batch.leased_calls),
         }
         self.statement = "write_batch"
-        return self._run(WRITE_BATCH, params).fetchall()
+        if not self.begun:
+            return self._run(WRITE_BATCH, params).fetchall
+        # The batch is the transaction's last write: sent with what follows and the COMMIT,
+        # one round trip; its rows are read once committed.
+        if self._pipeline is None:
+            pipeline = self._conn.pipeline()
+            pipeline.__enter__()
+            self._pipeline = pipeline
+        return self._conn.execute(WRITE_BATCH, params).fetchall

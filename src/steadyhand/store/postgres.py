@@ -184,12 +184,9 @@ class PostgresStore(Store):
                 try:
                     try:
                         yield tx
-                        if tx.begun:
-                            conn.commit()
+                        tx.commit()
                     except BaseException:
-                        if tx.begun and not conn.closed:
-                            with suppress(psycopg.Error):
-                                conn.rollback()
+                        tx.rollback()
                         raise
                 except BLOCKED as exc:  # rolled back; say who blocked us, on this connection
                     message = blocked_message(conn, self.schema, tx.statement, exc, self.timeouts)
