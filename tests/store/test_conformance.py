@@ -13,6 +13,7 @@ from steadyhand.core.errors import StoreError
 from steadyhand.core.records import NewFact, Task
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
+from steadyhand.store.base import BatchWrite
 from steadyhand.store.clock import store_clock
 from steadyhand.store.migrations import latest_version, migrations
 from tests.apps.scripted import app
@@ -135,3 +136,29 @@ def test_schema_is_versioned_and_migrate_is_idempotent(store: Store) -> None:
     with store.snapshot() as tx:
         versions = [r[0] for r in tx.query("SELECT version FROM steadyhand_schema").fetchall()]
     assert sorted(versions) == [v for v, _, _ in migrations(dialect)]
+
+
+def _fact_row(workflow_id: str, seq: int) -> dict[str, object]:
+    return {"id": workflow_id, "seq": seq, "kind": "note", "step": None, "attempt": None,
+            "slot": None, "data": {"n": seq}, "at": time.time(), "service": None}  # fmt: skip
+
+
+def test_a_batch_write_is_read_back_and_refused_whole(store: Store, tmp_path: Path) -> None:
+    """PostgreSQL sends a batch write on with what follows it to the COMMIT: a statement
+    that reads after it sees it, and a refused batch takes the whole transaction with it."""
+    workflow_id = _started(store, tmp_path)
+    with store.snapshot() as tx:
+        last = tx.read_facts(workflow_id)[-1].seq
+    with store.transaction() as tx:
+        tx.lock_workflow(workflow_id)
+        tx.write_batch(BatchWrite(facts=[_fact_row(workflow_id, last + 1)]))
+        assert tx.read_facts(workflow_id)[-1].seq == last + 1, "read after the batch"
+        tx.write_batch(BatchWrite(facts=[_fact_row(workflow_id, last + 2)]))
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.lock_workflow(workflow_id)
+        tx.write_batch(BatchWrite(facts=[_fact_row(workflow_id, last + 3)]))
+        tx.write_batch(BatchWrite(facts=[_fact_row(workflow_id, last + 1)]))  # seq taken
+        tx.execute_many("wake_supervisor", [{"id": workflow_id, "due_at": 0.0, "now": 0.0}])
+    with store.snapshot() as tx:
+        assert [f.seq for f in tx.read_facts(workflow_id)][-1] == last + 2, "nothing of it"
+        assert all(t.kind != "supervise" for t in tx.workflow_tasks(workflow_id))
