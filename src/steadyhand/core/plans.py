@@ -199,9 +199,10 @@ class StepSpec:
                 f"step {self.name!r}: probe_budget must be at least 1 and probe_backoff >= 0"
             )
 
-    @property
+    @functools.cached_property
     def probe_policy(self) -> RetryPolicy:
-        """How often and how patiently a probe that cannot tell yet is asked again."""
+        """How often and how patiently a probe that cannot tell yet is asked again (made
+        once per step: every decision asks for it, for every step of the plan)."""
         return RetryPolicy(
             max_attempts=self.probe_budget,
             initial_backoff=self.probe_backoff,

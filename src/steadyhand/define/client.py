@@ -21,6 +21,7 @@ from steadyhand.core.errors import (
 )
 from steadyhand.core.limits import MAX_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import (
+    Plan,
     check_name,
     encode_json,
 )
@@ -29,6 +30,7 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.define.tracecontext import caller_trace
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
+from steadyhand.engine.starting import StartCoalescer, StartRequest
 from steadyhand.store import Store
 from steadyhand.store.clock import store_clock
 from steadyhand.store.priorities import check_priority
@@ -52,6 +54,7 @@ class Client:
         # The store's clock, not this machine's: what the client stamps (a start, a signal)
         # is judged by workers on other machines.
         self.engine = Engine(store, app.supervisors, clock=store_clock(store), plans=app.plans)
+        self._starts = StartCoalescer(self.engine.start_batch)
 
     def start(
         self,
@@ -69,10 +72,18 @@ class Client:
         ends, the workflow rolls back what took effect. `priority` (0..9, higher first)
         orders its tasks when workers lease (a task waiting long goes first whatever its
         priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
-        turns for a service's `max_in_flight` slots."""
-        return self.start_many(
-            [(name, input, key)], deadline=deadline, priority=priority, fairness_key=fairness_key
-        )[0]
+        turns for a service's `max_in_flight` slots.
+
+        Threads that start at the same time share a transaction (`StartCoalescer`): each
+        gets its own answer or its own error, as if it had started alone."""
+        workflow_id, plan, value, text, key = self._checked(name, input, key)
+        seconds = check_deadline(deadline)
+        priority, fairness_key = check_priority(priority, fairness_key)
+        with caller_trace(f"steadyhand start {name}", {"steadyhand.workflow": name}) as trace:
+            request = StartRequest(
+                workflow_id, plan, value, text, key, None, seconds, priority, fairness_key, trace
+            )
+            return self._starts.start(request)
 
     def start_many(
         self,
@@ -85,13 +96,7 @@ class Client:
         """Start several workflows, each `(name, input, key or None)`, in one transaction:
         all are created (or found by their keys), or, on any error, none is. The options
         are those of `start`, for every one of them."""
-        batch = []
-        for name, input, key in requests:
-            plan = self.app.plan(name)
-            text = encode_json(self.app.checked_input(name, input), "workflow input")
-            if key is not None:
-                check_text(key, "idempotency key", MAX_KEY_CHARS)
-            batch.append((new_workflow_id(), plan, jsoncodec.loads(text), text, key, None))
+        batch = [(*self._checked(name, input, key), None) for name, input, key in requests]
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         names = ",".join(sorted({request[1].workflow for request in batch}))
@@ -103,6 +108,17 @@ class Client:
                 fairness_key=fairness_key,
                 trace=trace,
             )
+
+    def _checked(
+        self, name: str, input: Any, key: str | None
+    ) -> tuple[str, Plan, Any, str, str | None]:
+        """A start request checked: a new id, the plan, the input as stored (a value and
+        its JSON text), the key."""
+        plan = self.app.plan(name)
+        text = encode_json(self.app.checked_input(name, input), "workflow input")
+        if key is not None:
+            check_text(key, "idempotency key", MAX_KEY_CHARS)
+        return new_workflow_id(), plan, jsoncodec.loads(text), text, key
 
     def signal(
         self,

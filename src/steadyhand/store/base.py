@@ -18,7 +18,7 @@ from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
-from steadyhand.store import rows
+from steadyhand.store import rows, starts
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -148,6 +148,20 @@ class Tx(ABC):
     def workflow_by_key(self, key: str) -> WorkflowRow | None:
         row = self.execute("workflow_by_key", {"key": key}).fetchone()
         return None if row is None else _workflow(row)
+
+    def workflows_by_keys(self, keys: Sequence[str]) -> dict[str, WorkflowRow]:
+        """The workflows that hold any of `keys`, by key, in one query."""
+        found = self.execute("workflows_by_keys", {"ids": self.ids(sorted(keys))}).fetchall()
+        return {row[2]: _workflow(row) for row in found}
+
+    def insert_workflows(self, batch: Sequence[starts.NewWorkflow]) -> set[str]:
+        """Insert root rows, each with its watch-list entry and priority, and wake idle
+        workers once this commits; returns the ids inserted (a row whose id or key is
+        taken is skipped: see `store.starts`)."""
+        inserted = starts.insert_workflows_one_by_one(self, batch)
+        if inserted:
+            self.notify()
+        return inserted
 
     # -- facts ------------------------------------------------------------------------------
     def read_facts(self, workflow_id: str) -> tuple[Fact, ...]:

@@ -45,6 +45,7 @@ from steadyhand.store.pg_statements import (
 )
 from steadyhand.store.pgwaits import BLOCKED, blocked_message, timeouts_from_url
 from steadyhand.store.priorities import AGE_BOOST
+from steadyhand.store.starts import PG_INSERT_WORKFLOWS, NewWorkflow, pg_insert_params
 
 _MIGRATION_LOCK = 0x57EADE  # advisory lock key: one migrator at a time
 
@@ -79,6 +80,7 @@ class PgTx(Tx):
         self._conn = conn
         self._channel = channel
         self.statement = "(none yet)"  # the last one sent: what a timeout interrupted
+        self._notified = False
 
     def execute(self, name: str, params: Mapping[str, Any] | None = None) -> Cursor:
         self.statement = name
@@ -89,7 +91,9 @@ class PgTx(Tx):
         return self._conn.execute(pyformat_cached(sql), params or {})
 
     def notify(self) -> None:
-        self.execute("notify", {"channel": self._channel})
+        if not self._notified:  # once per transaction is enough (PostgreSQL merges them)
+            self._notified = True
+            self.execute("notify", {"channel": self._channel})
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -106,6 +110,15 @@ class PgTx(Tx):
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def insert_workflows(self, batch: Sequence[NewWorkflow]) -> set[str]:
+        if not batch:
+            return set()
+        self.statement = "insert_workflows"
+        params = pg_insert_params(batch, self._channel)
+        found = self._conn.execute(PG_INSERT_WORKFLOWS, params).fetchall()
+        self._notified |= bool(found)  # the statement sent it (see store.starts)
+        return {row[0] for row in found}
 
     def write_batch(self, batch: BatchWrite) -> list[Any]:
         params = {

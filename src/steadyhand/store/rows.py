@@ -29,10 +29,11 @@ JSON_PARAMS = ("data", "payload")
 
 
 def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: jsoncodec.dumps(value) if key in JSON_PARAMS else value
-        for key, value in params.items()
-    }
+    encoded = dict(params)
+    for key in JSON_PARAMS:
+        if key in encoded:
+            encoded[key] = jsoncodec.dumps(encoded[key])
+    return encoded
 
 
 def call_task_row(

@@ -25,6 +25,7 @@ from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.priorities import AGE_BOOST
 from steadyhand.store.queries import SHARED
 from steadyhand.store.sqlite_errors import store_error
+from steadyhand.store.starts import NewWorkflow, insert_workflows_locked
 from steadyhand.store.wakeup import WakeChannel
 
 _HAS_SCHEMA_TABLE = (
@@ -71,6 +72,11 @@ class SqliteTx(Tx):
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             self._conn.executemany(QUERIES[name], [encode_json_params(row) for row in rows])
+
+    def insert_workflows(self, batch: Sequence[NewWorkflow]) -> set[str]:
+        inserted = insert_workflows_locked(self._conn, QUERIES, batch)  # locked at BEGIN
+        self.wants_broadcast |= bool(inserted)  # wake idle workers (see store.starts)
+        return inserted
 
 
 def sqlite_path(url: str) -> Path:

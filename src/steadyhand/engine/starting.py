@@ -1,0 +1,220 @@
+"""Starting workflows: a client's batch in one transaction, written set-wise, and the
+coalescing of concurrent single starts into such batches.
+
+A batch looks its idempotency keys up in one query, inserts its root rows (with their
+watch-list entries and priorities) in one statement (`store.starts`), reads the circuits
+once, takes each new workflow's first decision into one `Writes`, and flushes that once
+(one NOTIFY). Its answers are those of starting each request in turn: a key held in the
+store, or claimed earlier in the same batch, returns that workflow (`created=False`) when
+name and input match, and raises `IdempotencyConflict` when they differ, which rolls the
+whole batch back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from steadyhand.core.errors import IdempotencyConflict, StoreError
+from steadyhand.core.plans import Plan
+from steadyhand.core.records import WorkflowRow
+from steadyhand.engine.answers import Started
+from steadyhand.engine.apply import dumps, started_fact
+from steadyhand.engine.deciding import Decider
+from steadyhand.engine.views import newest_run, view_of, with_services_txn
+from steadyhand.engine.writes import Writes
+from steadyhand.store.base import Tx
+from steadyhand.store.starts import NewWorkflow
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One workflow to start: its new id, plan and input (as a value and as JSON text),
+    its idempotency key, and its options (`deadline` None: the definition's)."""
+
+    workflow_id: str
+    plan: Plan
+    input_value: Any
+    input_json: str
+    key: str | None = None
+    parent_id: str | None = None
+    deadline: float | None = None
+    priority: int = 0
+    fairness_key: str | None = None
+    trace: Mapping[str, Any] | None = None  # the caller's trace context, kept in the fact
+
+
+class StartIntake(Decider):
+    """The entry point that starts workflows (see the module docstring)."""
+
+    def start_batch(self, requests: Sequence[StartRequest]) -> list[Started]:
+        """Start every request in one transaction: all are created (or found by their
+        keys), or, on any error, none is."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            return self.start_batch_txn(tx, now, requests)
+
+    def start_batch_txn(
+        self, tx: Tx, now: float, requests: Sequence[StartRequest]
+    ) -> list[Started]:
+        keys = sorted({r.key for r in requests if r.key is not None})
+        found = tx.workflows_by_keys(keys) if keys else {}
+        answers: list[Started | None] = [None] * len(requests)
+        claimed: set[tuple[str, str]] = set()  # the keys (else ids) requests claim
+        repeats: list[int] = []  # requests whose key an earlier one in the batch claimed
+        plans: dict[int, str] = {}  # each plan's JSON, encoded once per batch
+        batch: list[tuple[int, NewWorkflow]] = []
+        for i, r in enumerate(requests):
+            if r.key is not None and r.key in found:
+                existing = found[r.key]
+                _check_same(existing, r.plan.workflow, r.input_value, r.key)
+                answers[i] = Started(newest_run(tx, existing).id, created=False)
+                continue
+            if _claim(r) in claimed:
+                repeats.append(i)
+                continue
+            claimed.add(_claim(r))
+            plan_json = plans.get(id(r.plan))
+            if plan_json is None:
+                plan_json = plans[id(r.plan)] = dumps(r.plan.to_json())
+            row = WorkflowRow(
+                r.workflow_id, r.plan.workflow, r.key, r.input_value, r.plan, r.parent_id, now
+            )
+            new = NewWorkflow(row, r.input_json, plan_json, r.priority, r.fairness_key)
+            batch.append((i, new))
+        inserted = tx.insert_workflows([new for _, new in batch])
+        holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
+        writes = Writes()
+        gates: dict[str, Any] = {}  # the circuits, read once for the batch
+        for i, new in batch:
+            row, r = new.row, requests[i]
+            if row.id not in inserted:  # taken meanwhile (a concurrent start won the key)
+                taker = tx.workflow_by_key(r.key) if r.key else tx.get_workflow(row.id)
+                if taker is None:
+                    raise IdempotencyConflict(f"workflow id {row.id} is already taken")
+                _check_same(taker, r.plan.workflow, r.input_value, r.key or taker.id)
+                holders[_claim(r)] = taker
+                answers[i] = Started(taker.id, created=False)
+                continue
+            holders[_claim(r)] = row
+            start = len(writes.facts)
+            started = {"trace": dict(r.trace)} if r.trace else None
+            writes.append_fact(row.id, 1, started_fact(row, r.deadline, started), now)
+            view = with_services_txn(tx, view_of(row, tuple(writes.as_read(start))), gates)
+            self.decide_and_apply_txn(tx, view, now, writes)
+            answers[i] = Started(row.id, created=True)
+        for i in repeats:  # as a second start of the same key in this transaction finds it
+            r = requests[i]
+            holder = holders[_claim(r)]
+            _check_same(holder, r.plan.workflow, r.input_value, r.key or holder.id)
+            fresh = holder.id in inserted
+            answers[i] = Started(holder.id if fresh else newest_run(tx, holder).id, False)
+        writes.flush(tx)
+        done = [answer for answer in answers if answer is not None]
+        assert len(done) == len(requests), "every request is answered"
+        return done
+
+
+def _claim(request: StartRequest) -> tuple[str, str]:
+    """What a request claims: its key, else its id (what a second start would look up)."""
+    if request.key is not None:
+        return ("key", request.key)
+    return ("id", request.workflow_id)
+
+
+def _check_same(existing: WorkflowRow, name: str, input_value: Any, key: str) -> None:
+    if existing.name != name or existing.input != input_value:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} already started workflow {existing.id} "
+            f"({existing.name}) with a different "
+            f"{'workflow name' if existing.name != name else 'input'}; use a new key for a "
+            "new workflow, or the same name and input to get the existing one back"
+        )
+
+
+class _Ticket:
+    """One caller's start, waiting for its answer (or to be handed a batch to lead)."""
+
+    __slots__ = ("answer", "batch", "done", "error", "request")
+
+    def __init__(self, request: StartRequest) -> None:
+        self.request = request
+        self.done = threading.Event()
+        self.answer: Started | None = None
+        self.error: BaseException | None = None
+        self.batch: list[_Ticket] | None = None
+
+
+class StartCoalescer:
+    """Concurrent single starts share a transaction, so that threads starting one workflow
+    each pay one commit between them instead of one each.
+
+    A caller that finds no batch committing commits its own start at once (a lone caller
+    waits for nothing). A caller that finds one committing queues; when that commit ends,
+    the first queued caller leads the next batch: everything queued meanwhile, in one
+    `start_batch`. Every caller gets its own answer or its own exception: when a batch
+    fails, each of its starts is tried again alone, so one bad request fails only itself.
+    """
+
+    def __init__(self, start_batch: Callable[[Sequence[StartRequest]], list[Started]]) -> None:
+        self._start_batch = start_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Ticket] = []
+        self._busy = False
+
+    def start(self, request: StartRequest) -> Started:
+        ticket = _Ticket(request)
+        with self._lock:
+            if self._busy:
+                self._queue.append(ticket)
+            else:
+                self._busy = True
+                ticket.batch = [ticket]
+        if ticket.batch is None:
+            ticket.done.wait()  # for the answer, or to lead the next batch
+        if ticket.batch is not None:
+            self._lead(ticket.batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.answer is not None
+        return ticket.answer
+
+    def _lead(self, batch: list[_Ticket]) -> None:
+        try:
+            self._answer(batch)
+        finally:
+            with self._lock:
+                queued, self._queue = self._queue, []
+                self._busy = bool(queued)
+            if queued:
+                queued[0].batch = queued
+                queued[0].done.set()
+
+    def _answer(self, batch: list[_Ticket]) -> None:
+        try:
+            answers = self._start_batch([ticket.request for ticket in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for ticket in batch:  # alone, each meets only its own error
+                    try:
+                        ticket.answer = self._start_batch([ticket.request])[0]
+                    except Exception as alone:
+                        ticket.error = alone
+        except BaseException as exc:  # the leader was interrupted: say so to the others
+            for ticket in batch:
+                ticket.error = StoreError(
+                    f"the start was interrupted ({type(exc).__name__}) in the thread that "
+                    "committed it with others; whether it committed is unknown: start it "
+                    "again with the same key to find out"
+                )
+            raise
+        else:
+            for ticket, answer in zip(batch, answers, strict=True):
+                ticket.answer = answer
+        finally:
+            for ticket in batch:
+                ticket.done.set()
