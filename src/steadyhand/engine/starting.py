@@ -13,6 +13,7 @@ whole batch back.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,62 +136,89 @@ def _check_same(existing: WorkflowRow, name: str, input_value: Any, key: str) ->
 
 
 class _Ticket:
-    """One caller's start, waiting for its answer (or to be handed a batch to lead)."""
+    """One caller's start, waiting for its answer (or to be made the next batch's leader)."""
 
-    __slots__ = ("answer", "batch", "done", "error", "request")
+    __slots__ = ("answer", "done", "error", "lead", "request")
 
     def __init__(self, request: StartRequest) -> None:
         self.request = request
         self.done = threading.Event()
         self.answer: Started | None = None
         self.error: BaseException | None = None
-        self.batch: list[_Ticket] | None = None
+        self.lead = False
 
 
 class StartCoalescer:
     """Concurrent single starts share a transaction, so that threads starting one workflow
     each pay one commit between them instead of one each.
 
-    A caller that finds no batch committing commits its own start at once (a lone caller
-    waits for nothing). A caller that finds one committing queues; when that commit ends,
-    the first queued caller leads the next batch: everything queued meanwhile, in one
-    `start_batch`. Every caller gets its own answer or its own exception: when a batch
-    fails, each of its starts is tried again alone, so one bad request fails only itself.
+    One batch commits at a time. A caller that finds none committing leads the next one; a
+    caller that finds one committing queues, and when that commit ends the first queued
+    caller leads the next batch: itself and everything queued. Before it commits, a leader
+    waits (at most `linger` seconds) until as many callers are queued as the last rounds
+    served, since callers just answered tend to come straight back; a lone caller, whose
+    last rounds served only itself, never waits. Every caller gets its own answer or its
+    own exception: when a batch fails, each of its starts is tried again alone, so one
+    bad request fails only itself.
     """
 
-    def __init__(self, start_batch: Callable[[Sequence[StartRequest]], list[Started]]) -> None:
+    def __init__(
+        self,
+        start_batch: Callable[[Sequence[StartRequest]], list[Started]],
+        linger: float = 0.001,
+    ) -> None:
         self._start_batch = start_batch
-        self._lock = threading.Lock()
+        self._linger = linger
+        self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Ticket] = []
-        self._busy = False
+        self._leading = False
+        self._callers = 1  # how many callers the last round served (answered or queued)
 
     def start(self, request: StartRequest) -> Started:
         ticket = _Ticket(request)
-        with self._lock:
-            if self._busy:
+        with self._cond:
+            if self._leading:
                 self._queue.append(ticket)
+                self._cond.notify()  # a lingering leader counts who has come
             else:
-                self._busy = True
-                ticket.batch = [ticket]
-        if ticket.batch is None:
+                self._leading = ticket.lead = True
+        if not ticket.lead:
             ticket.done.wait()  # for the answer, or to lead the next batch
-        if ticket.batch is not None:
-            self._lead(ticket.batch)
+        if ticket.lead:
+            self._lead(ticket)
         if ticket.error is not None:
             raise ticket.error
         assert ticket.answer is not None
         return ticket.answer
 
-    def _lead(self, batch: list[_Ticket]) -> None:
+    def _lead(self, leader: _Ticket) -> None:
+        batch = self._gather(leader)
         try:
             self._answer(batch)
         finally:
-            with self._lock:
-                queued, self._queue = self._queue, []
-                self._busy = bool(queued)
-            if queued:
-                queued[0].batch = queued
-                queued[0].done.set()
+            with self._cond:
+                self._callers = len(batch) + len(self._queue)
+                following = self._queue.pop(0) if self._queue else None
+                if following is None:
+                    self._leading = False
+                else:
+                    following.lead = True
+            if following is not None:
+                following.done.set()
+
+    def _gather(self, leader: _Ticket) -> list[_Ticket]:
+        """The batch `leader` commits: itself and every start queued, once as many callers
+        as the last round served are there, or `linger` has passed."""
+        with self._cond:
+            if self._callers > 1:
+                deadline = time.monotonic() + self._linger
+                while len(self._queue) + 1 < self._callers:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            batch, self._queue = [leader, *self._queue], []
+        return batch
 
     def _answer(self, batch: list[_Ticket]) -> None:
         try:
