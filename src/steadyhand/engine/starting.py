@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from steadyhand.core.errors import IdempotencyConflict, StoreError
 from steadyhand.core.plans import Plan
@@ -87,35 +88,106 @@ class StartIntake(Decider):
             batch.append((i, new))
         inserted = tx.insert_workflows([new for _, new in batch])
         holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
-        writes = Writes()
         gates: dict[str, Any] = {}  # the circuits, read once for the batch
-        for i, new in batch:
-            row, r = new.row, requests[i]
-            if row.id not in inserted:  # taken meanwhile (a concurrent start won the key)
-                taker = tx.workflow_by_key(r.key) if r.key else tx.get_workflow(row.id)
-                if taker is None:
-                    raise IdempotencyConflict(f"workflow id {row.id} is already taken")
-                _check_same(taker, r.plan.workflow, r.input_value, r.key or taker.id)
-                holders[_claim(r)] = taker
-                answers[i] = Started(taker.id, created=False)
-                continue
-            holders[_claim(r)] = row
-            start = len(writes.facts)
-            started = {"trace": dict(r.trace)} if r.trace else None
-            writes.append_fact(row.id, 1, started_fact(row, r.deadline, started), now)
-            view = with_services_txn(tx, view_of(row, tuple(writes.as_read(start))), gates)
-            self.decide_and_apply_txn(tx, view, now, writes)
-            answers[i] = Started(row.id, created=True)
+        with _FlushBehind(tx, threaded=len(batch) > CHUNK) as behind:
+            for first in range(0, len(batch), CHUNK):
+                writes = Writes()
+                for i, new in batch[first : first + CHUNK]:
+                    r = requests[i]
+                    answers[i], holders[_claim(r)] = self._start_txn(
+                        behind.tx, now, r, new, inserted, writes, gates
+                    )
+                behind.flush(writes)
         for i in repeats:  # as a second start of the same key in this transaction finds it
             r = requests[i]
             holder = holders[_claim(r)]
             _check_same(holder, r.plan.workflow, r.input_value, r.key or holder.id)
             fresh = holder.id in inserted
             answers[i] = Started(holder.id if fresh else newest_run(tx, holder).id, False)
-        writes.flush(tx)
         done = [answer for answer in answers if answer is not None]
         assert len(done) == len(requests), "every request is answered"
         return done
+
+    def _start_txn(
+        self,
+        tx: Tx,
+        now: float,
+        r: StartRequest,
+        new: NewWorkflow,
+        inserted: set[str],
+        writes: Writes,
+        gates: dict[str, Any],
+    ) -> tuple[Started, WorkflowRow]:
+        """Give a workflow just inserted its first fact and decision, or find what took its
+        id or key meanwhile (a concurrent start that won the key); and the row holding it."""
+        row = new.row
+        if row.id not in inserted:
+            taker = tx.workflow_by_key(r.key) if r.key else tx.get_workflow(row.id)
+            if taker is None:
+                raise IdempotencyConflict(f"workflow id {row.id} is already taken")
+            _check_same(taker, r.plan.workflow, r.input_value, r.key or taker.id)
+            return Started(taker.id, created=False), taker
+        start = len(writes.facts)
+        started = {"trace": dict(r.trace)} if r.trace else None
+        writes.append_fact(row.id, 1, started_fact(row, r.deadline, started), now)
+        view = with_services_txn(tx, view_of(row, tuple(writes.as_read(start))), gates)
+        self.decide_and_apply_txn(tx, view, now, writes)
+        return Started(row.id, created=True), row
+
+
+CHUNK = 250
+"""Workflows decided per write in a big batch: each chunk's writes are flushed on a helper
+thread while the next chunk is decided, so the database works while Python decides."""
+
+
+class _FlushBehind:
+    """Flushes each chunk's writes, behind the caller when `threaded`. `tx` stands in for
+    the transaction: any use of it waits for the flush under way, so the connection is
+    never used by two threads at once, and statements keep their order."""
+
+    def __init__(self, tx: Tx, *, threaded: bool) -> None:
+        self._tx = tx
+        self._pool = ThreadPoolExecutor(1, "steadyhand-start-flush") if threaded else None
+        self._pending: Future[None] | None = None
+        self.tx = cast(Tx, _Settled(self, tx))
+
+    def settle(self) -> None:
+        """Wait for the flush under way; raise what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def flush(self, writes: Writes) -> None:
+        self.settle()
+        if self._pool is None:
+            writes.flush(self._tx)
+        else:
+            self._pending = self._pool.submit(writes.flush, self._tx)
+
+    def __enter__(self) -> _FlushBehind:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        try:
+            if kind is None:
+                self.settle()
+            elif self._pending is not None:
+                wait([self._pending])  # failing anyway: only let the flush finish first
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+
+class _Settled:
+    """The transaction, reached only once the flush under way has finished."""
+
+    def __init__(self, behind: _FlushBehind, tx: Tx) -> None:
+        self._behind = behind
+        self._tx = tx
+
+    def __getattr__(self, name: str) -> Any:
+        self._behind.settle()
+        return getattr(self._tx, name)
 
 
 def _claim(request: StartRequest) -> tuple[str, str]:
