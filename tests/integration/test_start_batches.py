@@ -129,6 +129,16 @@ def test_a_repeated_id_within_a_batch_is_found_like_a_key(store: Store) -> None:
     first, again = client.engine.start_many([request, request])
     assert first == Started("wf-fixed", True) and again == Started("wf-fixed", False)
     assert client.engine.start("wf-fixed", plan, {"n": 1}, text, None) == again
+    keyed = ("wf-keyed", plan, {"n": 1}, text, "k1", None)
+    unkeyed = ("wf-keyed", plan, {"n": 1}, text, None, None)
+    assert client.engine.start_many([keyed, unkeyed]) == [
+        Started("wf-keyed", True),
+        Started("wf-keyed", False),
+    ]
+    other_key = ("wf-other", plan, {"n": 1}, text, "k2", None)
+    with pytest.raises(IdempotencyConflict, match="wf-other is already taken"):
+        client.engine.start_many([other_key, (*other_key[:4], "k3", None)])
+    assert _count(store) == 2
 
 
 def test_a_batch_takes_its_options(store: Store) -> None:

@@ -64,8 +64,8 @@ class StartIntake(Decider):
         keys = sorted({r.key for r in requests if r.key is not None})
         found = tx.workflows_by_keys(keys) if keys else {}
         answers: list[Started | None] = [None] * len(requests)
-        claimed: set[tuple[str, str]] = set()  # the keys (else ids) requests claim
-        repeats: list[int] = []  # requests whose key an earlier one in the batch claimed
+        claimed: set[tuple[str, str]] = set()  # the keys and ids requests claim
+        repeats: list[int] = []  # requests whose key (or id) an earlier one claimed
         plans: dict[int, str] = {}  # each plan's JSON, encoded once per batch
         batch: list[tuple[int, NewWorkflow]] = []
         for i, r in enumerate(requests):
@@ -77,7 +77,9 @@ class StartIntake(Decider):
             if _claim(r) in claimed:
                 repeats.append(i)
                 continue
-            claimed.add(_claim(r))
+            if ("id", r.workflow_id) in claimed:  # a new key under an id already used
+                raise IdempotencyConflict(f"workflow id {r.workflow_id} is already taken")
+            claimed |= {_claim(r), ("id", r.workflow_id)}
             plan_json = plans.get(id(r.plan))
             if plan_json is None:
                 plan_json = plans[id(r.plan)] = dumps(r.plan.to_json())
@@ -89,18 +91,20 @@ class StartIntake(Decider):
         inserted = tx.insert_workflows([new for _, new in batch])
         holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
         gates: dict[str, Any] = {}  # the circuits, read once for the batch
-        with _FlushBehind(tx, threaded=len(batch) > CHUNK) as behind:
+        threaded = self.store.overlaps_writes and len(batch) > CHUNK
+        with _FlushBehind(tx, threaded=threaded) as behind:
             for first in range(0, len(batch), CHUNK):
                 writes = Writes()
                 for i, new in batch[first : first + CHUNK]:
                     r = requests[i]
-                    answers[i], holders[_claim(r)] = self._start_txn(
+                    answers[i], holder = self._start_txn(
                         behind.tx, now, r, new, inserted, writes, gates
                     )
+                    holders[_claim(r)] = holders[("id", holder.id)] = holder
                 behind.flush(writes)
         for i in repeats:  # as a second start of the same key in this transaction finds it
             r = requests[i]
-            holder = holders[_claim(r)]
+            holder = holders.get(_claim(r)) or _taken(r)
             _check_same(holder, r.plan.workflow, r.input_value, r.key or holder.id)
             fresh = holder.id in inserted
             answers[i] = Started(holder.id if fresh else newest_run(tx, holder).id, False)
@@ -136,8 +140,10 @@ class StartIntake(Decider):
 
 
 CHUNK = 250
-"""Workflows decided per write in a big batch: each chunk's writes are flushed on a helper
-thread while the next chunk is decided, so the database works while Python decides."""
+"""Workflows decided per write in a big batch: on a store whose writes run in a server
+(`Store.overlaps_writes`), each chunk's writes are flushed on a helper thread while the
+next chunk is decided, so the database works while Python decides (on SQLite the writes
+hold the GIL while they bind their rows, and flushing behind was measured slower)."""
 
 
 class _FlushBehind:
@@ -188,6 +194,11 @@ class _Settled:
     def __getattr__(self, name: str) -> Any:
         self._behind.settle()
         return getattr(self._tx, name)
+
+
+def _taken(request: StartRequest) -> WorkflowRow:
+    """A keyless request repeating the id of a keyed one that found its key taken."""
+    raise IdempotencyConflict(f"workflow id {request.workflow_id} is already taken")
 
 
 def _claim(request: StartRequest) -> tuple[str, str]:

@@ -261,6 +261,9 @@ class Store(ABC):
 
     url: str
     dialect: str
+    overlaps_writes = False
+    """Whether a transaction's writes run outside this process (a database server), so
+    sending one part of a big batch while Python prepares the next saves time."""
 
     @property
     def safe_url(self) -> str:

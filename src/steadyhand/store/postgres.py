@@ -143,6 +143,7 @@ class PostgresStore(Store):
     """
 
     dialect = "postgresql"
+    overlaps_writes = True
 
     def __init__(
         self,
