@@ -45,6 +45,14 @@ def new_workflow_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
 
 
+def new_workflow_ids(count: int) -> list[str]:
+    """`count` ids as `new_workflow_id` makes them, with one read of the clock and of the
+    random source (a batch of starts)."""
+    stamp = f"{int(time.time() * 1000):012x}"
+    noise = secrets.token_hex(8 * count)
+    return [stamp + noise[16 * i : 16 * i + 16] for i in range(count)]
+
+
 class Client:
     """Starts and inspects workflows in one store. Thread-safe."""
 
@@ -76,7 +84,7 @@ class Client:
 
         Threads that start at the same time share a transaction (`StartCoalescer`): each
         gets its own answer or its own error, as if it had started alone."""
-        workflow_id, plan, value, text, key = self._checked(name, input, key)
+        workflow_id, plan, value, text, key = self._checked(name, input, key, new_workflow_id())
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         with caller_trace(f"steadyhand start {name}", {"steadyhand.workflow": name}) as trace:
@@ -96,7 +104,12 @@ class Client:
         """Start several workflows, each `(name, input, key or None)`, in one transaction:
         all are created (or found by their keys), or, on any error, none is. The options
         are those of `start`, for every one of them."""
-        batch = [(*self._checked(name, input, key), None) for name, input, key in requests]
+        items = list(requests)
+        ids = new_workflow_ids(len(items))
+        batch = [
+            (*self._checked(name, input, key, wid), None)
+            for (name, input, key), wid in zip(items, ids, strict=True)
+        ]
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         names = ",".join(sorted({request[1].workflow for request in batch}))
@@ -110,15 +123,15 @@ class Client:
             )
 
     def _checked(
-        self, name: str, input: Any, key: str | None
+        self, name: str, input: Any, key: str | None, workflow_id: str
     ) -> tuple[str, Plan, Any, str, str | None]:
-        """A start request checked: a new id, the plan, the input as stored (a value and
+        """A start request checked: its new id, the plan, the input as stored (a value and
         its JSON text), the key."""
         plan = self.app.plan(name)
         text = encode_json(self.app.checked_input(name, input), "workflow input")
         if key is not None:
             check_text(key, "idempotency key", MAX_KEY_CHARS)
-        return new_workflow_id(), plan, jsoncodec.loads(text), text, key
+        return workflow_id, plan, jsoncodec.loads(text), text, key
 
     def signal(
         self,

@@ -92,28 +92,30 @@ def insert_workflows_locked(
         kept.append(new)
     if not kept:
         return set()
-    cur = conn.executemany(queries["insert_workflow"], [_row_params(new) for new in kept])
-    if cur.rowcount != len(kept):  # pragma: no cover - impossible under the write lock
-        raise AssertionError("a workflow id or key was taken while the write lock was held")
-    opened = [{"id": new.row.id, "now": new.row.created_at} for new in kept]
-    conn.executemany(queries["open_workflow"], opened)
+    # Plain inserts: the look above was exact (and the triggers of migration 006 would
+    # refuse a taken id or key, failing the transaction, never skipping a row).
+    conn.executemany(_SQLITE_INSERT, [_row_values(new) for new in kept])
+    opened = [(new.row.id, new.row.created_at) for new in kept]
+    conn.executemany(_SQLITE_OPEN, opened)
     ranked = [_rank_params(new) for new in kept if new.ranked]
     if ranked:
         conn.executemany(queries["set_priority"], ranked)
     return {new.row.id for new in kept}
 
 
-def _row_params(new: NewWorkflow) -> dict[str, Any]:
+_SQLITE_INSERT = """
+    INSERT INTO workflows (id, name, idempotency_key, input, plan, parent_id, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_SQLITE_OPEN = (
+    "INSERT INTO open_workflows (workflow_id, since) VALUES (?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _row_values(new: NewWorkflow) -> tuple[Any, ...]:
     row = new.row
-    return {
-        "id": row.id,
-        "name": row.name,
-        "key": row.idempotency_key,
-        "input": new.input_json,
-        "plan": new.plan_json,
-        "parent_id": row.parent_id,
-        "now": row.created_at,
-    }
+    return (row.id, row.name, row.idempotency_key, new.input_json, new.plan_json,
+            row.parent_id, row.created_at)  # fmt: skip
 
 
 def _rank_params(new: NewWorkflow) -> dict[str, Any]:
