@@ -3,9 +3,9 @@ the watch list and their priorities, written with one statement per table on SQL
 (`executemany` under the write lock taken at BEGIN) and one statement for all three on
 PostgreSQL (data-modifying CTEs over one JSON parameter, each plan's text sent once).
 
-Either way a row whose id or idempotency key is taken is skipped (so is all but one of
-rows that repeat an id or key within the batch; the engine sends each claim once), and only the ids inserted are returned: the engine then finds what holds them.
-Inserting wakes idle workers once the transaction commits, as `Tx.notify` does: a new
+Either way a row whose id or idempotency key is taken is skipped (so are all but one of
+the rows that repeat an id or key within the batch; the engine sends each claim once), and
+only the ids inserted are returned: the engine then finds what holds them. Inserting wakes idle workers once the transaction commits, as `Tx.notify` does: a new
 workflow's first decision almost always queues work.
 """
 
