@@ -279,3 +279,21 @@ def test_an_error_in_a_shared_batch_fails_only_its_own_start(store: Store) -> No
     assert isinstance(found, Started) and not found.created
     assert found.workflow_id == client.list(key="taken").rows[0].id
     assert _count(store) == 3
+
+
+def test_a_big_batch_answers_as_small_ones_do(store: Store) -> None:
+    # Over CHUNK requests: decided in chunks (on PostgreSQL written behind on a helper thread).
+    client = Client(app, store)
+    before = client.start("pair", {"n": 7}, key="k-7")
+    items = [("pair", {"n": n % 600}, f"k-{n % 600}") for n in range(700)]  # 100 repeats
+    answers = client.start_many(items)
+    assert sum(a.created for a in answers) == 599  # k-7 was there already
+    assert answers[7] == Started(before.workflow_id, False)
+    assert all(answers[n + 600] == Started(answers[n].workflow_id, False) for n in range(100))
+    assert _count(store) == 600
+    with pytest.raises(IdempotencyConflict, match="different input"):
+        client.start_many([*items, ("pair", {"n": -1}, "k-650"), ("pair", {"n": 1}, "k-650")])
+    assert _count(store) == 600
+    done = client.start_many([("single", {"n": n}, None) for n in range(300)])
+    assert all(a.created for a in done) and _count(store) == 900
+    assert {_kinds(client, a.workflow_id)[-1] for a in done[::50]} == {"attempt_scheduled"}

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from steadyhand.core.errors import IdempotencyConflict, StoreError
 from steadyhand.core.plans import Plan
@@ -88,20 +88,31 @@ class StartIntake(Decider):
             )
             new = NewWorkflow(row, r.input_json, plan_json, r.priority, r.fairness_key)
             batch.append((i, new))
-        inserted = tx.insert_workflows([new for _, new in batch])
+        # Keys in one order (two batches sharing keys never wait on each other in a cycle),
+        # then in chunks: while one chunk is decided, the next one's rows are inserted and
+        # the last one's writes flushed (see `_Behind`).
+        batch.sort(key=lambda item: (item[1].row.idempotency_key or "", item[1].row.id))
+        chunks = [batch[at : at + CHUNK] for at in range(0, len(batch), CHUNK)] or [[]]
+        inserted: set[str] = set()
         holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
         gates: dict[str, Any] = {}  # the circuits, read once for the batch
         threaded = self.store.overlaps_writes and len(batch) > CHUNK
-        with _FlushBehind(tx, threaded=threaded) as behind:
-            for first in range(0, len(batch), CHUNK):
+        with _Behind(tx, threaded=threaded) as behind:
+            rows = [[new for _, new in chunk] for chunk in chunks]
+            inserting = behind.submit(tx.insert_workflows, rows[0])
+            for k, chunk in enumerate(chunks):
+                chunk_inserted = inserting.result()
+                inserted |= chunk_inserted
+                if k + 1 < len(chunks):
+                    inserting = behind.submit(tx.insert_workflows, rows[k + 1])
                 writes = Writes()
-                for i, new in batch[first : first + CHUNK]:
+                for i, new in chunk:
                     r = requests[i]
                     answers[i], holder = self._start_txn(
-                        behind.tx, now, r, new, inserted, writes, gates
+                        behind.tx, now, r, new, chunk_inserted, writes, gates
                     )
                     holders[_claim(r)] = holders[("id", holder.id)] = holder
-                behind.flush(writes)
+                behind.submit(writes.flush, tx)
         for i in repeats:  # as a second start of the same key in this transaction finds it
             r = requests[i]
             holder = holders.get(_claim(r)) or _taken(r)
@@ -139,55 +150,59 @@ class StartIntake(Decider):
         return Started(row.id, created=True), row
 
 
+T = TypeVar("T")
+
 CHUNK = 250
 """Workflows decided per write in a big batch: on a store whose writes run in a server
-(`Store.overlaps_writes`), each chunk's writes are flushed on a helper thread while the
-next chunk is decided, so the database works while Python decides (on SQLite the writes
-hold the GIL while they bind their rows, and flushing behind was measured slower)."""
+(`Store.overlaps_writes`), each chunk's rows are inserted and its writes flushed on a
+helper thread while Python decides the next, so the database works meanwhile (on SQLite
+the writes hold the GIL while they bind their rows: measured slower)."""
 
 
-class _FlushBehind:
-    """Flushes each chunk's writes, behind the caller when `threaded`. `tx` stands in for
-    the transaction: any use of it waits for the flush under way, so the connection is
-    never used by two threads at once, and statements keep their order."""
+class _Behind:
+    """Runs a batch's statements in order, behind the caller when `threaded` (on one helper
+    thread), at once otherwise. `tx` stands in for the transaction: any use of it waits
+    for everything submitted, so the connection is never used by two threads at once and
+    statements keep their order."""
 
     def __init__(self, tx: Tx, *, threaded: bool) -> None:
-        self._tx = tx
-        self._pool = ThreadPoolExecutor(1, "steadyhand-start-flush") if threaded else None
-        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(1, "steadyhand-start-writes") if threaded else None
+        self._pending: list[Future[Any]] = []
         self.tx = cast(Tx, _Settled(self, tx))
 
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        if self._pool is not None:
+            future = self._pool.submit(fn, *args)
+            self._pending.append(future)
+            return future
+        done: Future[T] = Future()
+        done.set_result(fn(*args))
+        return done
+
     def settle(self) -> None:
-        """Wait for the flush under way; raise what it raised."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for everything submitted; raise the first error met."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
-    def flush(self, writes: Writes) -> None:
-        self.settle()
-        if self._pool is None:
-            writes.flush(self._tx)
-        else:
-            self._pending = self._pool.submit(writes.flush, self._tx)
-
-    def __enter__(self) -> _FlushBehind:
+    def __enter__(self) -> _Behind:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         try:
             if kind is None:
                 self.settle()
-            elif self._pending is not None:
-                wait([self._pending])  # failing anyway: only let the flush finish first
+            elif self._pending:
+                wait(self._pending)  # failing anyway: only let the statements finish first
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
 
 
 class _Settled:
-    """The transaction, reached only once the flush under way has finished."""
+    """The transaction, reached only once everything submitted to `_Behind` has run."""
 
-    def __init__(self, behind: _FlushBehind, tx: Tx) -> None:
+    def __init__(self, behind: _Behind, tx: Tx) -> None:
         self._behind = behind
         self._tx = tx
 

@@ -5,8 +5,9 @@ PostgreSQL (data-modifying CTEs over one JSON parameter, each plan's text sent o
 
 Either way a row whose id or idempotency key is taken is skipped (so are all but one of
 the rows that repeat an id or key within the batch; the engine sends each claim once), and
-only the ids inserted are returned: the engine then finds what holds them. Inserting wakes idle workers once the transaction commits, as `Tx.notify` does: a new
-workflow's first decision almost always queues work.
+only the ids inserted are returned: the engine then finds what holds them. Inserting wakes
+idle workers once the transaction commits, as `Tx.notify` does: a new workflow's first
+decision almost always queues work.
 """
 
 from __future__ import annotations
