@@ -92,11 +92,12 @@ class StartIntake(Decider):
         # then in chunks: while one chunk is decided, the next one's rows are inserted and
         # the last one's writes flushed (see `_Behind`).
         batch.sort(key=lambda item: (item[1].row.idempotency_key or "", item[1].row.id))
-        chunks = [batch[at : at + CHUNK] for at in range(0, len(batch), CHUNK)] or [[]]
+        threaded = self.store.overlaps_writes and len(batch) > CHUNK
+        size = CHUNK if threaded else max(len(batch), 1)
+        chunks = [batch[at : at + size] for at in range(0, len(batch), size)] or [[]]
         inserted: set[str] = set()
         holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
         gates: dict[str, Any] = {}  # the circuits, read once for the batch
-        threaded = self.store.overlaps_writes and len(batch) > CHUNK
         with _Behind(tx, threaded=threaded) as behind:
             rows = [[new for _, new in chunk] for chunk in chunks]
             inserting = behind.submit(tx.insert_workflows, rows[0])
