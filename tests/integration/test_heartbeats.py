@@ -19,7 +19,7 @@ from tests.apps.long_running import LOG, app
 from tests.conftest import running_worker
 
 
-@pytest.mark.parametrize("name", ["copy", "copy_async"])
+@pytest.mark.parametrize("name", ["copy", "copy_async", "copy_code_first"])
 def test_a_silent_call_is_lost_at_its_heartbeat_timeout_and_the_next_attempt_resumes(
     store: Store, name: str
 ) -> None:

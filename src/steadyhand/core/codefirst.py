@@ -169,6 +169,7 @@ def _roll_back(
                     timeout=request.timeout,
                     compensation_retry=request.compensation_retry,
                     compensation_timeout=request.timeout,
+                    heartbeat_timeout=request.heartbeat_timeout,
                 )
             )
             inputs[name] = request.input
