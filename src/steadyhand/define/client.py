@@ -116,11 +116,14 @@ class Client:
         start_input: Any = None,
         source: str | None = None,
         raw: str | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Signalled:
         """Record event `event` on a workflow (by id or idempotency key) and wake it.
 
         `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
-        `start_input`, under `key`) when none exists yet, so events may arrive in any order.
+        `start_input`, under `key`) when none exists yet, so events may arrive in any order;
+        a workflow started so gets `priority` and `fairness_key` (see `start`).
         """
         try:
             check_name(event, "event name")
@@ -141,6 +144,7 @@ class Client:
             data["dedupe_key"] = dedupe_key
         if raw is not None:
             data["raw"] = raw
+        priority, fairness_key = check_priority(priority, fairness_key)
         begin = None
         if start is not None:
             plan = self.app.plan(start)
@@ -150,7 +154,14 @@ class Client:
             if trace is not None:
                 data["trace"] = trace
             return self.engine.signal(
-                event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+                event,
+                data,
+                workflow_id=workflow_id,
+                key=key,
+                dedupe_key=dedupe_key,
+                start=begin,
+                priority=priority,
+                fairness_key=fairness_key,
             )
 
     def view(self, workflow_id: str) -> WorkflowView:
