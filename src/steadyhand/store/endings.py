@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import socket
 import threading
@@ -72,6 +73,7 @@ class Endings(ABC):
         self._closed = False
         self._last_waiter = time.monotonic()
         self._hearer: threading.Thread | None = None
+        self._pid = os.getpid()  # a forked child inherits no thread: it starts its own
 
     # -- what a subclass provides, all called on the listener's thread -------------------
 
@@ -86,6 +88,8 @@ class Endings(ABC):
         """Register `wake` for the end of `workflow_id` while the block runs (the listener
         starts if it is not running)."""
         waiter = Waiter(workflow_id, wake)
+        if self._pid != os.getpid():
+            self._forked()
         with self._lock:
             self._waiters.setdefault(workflow_id, set()).add(waiter)
             if not self._serving and not self._closed:
@@ -136,6 +140,14 @@ class Endings(ABC):
         self._wake_all()
 
     # -- the listener's thread ---------------------------------------------------------
+
+    def _forked(self) -> None:
+        """In a child process: the parent's listener did not come along (nor, perhaps, the
+        lock's holder); start afresh, leaving the parent's connection alone."""
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._waiters, self._runners, self._stop = {}, [], None
+        self._serving, self._hearer = False, None
 
     def _start_locked(self) -> None:
         if self._stop is None:
