@@ -92,7 +92,8 @@ class Endings(ABC):
             self._forked()
         with self._lock:
             self._waiters.setdefault(workflow_id, set()).add(waiter)
-            if not self._serving and not self._closed:
+            alive = self._serving and any(t.is_alive() for t in self._runners)
+            if not alive and not self._closed:  # (a thread that died is replaced)
                 self._start_locked()
         try:
             yield waiter
@@ -162,34 +163,51 @@ class Endings(ABC):
         assert self._stop is not None
         stop = self._stop[0]
         backoff = BACKOFF_FIRST
-        while not self._leaving():
-            try:
-                source = self._connect()
-            except Exception as exc:
-                log.debug("%s: cannot listen for endings (%s); waits poll", self.name, exc)
-                if select.select([stop], [], [], backoff)[0]:
-                    break
-                backoff = min(backoff * 2, BACKOFF_MAX)
-                continue
-            backoff = BACKOFF_FIRST
-            self._set_hearing(True)
-            try:
-                self._listen(source, stop)
-            except Exception as exc:
-                log.info("%s: lost the endings listener (%s); reconnecting", self.name, exc)
-            finally:
-                self._set_hearing(False)
-                with contextlib.suppress(Exception):
-                    source.close()
+        try:
+            while not self._leaving():
+                try:
+                    source = self._connect()
+                except Exception as exc:
+                    log.debug("%s: cannot listen for endings (%s); waits poll", self.name, exc)
+                    if select.select([stop], [], [], backoff)[0]:
+                        return  # closed
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_FIRST
+                self._set_hearing(True)
+                try:
+                    if self._listen(source, stop):
+                        return
+                except Exception as exc:
+                    log.info("%s: lost the endings listener (%s); reconnecting", self.name, exc)
+                finally:
+                    self._set_hearing(False)
+                    with contextlib.suppress(Exception):
+                        source.close()
+        finally:
+            self._let_go()
 
-    def _listen(self, source: Source, stop: socket.socket) -> None:
+    def _listen(self, source: Source, stop: socket.socket) -> bool:
+        """Dispatch what `source` hears until it is lost (raises) or this thread is to
+        stop serving (True)."""
         while True:
             fd = source.fileno()  # may change: a lost PostgreSQL connection raises here
             readable = select.select([fd, stop.fileno()], [], [], TICK)[0]
             if stop.fileno() in readable or self._leaving():
-                return
+                return True
             if fd in readable:
                 self._dispatch(source.receive())
+
+    def _let_go(self) -> None:
+        """The last thread to stop serving closes the stop sockets (a store dropped
+        without `close()` leaves nothing open)."""
+        me = threading.current_thread()
+        with self._lock:
+            others = [t for t in self._runners if t is not me and t.is_alive()]
+            if not self._serving and not others and self._stop is not None:
+                for sock in self._stop:
+                    sock.close()
+                self._stop = None
 
     def _leaving(self) -> bool:
         """Closed, or idle long enough: the thread then stops serving (a new wait starts
