@@ -193,11 +193,12 @@ class SqliteStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
+            conn = self._connection()
+            noted: list[str] = self._local.noted
+            noted.clear()  # what a rolled-back transaction noted
+            if not self._local.noting:  # the store was migrated after we connected
+                self._local.noting = note_ends(conn, noted.append)
             with self._begin("IMMEDIATE") as tx:
-                noted: list[str] = self._local.noted
-                noted.clear()  # what a rolled-back transaction noted
-                if not self._local.noting:  # the store was migrated after we connected
-                    self._local.noting = note_ends(self._local.conn, noted.append)
                 yield tx
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
