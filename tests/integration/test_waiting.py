@@ -125,6 +125,17 @@ def test_an_async_wait_returns_on_the_end_not_on_its_poll(
     assert state == "completed" and took < BOUND
 
 
+def test_waiting_for_a_workflow_that_has_ended_opens_no_listener(
+    store_url: str, worker_store: Store
+) -> None:
+    with Client(app, open_store(store_url)) as client:
+        [wid] = approvals(client, 1)
+        client.cancel(wid, "not needed")
+        eventually(lambda: client.status(wid).done)
+        assert client.wait(wid, timeout=10, poll=LONG_POLL).state == "compensated"
+        assert not hub(client.store).threads() and listeners(store_url, client.store) == 0
+
+
 def test_a_wait_that_times_out_still_raises_and_leaves_nothing(
     store_url: str, worker_store: Store
 ) -> None:

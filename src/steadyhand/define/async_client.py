@@ -136,6 +136,8 @@ class AsyncClient:
                         "goes on (wait again, or look with `steadyhand status`)",
                         status,
                     )
+                if endings is not None:
+                    endings.listen()
                 if poll is not None:
                     interval = poll
                 elif endings is not None and endings.hearing:

@@ -210,6 +210,8 @@ class Client:
                         "goes on (wait again, or look with `steadyhand status`)",
                         status,
                     )
+                if endings is not None:
+                    endings.listen()
                 woken.wait(min(recheck_after(endings, poll), left))
 
     def list(

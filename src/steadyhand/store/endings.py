@@ -1,11 +1,12 @@
 """Hearing workflows end: one listener per store object, shared by every waiting client.
 
 `Client.wait` and `AsyncClient.wait` register a `Waiter` for a workflow id; the store's
-`Endings` runs one thread, started on the first wait, that listens where the store can say
-a workflow ended (PostgreSQL: LISTEN on migration 007's channel; SQLite: a socket in the
-store's wake-up channel) and wakes the waiters of each id it hears. However many clients,
-threads or tasks wait, a store holds one listening connection; it is closed once nobody
-has waited for `IDLE_AFTER` seconds, and always by `close()`.
+`Endings` runs one thread, started by the first wait that finds its workflow still running,
+that listens where the store can say a workflow ended (PostgreSQL: LISTEN on migration
+007's channel; SQLite: a socket in the store's wake-up channel) and wakes the waiters of
+each id it hears. However many clients, threads or tasks wait, a store holds one listening
+connection; it is closed once nobody has waited for `IDLE_AFTER` seconds, and always by
+`close()`.
 
 What it hears is a hint: a waiter still reads the workflow's status, and re-reads every
 `recheck` seconds, so a lost notification or a lost connection costs that interval at most.
@@ -85,16 +86,14 @@ class Endings(ABC):
 
     @contextlib.contextmanager
     def watch(self, workflow_id: str, wake: Callable[[], None]) -> Iterator[Waiter]:
-        """Register `wake` for the end of `workflow_id` while the block runs (the listener
-        starts if it is not running)."""
+        """Register `wake` for the end of `workflow_id` while the block runs. Register,
+        then look at the workflow, then `listen()` before sleeping: a workflow found ended
+        at the first look costs no listener."""
         waiter = Waiter(workflow_id, wake)
         if self._pid != os.getpid():
             self._forked()
         with self._lock:
             self._waiters.setdefault(workflow_id, set()).add(waiter)
-            alive = self._serving and any(t.is_alive() for t in self._runners)
-            if not alive and not self._closed:  # (a thread that died is replaced)
-                self._start_locked()
         try:
             yield waiter
         finally:
@@ -105,6 +104,13 @@ class Endings(ABC):
                     if not waiting:
                         del self._waiters[workflow_id]
                 self._last_waiter = time.monotonic()
+
+    def listen(self) -> None:
+        """Start the listener unless it runs (a thread that died is replaced)."""
+        with self._lock:
+            alive = self._serving and any(t.is_alive() for t in self._runners)
+            if not alive and not self._closed:
+                self._start_locked()
 
     @property
     def hearing(self) -> bool:
