@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +33,23 @@ from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
 from steadyhand.store import Store
 from steadyhand.store.clock import store_clock
+from steadyhand.store.endings import Endings
 from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
     from steadyhand.ops.reports import Page
+
+
+POLL = 0.05  # seconds between looks while the store cannot say a workflow ended
+
+
+def recheck_after(endings: Endings | None, poll: float | None) -> float:
+    """Seconds a wait sleeps between looks: `poll` if given, else long while the store's
+    listener hears ends as they happen and short while it does not."""
+    if poll is not None:
+        return poll
+    return endings.recheck if endings is not None and endings.hearing else POLL
 
 
 def new_workflow_id() -> str:
@@ -180,25 +194,36 @@ class Client:
             raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
         return derive_status(*found)
 
-    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
+    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float | None = None) -> Status:
         """Block until the workflow ends and return its final status.
 
-        Raises `WorkflowStillRunning` (a `TimeoutError`; its `status` is the last one read) when
-        `timeout` seconds pass first: the workflow goes on, only the waiting stops.
+        The store wakes the wait the moment the workflow ends (one listener per store,
+        shared by every waiting client, see `Store.endings`); the status is also re-read
+        every `poll` seconds as a safety net (default: the listener's recheck while it
+        hears, 0.05 s while the store cannot tell). Raises `WorkflowStillRunning` (a
+        `TimeoutError`; its `status` is the last one read) when `timeout` seconds pass
+        first: the workflow goes on, only the waiting stops.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(workflow_id)
-            if status.done:
-                return status
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkflowStillRunning(
-                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
-                    "goes on (wait again, or look with `steadyhand status`)",
-                    status,
-                )
-            time.sleep(min(poll, left))
+        endings = self.store.endings()
+        woken = threading.Event()
+        heard = nullcontext() if endings is None else endings.watch(workflow_id, woken.set)
+        with heard:
+            while True:
+                woken.clear()  # before the look: an end heard after it wakes the sleep
+                status = self.status(workflow_id)
+                if status.done:
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkflowStillRunning(
+                        f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
+                        "goes on (wait again, or look with `steadyhand status`)",
+                        status,
+                    )
+                if endings is not None:
+                    endings.listen()
+                woken.wait(min(recheck_after(endings, poll), left))
 
     def list(
         self,
