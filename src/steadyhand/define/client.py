@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +35,23 @@ from steadyhand.engine.engine import Engine
 from steadyhand.engine.starting import StartCoalescer, StartRequest
 from steadyhand.store import Store
 from steadyhand.store.clock import store_clock
+from steadyhand.store.endings import Endings
 from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.app import App
     from steadyhand.ops.reports import Page
+
+
+POLL = 0.05  # seconds between looks while the store cannot say a workflow ended
+
+
+def recheck_after(endings: Endings | None, poll: float | None) -> float:
+    """Seconds a wait sleeps between looks: `poll` if given, else long while the store's
+    listener hears ends as they happen and short while it does not."""
+    if poll is not None:
+        return poll
+    return endings.recheck if endings is not None and endings.hearing else POLL
 
 
 def new_workflow_id() -> str:
@@ -145,11 +159,14 @@ class Client:
         start_input: Any = None,
         source: str | None = None,
         raw: str | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Signalled:
         """Record event `event` on a workflow (by id or idempotency key) and wake it.
 
         `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
-        `start_input`, under `key`) when none exists yet, so events may arrive in any order.
+        `start_input`, under `key`) when none exists yet, so events may arrive in any order;
+        a workflow started so gets `priority` and `fairness_key` (see `start`).
         """
         try:
             check_name(event, "event name")
@@ -170,6 +187,7 @@ class Client:
             data["dedupe_key"] = dedupe_key
         if raw is not None:
             data["raw"] = raw
+        priority, fairness_key = check_priority(priority, fairness_key)
         begin = None
         if start is not None:
             plan = self.app.plan(start)
@@ -179,7 +197,14 @@ class Client:
             if trace is not None:
                 data["trace"] = trace
             return self.engine.signal(
-                event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+                event,
+                data,
+                workflow_id=workflow_id,
+                key=key,
+                dedupe_key=dedupe_key,
+                start=begin,
+                priority=priority,
+                fairness_key=fairness_key,
             )
 
     def view(self, workflow_id: str) -> WorkflowView:
@@ -198,25 +223,36 @@ class Client:
             raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
         return derive_status(*found)
 
-    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
+    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float | None = None) -> Status:
         """Block until the workflow ends and return its final status.
 
-        Raises `WorkflowStillRunning` (a `TimeoutError`; its `status` is the last one read) when
-        `timeout` seconds pass first: the workflow goes on, only the waiting stops.
+        The store wakes the wait the moment the workflow ends (one listener per store,
+        shared by every waiting client, see `Store.endings`); the status is also re-read
+        every `poll` seconds as a safety net (default: the listener's recheck while it
+        hears, 0.05 s while the store cannot tell). Raises `WorkflowStillRunning` (a
+        `TimeoutError`; its `status` is the last one read) when `timeout` seconds pass
+        first: the workflow goes on, only the waiting stops.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(workflow_id)
-            if status.done:
-                return status
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkflowStillRunning(
-                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
-                    "goes on (wait again, or look with `steadyhand status`)",
-                    status,
-                )
-            time.sleep(min(poll, left))
+        endings = self.store.endings()
+        woken = threading.Event()
+        heard = nullcontext() if endings is None else endings.watch(workflow_id, woken.set)
+        with heard:
+            while True:
+                woken.clear()  # before the look: an end heard after it wakes the sleep
+                status = self.status(workflow_id)
+                if status.done:
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkflowStillRunning(
+                        f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
+                        "goes on (wait again, or look with `steadyhand status`)",
+                        status,
+                    )
+                if endings is not None:
+                    endings.listen()
+                woken.wait(min(recheck_after(endings, poll), left))
 
     def list(
         self,

@@ -19,6 +19,7 @@ from steadyhand.core.facts import Fact
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
 from steadyhand.store import rows, starts
+from steadyhand.store.endings import Endings
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -312,6 +313,11 @@ class Store(ABC):
 
     def replica_lag(self) -> float | None:
         """Seconds a read replica is behind (None: this store reads the primary itself)."""
+        return None
+
+    def endings(self) -> Endings | None:
+        """The store's one listener for workflow ends, shared by every waiting client (None
+        where the store cannot tell: waits poll)."""
         return None
 
     def lease_gated(
