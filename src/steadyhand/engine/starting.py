@@ -66,7 +66,6 @@ class StartIntake(Decider):
         answers: list[Started | None] = [None] * len(requests)
         claimed: set[tuple[str, str]] = set()  # the keys and ids requests claim
         repeats: list[int] = []  # requests whose key (or id) an earlier one claimed
-        plans: dict[int, str] = {}  # each plan's JSON, encoded once per batch
         batch: list[tuple[int, NewWorkflow]] = []
         for i, r in enumerate(requests):
             if r.key is not None and r.key in found:
@@ -80,9 +79,7 @@ class StartIntake(Decider):
             if ("id", r.workflow_id) in claimed:  # a new key under an id already used
                 raise IdempotencyConflict(f"workflow id {r.workflow_id} is already taken")
             claimed |= {_claim(r), ("id", r.workflow_id)}
-            plan_json = plans.get(id(r.plan))
-            if plan_json is None:
-                plan_json = plans[id(r.plan)] = dumps(r.plan.to_json())
+            plan_json = plan_text(r.plan)
             row = WorkflowRow(
                 r.workflow_id, r.plan.workflow, r.key, r.input_value, r.plan, r.parent_id, now
             )
@@ -92,28 +89,32 @@ class StartIntake(Decider):
         # then in chunks: while one chunk is decided, the next one's rows are inserted and
         # the last one's writes flushed (see `_Behind`).
         batch.sort(key=lambda item: (item[1].row.idempotency_key or "", item[1].row.id))
-        threaded = self.store.overlaps_writes and len(batch) > CHUNK
-        size = CHUNK if threaded else max(len(batch), 1)
-        chunks = [batch[at : at + size] for at in range(0, len(batch), size)] or [[]]
         inserted: set[str] = set()
         holders: dict[tuple[str, str], WorkflowRow] = {}  # what holds each claim now
         gates: dict[str, Any] = {}  # the circuits, read once for the batch
-        with _Behind(tx, threaded=threaded) as behind:
+
+        def decide(tx: Tx, chunk: list[tuple[int, NewWorkflow]], taken: set[str]) -> Writes:
+            writes = Writes()
+            for i, new in chunk:
+                r = requests[i]
+                answers[i], holder = self._start_txn(tx, now, r, new, taken, writes, gates)
+                holders[_claim(r)] = holders[("id", holder.id)] = holder
+            return writes
+
+        if not (self.store.overlaps_writes and len(batch) > CHUNK):
+            inserted = tx.insert_workflows([new for _, new in batch])
+            decide(tx, batch, inserted).flush(tx)
+        else:
+            chunks = [batch[at : at + CHUNK] for at in range(0, len(batch), CHUNK)]
             rows = [[new for _, new in chunk] for chunk in chunks]
-            inserting = behind.submit(tx.insert_workflows, rows[0])
-            for k, chunk in enumerate(chunks):
-                chunk_inserted = inserting.result()
-                inserted |= chunk_inserted
-                if k + 1 < len(chunks):
-                    inserting = behind.submit(tx.insert_workflows, rows[k + 1])
-                writes = Writes()
-                for i, new in chunk:
-                    r = requests[i]
-                    answers[i], holder = self._start_txn(
-                        behind.tx, now, r, new, chunk_inserted, writes, gates
-                    )
-                    holders[_claim(r)] = holders[("id", holder.id)] = holder
-                behind.submit(writes.flush, tx)
+            with _Behind(tx) as behind:
+                inserting = behind.submit(tx.insert_workflows, rows[0])
+                for k, chunk in enumerate(chunks):
+                    taken = inserting.result()
+                    inserted |= taken
+                    if k + 1 < len(chunks):
+                        inserting = behind.submit(tx.insert_workflows, rows[k + 1])
+                    behind.submit(decide(behind.tx, chunk, taken).flush, tx)
         for i in repeats:  # as a second start of the same key in this transaction finds it
             r = requests[i]
             holder = holders.get(_claim(r)) or _taken(r)
@@ -161,24 +162,19 @@ the writes hold the GIL while they bind their rows: measured slower)."""
 
 
 class _Behind:
-    """Runs a batch's statements in order, behind the caller when `threaded` (on one helper
-    thread), at once otherwise. `tx` stands in for the transaction: any use of it waits
-    for everything submitted, so the connection is never used by two threads at once and
-    statements keep their order."""
+    """Runs a batch's statements in order on one helper thread, behind the caller. `tx`
+    stands in for the transaction: any use of it waits for everything submitted, so the
+    connection is never used by two threads at once and statements keep their order."""
 
-    def __init__(self, tx: Tx, *, threaded: bool) -> None:
-        self._pool = ThreadPoolExecutor(1, "steadyhand-start-writes") if threaded else None
+    def __init__(self, tx: Tx) -> None:
+        self._pool = ThreadPoolExecutor(1, "steadyhand-start-writes")
         self._pending: list[Future[Any]] = []
         self.tx = cast(Tx, _Settled(self, tx))
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        if self._pool is not None:
-            future = self._pool.submit(fn, *args)
-            self._pending.append(future)
-            return future
-        done: Future[T] = Future()
-        done.set_result(fn(*args))
-        return done
+        future = self._pool.submit(fn, *args)
+        self._pending.append(future)
+        return future
 
     def settle(self) -> None:
         """Wait for everything submitted; raise the first error met."""
@@ -196,8 +192,7 @@ class _Behind:
             elif self._pending:
                 wait(self._pending)  # failing anyway: only let the statements finish first
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
+            self._pool.shutdown()
 
 
 class _Settled:
@@ -210,6 +205,24 @@ class _Settled:
     def __getattr__(self, name: str) -> Any:
         self._behind.settle()
         return getattr(self._tx, name)
+
+
+_PLAN_TEXTS: dict[int, tuple[Plan, str]] = {}
+"""Each plan's JSON by the plan's id (the plan kept alive beside it, so the id stays its
+own): a deploy's plans are few and frozen, and encoding one costs more than the rest of
+a lone start's Python."""
+
+
+def plan_text(plan: Plan) -> str:
+    """`plan` as the root row keeps it, encoded once per plan object."""
+    found = _PLAN_TEXTS.get(id(plan))
+    if found is not None and found[0] is plan:
+        return found[1]
+    if len(_PLAN_TEXTS) >= 1024:  # plans made on the fly (tests, tools): stay bounded
+        _PLAN_TEXTS.clear()
+    text = dumps(plan.to_json())
+    _PLAN_TEXTS[id(plan)] = (plan, text)
+    return text
 
 
 def _taken(request: StartRequest) -> WorkflowRow:
@@ -241,7 +254,7 @@ class _Ticket:
 
     def __init__(self, request: StartRequest) -> None:
         self.request = request
-        self.done = threading.Event()
+        self.done: threading.Event | None = None  # made when it queues (a leader never waits)
         self.answer: Started | None = None
         self.error: BaseException | None = None
         self.lead = False
@@ -277,11 +290,12 @@ class StartCoalescer:
         ticket = _Ticket(request)
         with self._cond:
             if self._leading:
+                ticket.done = threading.Event()
                 self._queue.append(ticket)
                 self._cond.notify()  # a lingering leader counts who has come
             else:
                 self._leading = ticket.lead = True
-        if not ticket.lead:
+        if ticket.done is not None:
             ticket.done.wait()  # for the answer, or to lead the next batch
         if ticket.lead:
             self._lead(ticket)
@@ -302,7 +316,7 @@ class StartCoalescer:
                     self._leading = False
                 else:
                     following.lead = True
-            if following is not None:
+            if following is not None and following.done is not None:
                 following.done.set()
 
     def _gather(self, leader: _Ticket) -> list[_Ticket]:
@@ -344,4 +358,5 @@ class StartCoalescer:
                 ticket.answer = answer
         finally:
             for ticket in batch:
-                ticket.done.set()
+                if ticket.done is not None:
+                    ticket.done.set()
