@@ -34,13 +34,16 @@ test: lint typecheck pytest
 test-fast: venv
 	$(BIN)/pytest -q tests/unit tests/store
 
-# Benchmarks side by side with DBOS and pgqueuer (issue 7); not part of `make test`.
-# `make bench BENCH_ARGS=--quick` for a short run; results are appended to bench/RESULTS.md.
+# Benchmarks side by side with DBOS and pgqueuer (issue 7), then every peer end to end
+# (issue 16: DBOS, Absurd, pgqueuer, Temporal); not part of `make test`. `make bench
+# BENCH_ARGS=--quick E2E_ARGS="--rounds 1"` for a short run; results go to bench/RESULTS.md.
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.endtoend $(E2E_ARGS)
 
-# Every system end to end, starts included (issue 16): steadyhand, DBOS, Absurd, Temporal.
+# Every system end to end, starts included (issue 16): steadyhand, DBOS, Absurd, pgqueuer,
+# Temporal.
 .PHONY: bench-e2e
 bench-e2e: venv
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

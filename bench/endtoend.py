@@ -4,7 +4,8 @@ N three-step no-op workflows are started by a client in this process and drained
 worker processes that are already running; the clock runs from the first start to the
 last completion, so starting is part of what is measured. Systems, in interleaved rounds
 (so a noisy minute hits them all): steadyhand on PostgreSQL and on SQLite, DBOS on
-PostgreSQL, Absurd on PostgreSQL, and Temporal's dev server on SQLite in its default and its
+PostgreSQL, Absurd on PostgreSQL, pgqueuer (the plain-queue anchor: the three steps as a chain
+of three jobs) on PostgreSQL, and Temporal's dev server on SQLite in its default and its
 WAL setting. For each run: workflows/s, CPU milliseconds per workflow of the workers, of the
 server (the PostgreSQL backends of the run's database, or the Temporal server process) and
 of the client, and the share of the machine left idle. Medians and the spread over rounds
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import DEFAULT_PG, Fleet, fresh_schema_url, machine_info, scratch_database, sqlite_url
-from .peers import absurd_bench, dbos_bench, temporal_bench
+from .peers import absurd_bench, dbos_bench, pgqueuer_bench, temporal_bench
 from .throughput import Monitor, WorkerConfig, worker_main
 
 SYSTEMS = (
@@ -37,6 +38,7 @@ SYSTEMS = (
     "dbos/postgres",
     "dbos/sqlite",
     "absurd/postgres",
+    "pgqueuer/postgres",
     "temporal/sqlite",
     "temporal/sqlite-wal",
 )
@@ -199,6 +201,17 @@ def _absurd(url: str, k: int, n: int, c: int) -> Run:
     return Run("", k, n, last - first, cpu, idle)
 
 
+def _pgqueuer(url: str, k: int, n: int) -> Run:
+    pgqueuer_bench.e2e_prepare(url)
+    with _fleet(pgqueuer_bench.e2e_worker_main, k, (url, 10)) as fleet:
+        meter = CpuMeter({"worker": lambda: fleet.pids, "server": _pg_backends(url), "client": _me})
+        first = time.time()
+        pgqueuer_bench.e2e_start(url, n)
+        last = _wait(lambda: pgqueuer_bench.e2e_finished(url), n, fleet)
+        cpu, idle = meter.stop(n)
+    return Run("", k, n, last - first, cpu, idle)
+
+
 def _temporal(tmp: Path, k: int, n: int, c: int, *, wal: bool) -> Run:
     db_file = tmp / f"temporal-{time.monotonic_ns()}.db"
     with (
@@ -218,6 +231,7 @@ def available(system: str) -> bool:
         "steadyhand": True,
         "dbos": dbos_bench.installed(),
         "absurd": absurd_bench.installed(),
+        "pgqueuer": pgqueuer_bench.installed(),
         "temporal": temporal_bench.installed(),
     }[name]
 
@@ -231,6 +245,8 @@ def run_one(system: str, k: int, n: int, c: int, pg: str, tmp: Path) -> Run:
                 run = _steadyhand(fresh_schema_url(db), k, n, c, _pg_backends(db))
             elif name == "dbos":
                 run = _dbos(db, k, n, c)
+            elif name == "pgqueuer":
+                run = _pgqueuer(db, k, n)
             else:
                 run = _absurd(db, k, n, c)
     elif name == "steadyhand":
@@ -283,6 +299,10 @@ def verdicts(by: dict[tuple[str, int], list[Run]]) -> list[str]:
     return lines
 
 
+def _times(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.1f}x"
+
+
 def render(runs: list[Run], info: dict[str, str], command: str, missing: list[str]) -> str:
     lines = [
         f"## End to end, every peer - {info['date']}",
@@ -299,7 +319,7 @@ def render(runs: list[Run], info: dict[str, str], command: str, missing: list[st
     for (system, k), group in sorted(by.items(), key=lambda item: (item[0][1], item[0][0])):
         rates = [r.rate for r in group]
         ratios = " | ".join(
-            f"{_ratio(by, ours, system, k):.1f}x"
+            _times(_ratio(by, ours, system, k))
             for ours in ("steadyhand/postgres", "steadyhand/sqlite")
         )
         cpu = " · ".join(

@@ -147,3 +147,103 @@ def run(
         settle_stats()
         result.commits = xact_commits(url) - before - reads
     return result
+
+
+# -- end to end (issue 16): a three-step workflow as a chain of three jobs ---------------------
+#
+# pgqueuer has no workflows, so the workload's three no-op steps are three entrypoints, each
+# job enqueueing the next with the same payload: the cheapest durable hand-over a queue
+# offers. A workflow has ended when its third job is logged successful; the end of a run is
+# the latest such log row (pgqueuer writes its log in batches, so this is when the end
+# became durable, as for every other system).
+
+CHAIN = ("step_a", "step_b", "step_c")
+LOG_TABLE = "pgqueuer_log"
+
+
+def e2e_prepare(url: str) -> None:
+    """Install pgqueuer's tables into the (empty) database at `url`."""
+    asyncio.run(_install(url))
+
+
+async def _install(url: str) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        await Queries(AsyncpgDriver(conn)).install()
+    finally:
+        await conn.close()
+
+
+def e2e_worker_main(url: str, batch_size: int, index: int, ready: Event, go: Event) -> None:
+    """One worker process running the chain's three entrypoints until SIGTERM."""
+    quiet_logging()
+    asyncio.run(_e2e_worker(url, batch_size, ready, go))
+
+
+async def _e2e_worker(url: str, batch_size: int, ready: Event, go: Event) -> None:
+    import asyncpg
+    from pgqueuer import QueueManager
+    from pgqueuer.db import AsyncpgDriver, AsyncpgPoolDriver
+    from pgqueuer.models import Job
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(_dsn(url))
+    pool = await asyncpg.create_pool(_dsn(url), min_size=1, max_size=4)
+    qm = QueueManager(Queries(AsyncpgDriver(conn)))
+    handoff = Queries(AsyncpgPoolDriver(pool))  # the next step is enqueued on its own pool
+
+    def chained(this: str, following: str | None) -> None:
+        async def step(job: Job) -> None:
+            if following is not None:
+                await handoff.enqueue(following, job.payload)
+
+        qm.entrypoint(this)(step)
+
+    for this, following in zip(CHAIN, (*CHAIN[1:], None), strict=True):
+        chained(this, following)
+    ready.set()
+    await asyncio.to_thread(go.wait)
+    try:
+        await qm.run(batch_size=batch_size)
+    finally:
+        await pool.close()
+        await conn.close()
+
+
+def e2e_start(url: str, n: int, chunk: int = 1000) -> None:
+    """Enqueue `n` first steps, `chunk` per statement (pgqueuer's batched enqueue)."""
+    asyncio.run(_e2e_start(url, n, chunk))
+
+
+async def _e2e_start(url: str, n: int, chunk: int) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        queries = Queries(AsyncpgDriver(conn))
+        for offset in range(0, n, chunk):
+            size = min(chunk, n - offset)
+            payloads: list[bytes | None] = [str(offset + i).encode() for i in range(size)]
+            await queries.enqueue([CHAIN[0]] * size, payloads, [0] * size)
+    finally:
+        await conn.close()
+
+
+def e2e_finished(url: str) -> tuple[int, float | None]:
+    """(workflows whose last step is logged successful, latest such log time, epoch s)."""
+    import psycopg
+
+    with psycopg.connect(_dsn(url), autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT count(*), extract(epoch FROM max(created)) FROM {LOG_TABLE} "
+            "WHERE entrypoint = %s AND status = 'successful'",
+            (CHAIN[-1],),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), (float(row[1]) if row[1] is not None else None)

@@ -95,6 +95,15 @@ for _name, _agent in (("copy", copy_pages), ("copy_async", copy_pages_async), ("
     )
 
 
+@app.workflow()
+async def copy_code_first(wf: Workflow, order: Any) -> dict[str, Any]:
+    """The same silent call, from code: `wf.step(..., heartbeat_timeout=)`."""
+    pages = await wf.step(
+        copy_pages, order, name="pages", retry=QUICK, timeout=30, heartbeat_timeout=0.3
+    )
+    return {"pages": pages}
+
+
 # -- priorities and fairness ------------------------------------------------------------------
 app.service("printer", max_in_flight=1)
 

@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import generate_latest
 
 from steadyhand.chaos.cluster import primary_and_standby, server_bin
 from steadyhand.chaos.failover import run_failover
 from steadyhand.chaos.options import ChaosOptions
 from steadyhand.cli.main import main
 from steadyhand.core.errors import StoreError, StoreUnavailable
+from steadyhand.core.stuck import StuckRule
+from steadyhand.ops.metrics import store_registry
 from steadyhand.store import open_store
 from steadyhand.store.postgres import PostgresStore
 from tests.conftest import fresh_store_url
+from tests.ops.promtool import promtool_check_metrics
 
 needs_server = pytest.mark.skipif(
     server_bin() is None, reason="no PostgreSQL server programs (initdb) installed"
@@ -85,6 +89,10 @@ def test_a_writer_pointed_at_a_standby_is_refused_with_what_to_do() -> None:
         try:
             lag = reader.replica_lag()
             assert lag is not None and lag >= 0
+            # /metrics says so too (a dashboard started with --read-db), by the book.
+            scrape = generate_latest(store_registry(reader, StuckRule())).decode()
+            assert "\nsteadyhand_replica_lag_seconds " in scrape
+            assert promtool_check_metrics(scrape) == ""
             with pytest.raises(StoreUnavailable, match="read-only"), reader.transaction() as tx:
                 tx.query("DELETE FROM facts")
         finally:

@@ -12,6 +12,8 @@ left out (`make test` is what runs this).
 from __future__ import annotations
 
 import ast
+import asyncio
+import inspect
 import os
 import re
 import shlex
@@ -99,13 +101,21 @@ def test_every_snippet_runs_as_written(
 
     store = open_store(store_url)
     namespace: dict[str, Any] = {}
+    asyncio_runs: list[str] = []
     try:
         with running_worker(trips.app, store):
             for code in blocks("python")[1:]:
-                if "await " in code:  # an asyncio service's snippet: checked, not run here
-                    compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+                if "await " in code:  # an asyncio service's snippet: run on an event loop
+                    text = local(code).replace("postgresql://…", store_url)
+                    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+                    service = dict(namespace)  # its `client` is async: the next ones use sync
+                    awaited = eval(compile(text, "README.md", "exec", flags=flags), service)
+                    if inspect.iscoroutine(awaited):
+                        asyncio.run(awaited)
+                    asyncio_runs.append(service["status"].state)
                     continue
                 exec(compile(local(code), "README.md", "exec"), namespace)
+            assert asyncio_runs == ["completed"]  # the asyncio snippet waited for its end
             workflow_id = namespace["started"].workflow_id
             assert Client(trips.app, store).status(workflow_id).state == "completed"
             if store.dialect == "postgresql":

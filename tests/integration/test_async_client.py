@@ -74,7 +74,8 @@ def test_wait_raises_timeout_error_when_the_workflow_outlives_it(store: Store) -
         waiting = (await client.start("approval", {})).workflow_id
         with pytest.raises(TimeoutError, match=r"still waiting after 0\.2s"):
             await client.wait(waiting, timeout=0.2)
-        assert not client._waiters, "a waiter that gave up leaves nothing behind"
+        endings = store.endings()
+        assert endings is not None and endings.waiting() == 0, "a waiter leaves nothing behind"
 
     with running_worker(app, store):
         asyncio.run(scenario())
@@ -86,8 +87,8 @@ def test_wait_raises_timeout_error_when_the_workflow_outlives_it(store: Store) -
 
 def test_wait_is_woken_by_the_store_not_by_polling(store: Store) -> None:
     """The waiter looks once, then sleeps with a recheck far beyond the test's timeout: only
-    the store's notification of the ending (PostgreSQL) can wake it for its second look.
-    On SQLite, which cannot notify, the same wait polls and still returns."""
+    the store's notification of the ending (PostgreSQL's NOTIFY, SQLite's wake-up channel)
+    can wake it for its last look."""
     looks: list[str] = []
 
     async def scenario() -> str:
@@ -111,7 +112,6 @@ def test_wait_is_woken_by_the_store_not_by_polling(store: Store) -> None:
 
     with running_worker(app, store):
         assert asyncio.run(scenario()) == "completed"
-    if store.dialect == "postgresql":
-        assert looks == ["waiting", "completed"]
-    else:
-        assert looks[-1] == "completed" and len(looks) >= 2
+    # A look when the store's listener starts hearing (it wakes every waiter, since an end
+    # may have passed unheard until then) may come between the first and the last.
+    assert looks[0] == "waiting" and looks[-1] == "completed" and len(looks) <= 3

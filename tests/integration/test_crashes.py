@@ -19,6 +19,7 @@ import pytest
 
 from steadyhand import Client
 from steadyhand.core.facts import ACTION, call_slot
+from steadyhand.runtime.presence import recent_workers
 from steadyhand.store import Store
 from steadyhand.store.pg_admin import terminate_sessions
 from tests.apps import codefirst
@@ -98,16 +99,19 @@ def test_several_worker_processes_share_the_work(
     ledger = str(tmp_path / "ledger.db")
     client = Client(app, store)
     scripts = [{}, {"hotel": ["transient", "ok"]}, {"car": ["permanent"]}]
-    ids = [
-        client.start("trip", {"ledger": ledger, "script": scripts[i % 3]}).workflow_id
-        for i in range(24)
-    ]
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     with (
         worker_process(store_url, logs[0]),
         worker_process(store_url, logs[1]),
         worker_process(store_url, logs[2]),
     ):
+        # All three present before any work exists: on a loaded machine the first process
+        # up could otherwise drain all 24 before the others have imported the app.
+        eventually(lambda: len(recent_workers(store, time.time(), 0.0)) >= 3, what="3 workers")
+        ids = [
+            client.start("trip", {"ledger": ledger, "script": scripts[i % 3]}).workflow_id
+            for i in range(24)
+        ]
         states = [client.wait(i, timeout=60).state for i in ids]
     assert states.count("completed") == 16 and states.count("compensated") == 8
     workers = set()

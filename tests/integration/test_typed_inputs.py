@@ -1,5 +1,6 @@
 """Typed inputs on both backends: a pydantic model or dataclass annotation is validated at
-start (nothing is written for a bad input) and handed to the agent as a typed value."""
+start (nothing is written for a bad input) and handed to the agent, or to the code-first
+workflow, as a typed value."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from steadyhand import App, Client, Context, DefinitionError, InputError, Step, Workflow
 from steadyhand.store import Store
+from steadyhand.testing import Simulator
 from tests.apps.typed import SEEN, Address, Order, Parcel, app
 from tests.conftest import running_worker
 
@@ -60,7 +62,7 @@ def test_a_code_first_workflow_annotated_with_a_dataclass_validates_at_start(
 
     @flows.workflow()
     async def shipment(wf: Workflow, parcel: Parcel) -> str:
-        return "sent"
+        return f"sent {parcel.weight} kg to {parcel.to.city}"  # the dataclass, not a dict
 
     client = Client(flows, store)
     with pytest.raises(InputError, match=r"weight must be a number"):
@@ -70,3 +72,25 @@ def test_a_code_first_workflow_annotated_with_a_dataclass_validates_at_start(
         "weight": 1.5,
         "to": {"city": "Oslo", "lines": []},
     }
+    with running_worker(flows, store):
+        assert client.wait(started.workflow_id, timeout=30).result == "sent 1.5 kg to Oslo"
+
+
+def test_a_code_first_workflow_annotated_with_a_model_receives_the_model() -> None:
+    flows = App()
+
+    @flows.workflow()
+    async def ordered(wf: Workflow, order: Order) -> dict[str, object]:
+        assert isinstance(order, Order)
+        return {"sku": order.sku, "twice": order.quantity * 2}
+
+    @flows.workflow()
+    async def untyped(wf: Workflow, order: dict[str, object]) -> str:
+        return type(order).__name__
+
+    simulated = Simulator(flows)
+    assert simulated.run("ordered", {"sku": "A-1", "quantity": 2}).result == {
+        "sku": "A-1",
+        "twice": 4,
+    }
+    assert simulated.run("untyped", {"sku": "A-1"}).result == "dict"

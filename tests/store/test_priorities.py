@@ -113,3 +113,49 @@ def test_a_child_runs_at_its_parents_priority_and_fairness_key(store: Store) -> 
         (f"{parent}.first", 6, "t-9"),
         (f"{parent}.second", 6, "t-9"),
     ]
+
+
+def _priority_of(store: Store, workflow_id: str) -> tuple[int, str | None] | None:
+    with store.snapshot() as tx:
+        row = tx.query(
+            "SELECT priority, fairness_key FROM workflow_priorities WHERE workflow_id = :id",
+            {"id": workflow_id},
+        ).fetchone()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def test_a_workflow_started_by_its_first_event_gets_the_priority_asked_for(store: Store) -> None:
+    client = Client(app, store)
+    first = client.signal(
+        "confirmed", {}, key="order-1", start="booking", priority=7, fairness_key="tenant-a"
+    )
+    assert first.started
+    assert _priority_of(store, first.workflow_id) == (7, "tenant-a")
+    plain = client.start("booking", {}, priority=3).workflow_id
+    now = time.time()
+    assert _lease(store, 10, now) == [first.workflow_id, plain]  # 7 before 3
+    # A later event for the same key starts nothing, and changes nothing.
+    again = client.signal("confirmed", {}, key="order-1", start="booking", priority=1)
+    assert not again.started and _priority_of(store, first.workflow_id) == (7, "tenant-a")
+    with pytest.raises(InputError, match="priority"):
+        client.signal("confirmed", {}, key="order-2", start="booking", priority=12)
+
+
+def test_a_schedule_starts_its_workflows_with_its_priority(store: Store) -> None:
+    from steadyhand import App, DefinitionError, Step
+    from tests.apps.long_running import book
+
+    timed = App()
+    timed.agent()(book)
+    timed.workflow("nightly", [Step("seat", book)])
+    timed.schedule("urgent", workflow="nightly", every=3600, priority=8, fairness_key="ops")
+    timed.schedule("routine", workflow="nightly", every=3600)
+    engine = Client(timed, store).engine
+    engine.publish_schedules(timed.schedules)
+    firing = engine.schedules
+    [urgent] = firing.trigger("urgent").started
+    [routine] = firing.trigger("routine").started
+    assert _priority_of(store, urgent) == (8, "ops")
+    assert _priority_of(store, routine) is None  # the default needs no row
+    with pytest.raises(DefinitionError, match=r"schedule late: .*priority"):
+        timed.schedule("late", workflow="nightly", every=60, priority=-1)

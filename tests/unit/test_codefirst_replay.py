@@ -64,6 +64,11 @@ async def gathers_a_coroutine(wf: Workflow) -> None:
 
 
 @app.workflow()
+async def silent_forever(wf: Workflow) -> None:
+    await wf.step(act, "x", heartbeat_timeout=0)
+
+
+@app.workflow()
 async def returns_a_set(wf: Workflow) -> Any:
     return {1, 2}
 
@@ -116,6 +121,30 @@ def test_gather_refuses_a_coroutine_and_says_what_to_do() -> None:
     result = run("gathers_a_coroutine")
     assert result.state == "failed"
     assert "make it a child workflow" in result.reason
+
+
+def test_a_heartbeat_timeout_that_is_not_positive_fails_with_a_clear_reason() -> None:
+    result = run("silent_forever")
+    assert result.state == "failed"
+    assert "heartbeat_timeout must be positive seconds" in result.reason
+
+
+def test_a_code_first_step_carries_its_heartbeat_timeout_and_its_policys_exception_lists() -> None:
+    from steadyhand import RetryPolicy
+    from steadyhand.core.decisions import CallAgent
+
+    local = App()
+    local.agent()(act)
+    policy = RetryPolicy(not_done=("Refused",), uncertain=("Vanished",))
+
+    @local.workflow()
+    async def watched(wf: Workflow) -> None:
+        await wf.step(act, "x", retry=policy, heartbeat_timeout=2.5)
+
+    result = Simulator(local).run("watched")
+    [call, *_] = [c for d in result.decisions for c in d.commands if isinstance(c, CallAgent)]
+    assert call.heartbeat_timeout == 2.5
+    assert call.not_done == ("Refused",) and call.uncertain == ("Vanished",)
 
 
 def test_a_result_that_is_not_json_fails_with_a_clear_reason() -> None:

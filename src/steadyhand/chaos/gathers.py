@@ -1,5 +1,8 @@
-"""Which worker kills land mid-gather: the trip's hotel and car (its `wf.gather`) both have
-a call in the queue, and the worker killed holds the lease of one of them.
+"""Which worker kills land mid-gather: the worker killed holds the lease of a call of the
+trip's hotel or car (its `wf.gather`) while the trip is still open.
+
+The trip books hotel and car only inside the gather (their compensations are another kind of
+call), so a held hotel or car booking or probe means the gather has not settled yet.
 
 Read from the queue just before each kill, the way the demo reads what a kill interrupts
 (`Tracker.calls_held`), so the chaos report can say how many kills struck a code-first
@@ -19,9 +22,8 @@ GATHERED = frozenset({"hotel", "car"})
 def gather_calls_held(tracker: Tracker) -> Counter[int]:
     """Calls of a gather in flight, by the pid of the worker holding their lease.
 
-    A trip counts only while both branches have a call queued or running (so a kill there
-    strikes one branch while its sibling is still open); the pid is the second field of the
-    worker id (host:pid:random).
+    Counts the booking and probe calls of the gathered steps of every open trip; the pid is
+    the second field of the worker id (host:pid:random).
     """
     held: Counter[int] = Counter()
     with tracker.store.snapshot() as tx:
@@ -29,10 +31,9 @@ def gather_calls_held(tracker: Tracker) -> Counter[int]:
             if record.done:
                 continue
             tasks = tx.workflow_tasks(record.trip.workflow_id)
-            calls = [t for t in tasks if t.kind in ("action", "probe")]
-            if not {t.step for t in calls} >= GATHERED:
-                continue
-            for task in calls:
+            for task in tasks:
+                if task.kind not in ("action", "probe"):
+                    continue
                 owner = (task.lease_owner or "").split(":")
                 if task.step in GATHERED and len(owner) == 3 and owner[1].isdigit():
                     held[int(owner[1])] += 1

@@ -330,12 +330,14 @@ class _Loop:
         return self.tracker, self.exited, began
 
     def _kill(self, late: float) -> bool:
-        """SIGKILL a worker; every other kill aims at one holding a branch of a gather in
-        flight (waiting up to AIM_PATIENCE seconds for one). False: wait for the next tick."""
+        """SIGKILL a worker; aimed kills strike one holding a branch of a gather in flight
+        (waiting up to AIM_PATIENCE seconds for one). False: wait for the next tick."""
         held: Counter[int] = Counter()
         with contextlib.suppress(StoreUnavailable):
             held = gather_calls_held(self.tracker)
-        aimed = self.fleet.killed % 2 == 1
+        # Every other kill aims, and every kill until one has struck mid-gather: the run
+        # must show a code-first workflow surviving a crash between its parallel branches.
+        aimed = self.fleet.killed % 2 == 1 or self.kills_mid_gather == 0
         if aimed and not held and late < AIM_PATIENCE:
             return False
         victim, _ = self.fleet.kill_one(self.rng, prefer=held if aimed else ())

@@ -130,7 +130,17 @@ class Answers:
             assert agent is not None
             policy = req.retry
             return CallAgent(
-                phase, name, attempt, agent, req.timeout, args, policy.permanent, policy.transient
+                phase,
+                name,
+                attempt,
+                agent,
+                req.timeout,
+                args,
+                policy.permanent,
+                policy.transient,
+                policy.not_done,
+                policy.uncertain,
+                None if phase == PROBE else req.heartbeat_timeout,
             )
 
         if status == NOT_STARTED:

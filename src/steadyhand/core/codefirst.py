@@ -40,14 +40,20 @@ _CORE = str(Path(__file__).parent)
 
 @dataclass(frozen=True)
 class CodeWorkflow:
-    """A registered workflow function; `takes_input`: called as fn(wf, input), else fn(wf)."""
+    """A registered workflow function; `takes_input`: called as fn(wf, input), else fn(wf).
+
+    `typed`, when the input parameter is annotated with a model or dataclass, turns the
+    stored input (plain JSON data) into that type afresh for every replay."""
 
     name: str
     fn: Callable[..., Coroutine[Any, Any, Any]]
     takes_input: bool = True
+    typed: Callable[[Any], Any] | None = None
 
     def start(self, wf: Workflow) -> Coroutine[Any, Any, Any]:
-        return self.fn(wf, wf.input) if self.takes_input else self.fn(wf)
+        if not self.takes_input:
+            return self.fn(wf)
+        return self.fn(wf, wf.input if self.typed is None else self.typed(wf.input))
 
 
 class CodeFirst:
@@ -169,6 +175,7 @@ def _roll_back(
                     timeout=request.timeout,
                     compensation_retry=request.compensation_retry,
                     compensation_timeout=request.timeout,
+                    heartbeat_timeout=request.heartbeat_timeout,
                 )
             )
             inputs[name] = request.input

@@ -35,6 +35,7 @@ class CallAgent:
     transient: tuple[str, ...] = ()  # if set, only these exception names are transient
     not_done: tuple[str, ...] = ()  # exception names this step knows leave nothing done
     uncertain: tuple[str, ...] = ()  # exception names this step knows leave the outcome open
+    heartbeat_timeout: float | None = None  # a call silent this long is lost (None: not watched)
 
     def __post_init__(self) -> None:
         if self.phase not in (ACTION, COMPENSATION, PROBE):

@@ -150,13 +150,6 @@ DEFAULT_RETRY = RetryPolicy()
 DEFAULT_COMPENSATION_RETRY = RetryPolicy(max_attempts=10, max_backoff=30.0)
 
 
-@functools.lru_cache(maxsize=256)
-def _probe_policy(budget: int, backoff: float) -> RetryPolicy:
-    """Built once per (budget, backoff): the saga asks for it on every decision, and a
-    policy is immutable."""
-    return RetryPolicy(max_attempts=budget, initial_backoff=backoff, max_backoff=max(30.0, backoff))
-
-
 @dataclass(frozen=True)
 class StepSpec:
     """One step of a saga, with its agents named as registered (names survive deploys)."""
@@ -206,10 +199,15 @@ class StepSpec:
                 f"step {self.name!r}: probe_budget must be at least 1 and probe_backoff >= 0"
             )
 
-    @property
+    @functools.cached_property
     def probe_policy(self) -> RetryPolicy:
-        """How often and how patiently a probe that cannot tell yet is asked again."""
-        return _probe_policy(self.probe_budget, self.probe_backoff)
+        """How often and how patiently a probe that cannot tell yet is asked again (made
+        once per step: every decision asks for it, for every step of the plan)."""
+        return RetryPolicy(
+            max_attempts=self.probe_budget,
+            initial_backoff=self.probe_backoff,
+            max_backoff=max(30.0, self.probe_backoff),
+        )
 
     def to_json(self) -> dict[str, JSON]:
         extra = {} if self.heartbeat_timeout is None else {"heartbeat": self.heartbeat_timeout}

@@ -142,6 +142,7 @@ def _action_call(spec: StepSpec, attempt: int, results: dict[str, Any]) -> CallA
         policy.transient,
         policy.not_done,
         policy.uncertain,
+        spec.heartbeat_timeout,
     )
 
 
@@ -345,6 +346,7 @@ def _compensate(
                 policy.transient,
                 policy.not_done,
                 policy.uncertain,
+                spec.heartbeat_timeout,
             )
 
         if undo.status == DONE:

@@ -30,6 +30,7 @@ MIN_GRACE = 5.0
 MAX_TICKS_PER_PASS = 100
 """Most ticks one firing pass starts for one schedule (catch_up="all" after a long outage
 goes on at the next pass)."""
+_LATER_OPTIONS = (("priority", 0), ("fairness_key", None))
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class ScheduleSpec:
     timezone: str = "UTC"
     overlap: str = "skip"
     catch_up: str = "latest"
+    priority: int = 0  # of the workflows it starts (checked by `App.schedule`)
+    fairness_key: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "schedule name")
@@ -72,7 +75,13 @@ class ScheduleSpec:
             raise DefinitionError(f"schedule {self.name}: input must be JSON") from None
 
     def to_json(self) -> str:
-        return jsoncodec.dumps_plan(asdict(self), sort_keys=True)
+        """The stored form; options left at their defaults are left out, so a schedule
+        published before they existed is not taken for a changed one."""
+        data = asdict(self)
+        for name, default in _LATER_OPTIONS:
+            if data[name] == default:
+                del data[name]
+        return jsoncodec.dumps_plan(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ScheduleSpec:

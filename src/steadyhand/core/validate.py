@@ -78,6 +78,9 @@ def _command_problem(command: object) -> str | None:
             return f"attempt must be an integer from 1, not {_shown(command.attempt)}"
         if not _number(command.timeout) or command.timeout <= 0:
             return f"timeout must be a finite number of seconds above 0, not {command.timeout!r}"
+        beat = command.heartbeat_timeout
+        if beat is not None and (not _number(beat) or beat <= 0):
+            return f"heartbeat_timeout must be None or seconds above 0, not {beat!r}"
         return _json_problem(dict(command.args) if isinstance(command.args, Mapping) else
                              command.args, "args")  # fmt: skip
     if isinstance(command, WaitUntil):

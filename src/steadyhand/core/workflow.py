@@ -44,6 +44,7 @@ class StepCall(Await):
     retry: RetryPolicy = DEFAULT_RETRY
     timeout: float = DEFAULT_TIMEOUT
     compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY
+    heartbeat_timeout: float | None = None
 
 
 @dataclass(eq=False)
@@ -165,9 +166,12 @@ class Workflow:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> StepCall:
         """Call `agent` with `input` (its `ctx.input`); awaiting gives its result, or raises
-        `StepFailed` once it is refused or runs out of retries."""
+        `StepFailed` once it is refused or runs out of retries. With `heartbeat_timeout`, a
+        call (or its compensation) that has not `ctx.heartbeat()`-ed for that many seconds
+        is given up as lost, long before `timeout`."""
         agent_name = self._host.agent_name(agent)
         return self._step(
             self._names.take(agent_name, name),
@@ -178,6 +182,7 @@ class Workflow:
             retry,
             timeout,
             compensation_retry,
+            heartbeat_timeout,
         )
 
     def _step(
@@ -190,9 +195,15 @@ class Workflow:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         compensation_retry: RetryPolicy | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> StepCall:
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise DefinitionError(f"step {name}: timeout must be positive seconds")
+        beat = heartbeat_timeout
+        if beat is not None and (
+            isinstance(beat, bool) or not isinstance(beat, int | float) or not beat > 0
+        ):
+            raise DefinitionError(f"step {name}: heartbeat_timeout must be positive seconds")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise DefinitionError(f"step {name}: retry must be a RetryPolicy")
         return StepCall(
@@ -204,6 +215,7 @@ class Workflow:
             retry or DEFAULT_RETRY,
             float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
             compensation_retry or DEFAULT_COMPENSATION_RETRY,
+            None if beat is None else float(beat),
         )
 
     def gather(self, *awaitables: Await) -> Gather:

@@ -31,6 +31,7 @@ from steadyhand.define.codefirst import code_plan, code_workflow
 from steadyhand.define.steps import Step
 from steadyhand.define.typed import build, is_input_type, to_json_value, typed_parameter
 from steadyhand.store import open_store
+from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
     from steadyhand.define.async_client import AsyncClient
@@ -117,15 +118,24 @@ class App:
         timezone: str = "UTC",
         overlap: str = "skip",
         catch_up: str = "latest",
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> ScheduleSpec:
         """Start `workflow` on a schedule: `cron` (five fields, in `timezone`) or `every`
         seconds. Durable and shared by every worker: one workflow per tick, however many
         workers run. `overlap` says what a tick does while the previous run is still going
         ("skip" it, "allow" both, or "cancel_previous"); `catch_up` what happens to ticks
-        missed while no worker ran ("latest" one, "all", or "none")."""
+        missed while no worker ran ("latest" one, "all", or "none"). The workflows it starts
+        get `priority` and `fairness_key` (see `Client.start`)."""
         if name in self.schedules:
             raise DefinitionError(f"schedule {name!r} is declared twice")
-        spec = ScheduleSpec(name, workflow, cron, every, input, timezone, overlap, catch_up)
+        try:
+            priority, fairness_key = check_priority(priority, fairness_key)
+        except InputError as exc:
+            raise DefinitionError(f"schedule {name}: {exc}") from None
+        spec = ScheduleSpec(
+            name, workflow, cron, every, input, timezone, overlap, catch_up, priority, fairness_key
+        )
         self.schedules[name] = spec
         return spec
 

@@ -1,19 +1,20 @@
 """`AsyncClient`: the `Client` for asyncio services (FastAPI, Starlette). Each call runs the
 sync client's one short transaction on a thread, so the event loop never blocks on the
-store; `wait` sleeps until the store says the workflow ended (LISTEN/NOTIFY on PostgreSQL)
-and polls, with backoff, only where the store cannot say (SQLite)."""
+store; `wait` sleeps until the store's one shared listener hears the workflow end
+(`Store.endings`: LISTEN/NOTIFY on PostgreSQL, the wake-up channel on SQLite) and polls,
+with backoff, only while it cannot."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from steadyhand.core.actions import ActionStatus
+from steadyhand.core.errors import WorkflowStillRunning
 from steadyhand.core.status import Status
 from steadyhand.core.view import WorkflowView
 from steadyhand.define.client import Client
@@ -25,9 +26,7 @@ if TYPE_CHECKING:
     from steadyhand.ops.reports import Page
 
 T = TypeVar("T")
-log = logging.getLogger("steadyhand.client")
-RECHECK = 5.0  # seconds between looks while listening, in case a notification was lost
-POLL_FIRST, POLL_MAX = 0.05, 0.5  # polling backoff where the store cannot notify
+POLL_FIRST, POLL_MAX = 0.05, 0.5  # polling backoff while the store cannot say
 
 
 class AsyncClient:
@@ -37,13 +36,12 @@ class AsyncClient:
     `async with`). Safe to share across the tasks of one event loop.
     """
 
-    def __init__(self, app: App, store: Store, *, recheck: float = RECHECK) -> None:
+    def __init__(self, app: App, store: Store, *, recheck: float | None = None) -> None:
+        """`recheck`: seconds between a wait's safety-net looks while the store's listener
+        hears ends (default: the store's own, see `Store.endings`)."""
         self.sync = Client(app, store)
         self.store = store
         self.recheck = recheck
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._ready: asyncio.Event | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
@@ -106,71 +104,52 @@ class AsyncClient:
         }
         return await self._run(self.sync.list, **filters)
 
-    async def wait(self, workflow_id: str, timeout: float = 60.0) -> Status:
-        """Return the workflow's final status once it ends; raise `TimeoutError` when
-        `timeout` seconds pass first (the workflow keeps running)."""
+    async def wait(
+        self, workflow_id: str, timeout: float = 60.0, poll: float | None = None
+    ) -> Status:
+        """Return the workflow's final status once it ends; raise `WorkflowStillRunning` (a
+        `TimeoutError`) when `timeout` seconds pass first (the workflow keeps running).
+
+        Woken by the store's listener when the workflow ends; the status is also re-read
+        every `poll` seconds (default: `recheck` while the listener hears, a backoff from
+        0.05 s to 0.5 s while it does not)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         woken = asyncio.Event()
-        self._waiters.setdefault(workflow_id, set()).add(woken)
-        try:
-            listening = await self._listening()
-            pause = POLL_FIRST
+        endings = self.store.endings()
+
+        def wake() -> None:  # called on the listener's thread
+            loop.call_soon_threadsafe(woken.set)
+
+        heard = contextlib.nullcontext() if endings is None else endings.watch(workflow_id, wake)
+        pause = POLL_FIRST
+        with heard:
             while True:
-                status = await self.status(workflow_id)  # after registering: no lost wake-up
+                woken.clear()  # before the look: an end heard after it wakes the sleep
+                status = await self.status(workflow_id)
                 if status.done:
                     return status
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise TimeoutError(
-                        f"workflow {workflow_id} is still {status.state} after {timeout:g}s"
+                    raise WorkflowStillRunning(
+                        f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
+                        "goes on (wait again, or look with `steadyhand status`)",
+                        status,
                     )
+                if endings is not None:
+                    endings.listen()
+                if poll is not None:
+                    interval = poll
+                elif endings is not None and endings.hearing:
+                    interval = self.recheck or endings.recheck
+                else:
+                    interval, pause = pause, min(pause * 1.5, POLL_MAX)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        woken.wait(), min(self.recheck if listening else pause, left)
-                    )
-                woken.clear()
-                pause = min(pause * 1.5, POLL_MAX)
-                listening = listening and self._listener is not None and not self._listener.done()
-        finally:
-            waiters = self._waiters.get(workflow_id)
-            if waiters is not None:
-                waiters.discard(woken)
-                if not waiters:
-                    del self._waiters[workflow_id]
-
-    def _ended(self, workflow_id: str) -> None:
-        for event in self._waiters.get(workflow_id, ()):
-            event.set()
-
-    async def _listening(self) -> bool:
-        """Whether store notifications wake `wait` (starting the listener if needed)."""
-        if self.store.dialect != "postgresql":
-            return False
-        if self._listener is None or self._listener.done():
-            from steadyhand.store.pg_endings import listen_endings
-
-            conninfo, schema = self.store.conninfo, self.store.schema  # type: ignore[attr-defined]
-            self._ready = asyncio.Event()
-            self._listener = asyncio.create_task(
-                listen_endings(conninfo, schema, self._ended, self._ready), name="endings"
-            )
-        assert self._ready is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), 5.0)
-        if not self._ready.is_set() or self._listener.done():
-            log.warning("cannot LISTEN for workflow endings; waiting by polling")
-            return False
-        return True
+                    await asyncio.wait_for(woken.wait(), min(interval, left))
 
     async def aclose(self, *, close_store: bool = True) -> None:
-        """Stop listening and (unless `close_store=False`, for a store shared with others in
-        this process, e.g. a worker) close the store."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listener
-            self._listener = None
+        """Close the store (and with it its listener), unless `close_store=False`: for a
+        store shared with others in this process, e.g. a worker."""
         if close_store:
             await self._run(self.sync.close)
 

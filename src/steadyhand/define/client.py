@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from steadyhand.core.errors import (
 )
 from steadyhand.core.limits import MAX_KEY_CHARS, MAX_WORKFLOW_ID_CHARS, check_text
 from steadyhand.core.plans import (
+    Plan,
     check_name,
     encode_json,
 )
@@ -29,8 +32,10 @@ from steadyhand.core.view import WorkflowView
 from steadyhand.define.tracecontext import caller_trace
 from steadyhand.engine.answers import Signalled, Started
 from steadyhand.engine.engine import Engine
+from steadyhand.engine.starting import StartCoalescer, StartRequest
 from steadyhand.store import Store
 from steadyhand.store.clock import store_clock
+from steadyhand.store.endings import Endings
 from steadyhand.store.priorities import check_priority
 
 if TYPE_CHECKING:
@@ -38,9 +43,28 @@ if TYPE_CHECKING:
     from steadyhand.ops.reports import Page
 
 
+POLL = 0.05  # seconds between looks while the store cannot say a workflow ended
+
+
+def recheck_after(endings: Endings | None, poll: float | None) -> float:
+    """Seconds a wait sleeps between looks: `poll` if given, else long while the store's
+    listener hears ends as they happen and short while it does not."""
+    if poll is not None:
+        return poll
+    return endings.recheck if endings is not None and endings.hearing else POLL
+
+
 def new_workflow_id() -> str:
     """Time-ordered ids (ms timestamp + randomness) keep the primary-key index append-mostly."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
+def new_workflow_ids(count: int) -> list[str]:
+    """`count` ids as `new_workflow_id` makes them, with one read of the clock and of the
+    random source (a batch of starts)."""
+    stamp = f"{int(time.time() * 1000):012x}"
+    noise = secrets.token_hex(8 * count)
+    return [stamp + noise[16 * i : 16 * i + 16] for i in range(count)]
 
 
 class Client:
@@ -52,6 +76,7 @@ class Client:
         # The store's clock, not this machine's: what the client stamps (a start, a signal)
         # is judged by workers on other machines.
         self.engine = Engine(store, app.supervisors, clock=store_clock(store), plans=app.plans)
+        self._starts = StartCoalescer(self.engine.start_batch)
 
     def start(
         self,
@@ -69,10 +94,18 @@ class Client:
         ends, the workflow rolls back what took effect. `priority` (0..9, higher first)
         orders its tasks when workers lease (a task waiting long goes first whatever its
         priority); calls of workflows with different `fairness_key`s (e.g. a tenant) take
-        turns for a service's `max_in_flight` slots."""
-        return self.start_many(
-            [(name, input, key)], deadline=deadline, priority=priority, fairness_key=fairness_key
-        )[0]
+        turns for a service's `max_in_flight` slots.
+
+        Threads that start at the same time share a transaction (`StartCoalescer`): each
+        gets its own answer or its own error, as if it had started alone."""
+        workflow_id, plan, value, text, key = self._checked(name, input, key, new_workflow_id())
+        seconds = check_deadline(deadline)
+        priority, fairness_key = check_priority(priority, fairness_key)
+        with caller_trace(f"steadyhand start {name}", {"steadyhand.workflow": name}) as trace:
+            request = StartRequest(
+                workflow_id, plan, value, text, key, None, seconds, priority, fairness_key, trace
+            )
+            return self._starts.start(request)
 
     def start_many(
         self,
@@ -85,13 +118,12 @@ class Client:
         """Start several workflows, each `(name, input, key or None)`, in one transaction:
         all are created (or found by their keys), or, on any error, none is. The options
         are those of `start`, for every one of them."""
-        batch = []
-        for name, input, key in requests:
-            plan = self.app.plan(name)
-            text = encode_json(self.app.checked_input(name, input), "workflow input")
-            if key is not None:
-                check_text(key, "idempotency key", MAX_KEY_CHARS)
-            batch.append((new_workflow_id(), plan, jsoncodec.loads(text), text, key, None))
+        items = list(requests)
+        ids = new_workflow_ids(len(items))
+        batch = [
+            (*self._checked(name, input, key, wid), None)
+            for (name, input, key), wid in zip(items, ids, strict=True)
+        ]
         seconds = check_deadline(deadline)
         priority, fairness_key = check_priority(priority, fairness_key)
         names = ",".join(sorted({request[1].workflow for request in batch}))
@@ -103,6 +135,17 @@ class Client:
                 fairness_key=fairness_key,
                 trace=trace,
             )
+
+    def _checked(
+        self, name: str, input: Any, key: str | None, workflow_id: str
+    ) -> tuple[str, Plan, Any, str, str | None]:
+        """A start request checked: its new id, the plan, the input as stored (a value and
+        its JSON text), the key."""
+        plan = self.app.plan(name)
+        text = encode_json(self.app.checked_input(name, input), "workflow input")
+        if key is not None:
+            check_text(key, "idempotency key", MAX_KEY_CHARS)
+        return workflow_id, plan, jsoncodec.loads(text), text, key
 
     def signal(
         self,
@@ -116,11 +159,14 @@ class Client:
         start_input: Any = None,
         source: str | None = None,
         raw: str | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Signalled:
         """Record event `event` on a workflow (by id or idempotency key) and wake it.
 
         `dedupe_key` makes redelivery harmless; `start` names the workflow to start (with
-        `start_input`, under `key`) when none exists yet, so events may arrive in any order.
+        `start_input`, under `key`) when none exists yet, so events may arrive in any order;
+        a workflow started so gets `priority` and `fairness_key` (see `start`).
         """
         try:
             check_name(event, "event name")
@@ -141,6 +187,7 @@ class Client:
             data["dedupe_key"] = dedupe_key
         if raw is not None:
             data["raw"] = raw
+        priority, fairness_key = check_priority(priority, fairness_key)
         begin = None
         if start is not None:
             plan = self.app.plan(start)
@@ -150,7 +197,14 @@ class Client:
             if trace is not None:
                 data["trace"] = trace
             return self.engine.signal(
-                event, data, workflow_id=workflow_id, key=key, dedupe_key=dedupe_key, start=begin
+                event,
+                data,
+                workflow_id=workflow_id,
+                key=key,
+                dedupe_key=dedupe_key,
+                start=begin,
+                priority=priority,
+                fairness_key=fairness_key,
             )
 
     def view(self, workflow_id: str) -> WorkflowView:
@@ -169,25 +223,36 @@ class Client:
             raise NotFoundError(f"no workflow {workflow_id!r} in {self.store.safe_url}")
         return derive_status(*found)
 
-    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float = 0.05) -> Status:
+    def wait(self, workflow_id: str, timeout: float = 60.0, poll: float | None = None) -> Status:
         """Block until the workflow ends and return its final status.
 
-        Raises `WorkflowStillRunning` (a `TimeoutError`; its `status` is the last one read) when
-        `timeout` seconds pass first: the workflow goes on, only the waiting stops.
+        The store wakes the wait the moment the workflow ends (one listener per store,
+        shared by every waiting client, see `Store.endings`); the status is also re-read
+        every `poll` seconds as a safety net (default: the listener's recheck while it
+        hears, 0.05 s while the store cannot tell). Raises `WorkflowStillRunning` (a
+        `TimeoutError`; its `status` is the last one read) when `timeout` seconds pass
+        first: the workflow goes on, only the waiting stops.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(workflow_id)
-            if status.done:
-                return status
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkflowStillRunning(
-                    f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
-                    "goes on (wait again, or look with `steadyhand status`)",
-                    status,
-                )
-            time.sleep(min(poll, left))
+        endings = self.store.endings()
+        woken = threading.Event()
+        heard = nullcontext() if endings is None else endings.watch(workflow_id, woken.set)
+        with heard:
+            while True:
+                woken.clear()  # before the look: an end heard after it wakes the sleep
+                status = self.status(workflow_id)
+                if status.done:
+                    return status
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkflowStillRunning(
+                        f"workflow {workflow_id} is still {status.state} after {timeout:g}s; it "
+                        "goes on (wait again, or look with `steadyhand status`)",
+                        status,
+                    )
+                if endings is not None:
+                    endings.listen()
+                woken.wait(min(recheck_after(endings, poll), left))
 
     def list(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 from steadyhand.core.codefirst import SUPERVISOR, CodeWorkflow
 from steadyhand.core.errors import DefinitionError
 from steadyhand.core.plans import Plan, check_name
+from steadyhand.define.typed import build, typed_parameter
 
 
 def code_workflow(fn: Callable[..., Any], name: str | None) -> CodeWorkflow:
@@ -35,7 +36,12 @@ def code_workflow(fn: Callable[..., Any], name: str | None) -> CodeWorkflow:
             f"workflow {key!r} must take the Workflow handle and optionally the input "
             f"(`async def {key}(wf, input)`), not {len(params)} positional parameter(s)"
         )
-    return CodeWorkflow(key, fn, takes_input=len(params) == 2)
+    takes_input = len(params) == 2
+    tp = typed_parameter(fn, 1) if takes_input else None
+    if tp is None:
+        return CodeWorkflow(key, fn, takes_input=takes_input)
+    what = f"the input of workflow {key!r}"
+    return CodeWorkflow(key, fn, takes_input=True, typed=lambda value: build(tp, value, what))
 
 
 def code_plan(name: str, runs: int, services: Mapping[str, str]) -> Plan:

@@ -3,7 +3,7 @@ its waits, its own facts, the terminal fact, and the children it starts or cance
 
 Everything is queued in the transaction's `Writes`; nothing here commits. Creating a
 workflow (by a client, by an event, or as a child) is `create_workflow_txn`, the one place
-that sequence is written.
+that sequence is written (a client's batch, `starting`, writes the same rows set-wise).
 """
 
 from __future__ import annotations
@@ -82,14 +82,21 @@ def create_workflow_txn(
     if not writes.insert_workflow(tx, row, input_json, dumps(row.plan.to_json())):
         return False
     writes.open(row.id, row.created_at)
-    if deadline is None:
-        deadline = check_deadline(row.plan.options.get("deadline"))
-    data = {**(started_data(deadline, row.created_at) or {}), **(started or {})}
-    fact = NewFact(WORKFLOW_STARTED, slot=STARTED, data=data or None)
-    writes.append_fact(row.id, 1, fact, row.created_at)
+    writes.append_fact(row.id, 1, started_fact(row, deadline, started), row.created_at)
     if wake:
         writes.wake(row.id, row.created_at, row.created_at)
     return True
+
+
+def started_fact(
+    row: WorkflowRow, deadline: float | None, started: Mapping[str, Any] | None
+) -> NewFact:
+    """A new workflow's first fact, `workflow_started`, with its deadline (`deadline`
+    seconds, else the definition's) and the extra data `started` (e.g. a trace context)."""
+    if deadline is None:
+        deadline = check_deadline(row.plan.options.get("deadline"))
+    data = {**(started_data(deadline, row.created_at) or {}), **(started or {})}
+    return NewFact(WORKFLOW_STARTED, slot=STARTED, data=data or None)
 
 
 def latest_trace(view: WorkflowView) -> Any:

@@ -15,31 +15,23 @@ from typing import Any
 
 from steadyhand.core.circuit import ServicePolicy, Transition
 from steadyhand.core.decisions import Decision
-from steadyhand.core.errors import IdempotencyConflict
 from steadyhand.core.plans import Plan
-from steadyhand.core.records import Task, WorkflowRow
+from steadyhand.core.records import Task
 from steadyhand.core.schedules import ScheduleSpec
 from steadyhand.engine import circuits, schedules
 from steadyhand.engine.actions import OperatorActions
 from steadyhand.engine.answers import Started
-from steadyhand.engine.apply import create_workflow_txn, dumps
+from steadyhand.engine.apply import dumps
 from steadyhand.engine.events import EventIntake
 from steadyhand.engine.outcomes import OutcomeRecorder
-from steadyhand.engine.views import (
-    extended,
-    load_txn,
-    newest_run,
-    view_of,
-    with_services_txn,
-)
+from steadyhand.engine.starting import StartIntake, StartRequest
+from steadyhand.engine.views import load_txn
 from steadyhand.engine.writes import Writes
-from steadyhand.store.base import Tx
-from steadyhand.store.priorities import set_priority_txn
 
 log = logging.getLogger("steadyhand.engine")
 
 
-class Engine(OutcomeRecorder, EventIntake, OperatorActions):
+class Engine(OutcomeRecorder, EventIntake, OperatorActions, StartIntake):
     """Applies supervisor decisions to one store (see the module docstring)."""
 
     # -- entry points (each is one transaction) ----------------------------------------------
@@ -75,59 +67,12 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
         """`start` for each (id, plan, input, input JSON, key, parent id), all in one
         transaction: every workflow is created (or found by its key), or none is. `trace`
         (the caller's trace context) is kept in each `workflow_started` fact."""
-        now = self.clock()
-        with self.store.transaction() as tx:
-            return [
-                self._start_txn(
-                    tx,
-                    now,
-                    *request,
-                    deadline=deadline,
-                    priority=priority,
-                    fairness_key=fairness_key,
-                    trace=trace,
-                )
+        return self.start_batch(
+            [
+                StartRequest(*request, deadline, priority, fairness_key, trace)
                 for request in requests
             ]
-
-    def _start_txn(
-        self,
-        tx: Tx,
-        now: float,
-        workflow_id: str,
-        plan: Plan,
-        input_value: Any,
-        input_json: str,
-        key: str | None,
-        parent_id: str | None,
-        *,
-        deadline: float | None,
-        priority: int,
-        fairness_key: str | None,
-        trace: Mapping[str, Any] | None = None,
-    ) -> Started:
-        if key is not None:
-            existing = tx.workflow_by_key(key)
-            if existing is not None:
-                _check_same(existing, plan.workflow, input_value, key)
-                return Started(newest_run(tx, existing).id, created=False)
-        row = WorkflowRow(workflow_id, plan.workflow, key, input_value, plan, parent_id, now)
-        writes = Writes()
-        started = {"trace": dict(trace)} if trace else None
-        created = create_workflow_txn(
-            tx, writes, row, input_json, wake=False, deadline=deadline, started=started
         )
-        if not created:
-            existing = tx.workflow_by_key(key) if key else tx.get_workflow(workflow_id)
-            if existing is None:
-                raise IdempotencyConflict(f"workflow id {workflow_id} is already taken")
-            _check_same(existing, plan.workflow, input_value, key or existing.id)
-            return Started(existing.id, created=False)
-        set_priority_txn(tx, workflow_id, priority, fairness_key)  # before any task
-        view = extended(with_services_txn(tx, view_of(row, ())), writes.as_read(0))
-        self.decide_and_apply_txn(tx, view, now, writes)
-        writes.flush(tx)
-        return Started(workflow_id, created=True)
 
     def supervise(self, task: Task, *, notify: bool = False) -> Decision | None:
         """Run the supervisor for a `supervise` task and consume the task."""
@@ -191,13 +136,3 @@ class Engine(OutcomeRecorder, EventIntake, OperatorActions):
             for name in sorted(self.plans):
                 plan_json = dumps(self.plans[name].to_json())
                 tx.execute("publish_plan", {"name": name, "plan": plan_json, "now": now})
-
-
-def _check_same(existing: WorkflowRow, name: str, input_value: Any, key: str) -> None:
-    if existing.name != name or existing.input != input_value:
-        raise IdempotencyConflict(
-            f"idempotency key {key!r} already started workflow {existing.id} "
-            f"({existing.name}) with a different "
-            f"{'workflow name' if existing.name != name else 'input'}; use a new key for a "
-            "new workflow, or the same name and input to get the existing one back"
-        )

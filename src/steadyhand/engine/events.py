@@ -26,6 +26,7 @@ from steadyhand.engine.views import (
 )
 from steadyhand.engine.writes import Writes
 from steadyhand.store.base import Tx
+from steadyhand.store.priorities import set_priority_txn
 
 log = logging.getLogger("steadyhand.engine")
 
@@ -66,13 +67,16 @@ class EventIntake(Decider):
         key: str | None = None,
         dedupe_key: str | None = None,
         start: tuple[str, Plan, Any, str] | None = None,
+        priority: int = 0,
+        fairness_key: str | None = None,
     ) -> Signalled:
         """Record an outside event on a workflow (by id or idempotency key) and wake it.
 
         With `start` (new id, plan, input, input JSON) and a `key`, an event for a workflow
         that does not exist yet starts it, in the same transaction: two webhooks that race
         from two connections meet in one workflow. With `dedupe_key`, a delivery retried by
-        its sender is recorded once.
+        its sender is recorded once. A workflow it starts gets `priority` and `fairness_key`
+        (see `Client.start`).
         """
         now = self.clock()
         with self.store.transaction() as tx:
@@ -93,6 +97,7 @@ class EventIntake(Decider):
                 row = WorkflowRow(new_id, plan.workflow, key, input_value, plan, None, now)
                 if create_workflow_txn(tx, writes, row, input_json, wake=False):
                     target, created = new_id, True
+                    set_priority_txn(tx, new_id, priority, fairness_key)  # before any task
                 else:
                     existing = tx.workflow_by_key(key)
                     if existing is None:  # pragma: no cover - the insert lost to this key

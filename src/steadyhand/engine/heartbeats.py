@@ -16,9 +16,12 @@ def heartbeat_payload(view: WorkflowView, command: CallAgent) -> dict[str, Any]:
     if command.phase == PROBE:
         return {}
     payload: dict[str, Any] = {}
-    spec = next((s for s in view.plan.steps if s.name == command.step), None)
-    if spec is not None and spec.heartbeat_timeout is not None:
-        payload["heartbeat_timeout"] = spec.heartbeat_timeout
+    beat = command.heartbeat_timeout
+    if beat is None:  # a hand-written supervisor's call: the plan's step may still say
+        spec = next((s for s in view.plan.steps if s.name == command.step), None)
+        beat = spec.heartbeat_timeout if spec is not None else None
+    if beat is not None:
+        payload["heartbeat_timeout"] = beat
     if command.attempt <= 1:
         return payload  # no earlier attempt of this phase to learn from
     kinds = {call_kind(command.phase, suffix) for suffix in OUTCOMES}

@@ -26,6 +26,7 @@ from steadyhand.engine.writes import Writes
 from steadyhand.store import scheduling
 from steadyhand.store.base import Store, Tx
 from steadyhand.store.clock import store_clock
+from steadyhand.store.priorities import set_priority_txn
 from steadyhand.store.scheduling import ScheduleRow
 
 
@@ -157,6 +158,7 @@ class ScheduleFiring:
         row = WorkflowRow(new_workflow_id(now), plan.workflow, key, spec.input, plan, None, now)
         writes = Writes()
         create_workflow_txn(tx, writes, row, jsoncodec.dumps(spec.input), wake=True)
+        set_priority_txn(tx, row.id, spec.priority, spec.fairness_key)  # before its tasks
         writes.flush(tx)
         return row.id
 

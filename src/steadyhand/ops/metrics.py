@@ -73,6 +73,14 @@ class StoreCollector(Collector):
             self._upto = upto
             yield from self._gauges(s)
             yield from self._counters()
+        lag = self.store.replica_lag()
+        if lag is not None:  # this process reads a standby (`--read-db`)
+            yield _gauge(
+                "steadyhand_replica_lag_seconds",
+                "How far the standby these figures are read from is behind the primary "
+                "(0 when it has replayed all it received)",
+                lag,
+            )
         yield _gauge(
             "steadyhand_scrape_duration_seconds",
             "Time spent reading the store for this scrape",

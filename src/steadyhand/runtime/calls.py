@@ -285,12 +285,19 @@ async def _run_in_thread(
     """Run a sync agent on an agent thread; if it outlives its timeout, report it late.
 
     A thread cannot be interrupted, so a hung sync agent is abandoned rather than killed
-    (its thread stays with it; see `AgentThreads`).
+    (its thread stays with it; see `AgentThreads`). A call given up by its caller — its
+    timeout passed, its heartbeat went silent, the worker stopped — that later succeeds
+    is reported through `on_late_result`, never dropped: its effect happened.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
+    lock = threading.Lock()
     state = {"abandoned": False}
     started = time.perf_counter()
+
+    def late(value: Any) -> None:
+        if on_late_result is not None:
+            on_late_result(_success(value, task, started))
 
     def target() -> None:
         try:
@@ -300,12 +307,18 @@ async def _run_in_thread(
             value = None
         else:
             error = None
-        if state["abandoned"]:
-            if error is None and on_late_result is not None:
-                on_late_result(_success(value, task, started))
+        with lock:
+            abandoned = state["abandoned"]
+        if abandoned:
+            if error is None:
+                late(value)
             return
 
         def settle() -> None:
+            if future.cancelled():  # given up between the answer and this callback
+                if error is None:
+                    loop.run_in_executor(None, late, value)
+                return
             if future.done():
                 return
             if error is not None:
@@ -317,6 +330,10 @@ async def _run_in_thread(
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
 
+    def abandon() -> None:
+        with lock:
+            state["abandoned"] = True
+
     context = contextvars.copy_context()  # the attempt's span, for the agent's own spans
     _THREADS.submit(functools.partial(context.run, target), name=f"agent-{agent.name}")
     scope = asyncio.timeout(args[0].timeout)  # cancels only the future, not the thread
@@ -326,5 +343,8 @@ async def _run_in_thread(
     except TimeoutError:
         if not scope.expired():
             raise  # the agent's own TimeoutError: classified like any exception
-        state["abandoned"] = True
+        abandon()
         raise _CallTimedOut from None
+    except asyncio.CancelledError:
+        abandon()  # e.g. its heartbeat went silent (runtime.heartbeats.watch)
+        raise

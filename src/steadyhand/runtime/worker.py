@@ -205,6 +205,9 @@ class Worker:
     async def _fetch_loop(self) -> None:
         assert self._stop is not None and self._kick is not None
         while not self._stop.is_set():
+            # Cleared before leasing, not after: a wake-up that lands while the lease is on
+            # its way (a start committed meanwhile) must not be lost to a full poll's sleep.
+            self._kick.clear()
             free = self.options.concurrency - len(self._inflight)
             leased: list[Task] = []
             if free > 0:
@@ -231,7 +234,6 @@ class Worker:
             if leased:
                 await asyncio.sleep(0)
                 continue
-            self._kick.clear()
             await self._wait_any(self._kick.wait(), self._stop.wait(), timeout=self.poll)
 
     async def _wait_any(self, *aws: Any, timeout: float) -> None:

@@ -18,7 +18,8 @@ from steadyhand.core.circuit import spend_tokens
 from steadyhand.core.facts import Fact
 from steadyhand.core.records import GateRow, NewFact, Task, WorkflowRow
 from steadyhand.core.redact import redact_url
-from steadyhand.store import rows
+from steadyhand.store import rows, starts
+from steadyhand.store.endings import Endings
 from steadyhand.store.priorities import lease_service_fairly_txn
 
 
@@ -36,18 +37,7 @@ call_task_row = rows.call_task_row
 task_from_row = rows.task_from_row
 _workflow = rows.workflow_from_row
 _fact = rows.fact_from_row
-
-
-def grouped_facts(
-    locked: Sequence[Any], read: Sequence[Any]
-) -> tuple[dict[str, WorkflowRow], dict[str, tuple[Fact, ...]]]:
-    """The root rows `lock_workflows` returned and the facts `read_facts_of` read, by id."""
-    found = {row[0]: _workflow(row) for row in locked}
-    facts: dict[str, list[Fact]] = {wid: [] for wid in found}
-    for row in read:
-        if row[0] in facts:  # a fact of a workflow id without a root row cannot exist
-            facts[row[0]].append(_fact(row[1:]))
-    return found, {wid: tuple(each) for wid, each in facts.items()}
+grouped_facts = rows.grouped_facts
 
 
 @dataclass(frozen=True)
@@ -154,6 +144,20 @@ class Tx(ABC):
         row = self.execute("workflow_by_key", {"key": key}).fetchone()
         return None if row is None else _workflow(row)
 
+    def workflows_by_keys(self, keys: Sequence[str]) -> dict[str, WorkflowRow]:
+        """The workflows that hold any of `keys`, by key, in one query."""
+        found = self.execute("workflows_by_keys", {"ids": self.ids(sorted(keys))}).fetchall()
+        return {row[2]: _workflow(row) for row in found}
+
+    def insert_workflows(self, batch: Sequence[starts.NewWorkflow]) -> set[str]:
+        """Insert root rows, each with its watch-list entry and priority, and wake idle
+        workers once this commits; returns the ids inserted (a row whose id or key is
+        taken is skipped: see `store.starts`)."""
+        inserted = starts.insert_workflows_one_by_one(self, batch)
+        if inserted:
+            self.notify()
+        return inserted
+
     # -- facts ------------------------------------------------------------------------------
     def read_facts(self, workflow_id: str) -> tuple[Fact, ...]:
         rows = self.execute("read_facts", {"id": workflow_id}).fetchall()
@@ -252,6 +256,9 @@ class Store(ABC):
 
     url: str
     dialect: str
+    overlaps_writes = False
+    """Whether a transaction's writes run outside this process (a database server), so
+    sending one part of a big batch while Python prepares the next saves time."""
 
     @property
     def safe_url(self) -> str:
@@ -300,6 +307,11 @@ class Store(ABC):
 
     def replica_lag(self) -> float | None:
         """Seconds a read replica is behind (None: this store reads the primary itself)."""
+        return None
+
+    def endings(self) -> Endings | None:
+        """The store's one listener for workflow ends, shared by every waiting client (None
+        where the store cannot tell: waits poll)."""
         return None
 
     def lease_gated(

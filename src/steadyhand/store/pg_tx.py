@@ -11,7 +11,7 @@ import psycopg
 
 from steadyhand.core.facts import Fact
 from steadyhand.core.records import WorkflowRow
-from steadyhand.store.base import BatchWrite, Cursor, Tx, grouped_facts
+from steadyhand.store.base import BatchWrite, Cursor, Tx
 from steadyhand.store.pg_statements import (
     QUERIES,
     RECORDS,
@@ -20,6 +20,8 @@ from steadyhand.store.pg_statements import (
     records,
     rows_param,
 )
+from steadyhand.store.rows import grouped_facts
+from steadyhand.store.starts import PG_INSERT_WORKFLOWS, NewWorkflow, pg_insert_params
 
 __all__ = ["PgTx"]
 
@@ -42,6 +44,7 @@ class PgTx(Tx):
         self.begun = False  # BEGIN sent (the caller commits or rolls back)
         self.statement = "(none yet)"  # the last one sent: what a timeout interrupted
         self._pipeline: AbstractContextManager[Any] | None = None  # a batch write to commit
+        self._notified = False
 
     def commit(self) -> None:
         """Commit what was begun; a batch write and what followed it are sent with the
@@ -113,8 +116,10 @@ class PgTx(Tx):
         return grouped_facts(locked.fetchall(), read.fetchall())
 
     def notify(self) -> None:
-        self.statement = "notify"
-        self._run(QUERIES["notify"], {"channel": self._channel}, queued=True)
+        if not self._notified:  # once per transaction is enough (PostgreSQL merges them)
+            self._notified = True
+            self.statement = "notify"
+            self._run(QUERIES["notify"], {"channel": self._channel}, queued=True)
 
     def execute_many(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
@@ -133,6 +138,15 @@ class PgTx(Tx):
 
     def ids(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def insert_workflows(self, batch: Sequence[NewWorkflow]) -> set[str]:
+        if not batch:
+            return set()
+        self.statement = "insert_workflows"
+        params = pg_insert_params(batch, self._channel)
+        found = self._run(PG_INSERT_WORKFLOWS, params).fetchall()
+        self._notified |= bool(found)  # the statement sent it (see store.starts)
+        return {row[0] for row in found}
 
     def write_batch(self, batch: BatchWrite) -> Callable[[], list[Any]]:
         params = {

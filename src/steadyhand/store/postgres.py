@@ -34,6 +34,7 @@ from steadyhand.store.pg_connect import (
     split_url,
     with_session_attrs,
 )
+from steadyhand.store.pg_endings import PgEndings
 from steadyhand.store.pg_errors import connect_error, store_error
 from steadyhand.store.pg_statements import QUERIES
 from steadyhand.store.pg_tx import PgTx
@@ -71,6 +72,7 @@ class PostgresStore(Store):
     """
 
     dialect = "postgresql"
+    overlaps_writes = True
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class PostgresStore(Store):
         self.channel = f"steadyhand_{self.schema}"[:63]
         self._listener: psycopg.Connection[Any] | None = None
         self._listener_lock = threading.Lock()
+        self._endings = PgEndings(self.conninfo, self.schema)
         self._pool = ConnectionPool(
             self.conninfo,
             min_size=1,
@@ -199,7 +202,9 @@ class PostgresStore(Store):
         try:
             with self._connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield PgTx(conn, self.channel)
+                tx = PgTx(conn, self.channel)
+                tx.begun = True  # psycopg began it (and ends it)
+                yield tx
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -297,6 +302,11 @@ class PostgresStore(Store):
         with suppress(psycopg.Error), self._pool.connection(timeout=2) as conn:
             conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
 
+    def endings(self) -> PgEndings | None:
+        """LISTEN for ends on one connection of its own, opened on the first wait (a reader
+        on a standby hears nothing: NOTIFY is not replicated, so its waits poll)."""
+        return None if self.read_only else self._endings
+
     def drop_schema(self) -> None:
         """Remove every steadyhand table of this schema (tests and `steadyhand reset`)."""
         with self._pool.connection() as conn:
@@ -305,6 +315,7 @@ class PostgresStore(Store):
             )
 
     def close(self) -> None:
+        self._endings.close()
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.close()

@@ -103,12 +103,6 @@ def lease_service_fairly_txn(
     return rows
 
 
-_SET = """
-    INSERT INTO workflow_priorities (workflow_id, priority, fairness_key)
-    VALUES (:id, :priority, :fairness_key)
-"""
-
-
 def check_priority(priority: object, fairness_key: object) -> tuple[int, str | None]:
     """`priority` as 0..9 and `fairness_key` as a short string or None; else `InputError`."""
     if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
@@ -128,7 +122,8 @@ def set_priority_txn(tx: Tx, workflow_id: str, priority: int, fairness_key: str 
     """Give a new workflow its priority and fairness key, before its first task is queued."""
     if priority == 0 and fairness_key is None:
         return  # the default: no row, and the trigger leaves its tasks alone
-    tx.query(_SET, {"id": workflow_id, "priority": priority, "fairness_key": fairness_key})
+    params = {"id": workflow_id, "priority": priority, "fairness_key": fairness_key}
+    tx.execute("set_priority", params)
 
 
 _INHERIT = """

@@ -70,6 +70,15 @@ SHARED: dict[str, str] = {
         SELECT id, name, idempotency_key, input, plan, parent_id, created_at
         FROM workflows WHERE idempotency_key = :key
     """,
+    "workflows_by_keys": f"""
+        SELECT id, name, idempotency_key, input, plan, parent_id, created_at
+        FROM workflows WHERE idempotency_key {IN_IDS}
+    """,
+    # A new workflow's priority and fairness key (store.priorities), before its first task.
+    "set_priority": """
+        INSERT INTO workflow_priorities (workflow_id, priority, fairness_key)
+        VALUES (:id, :priority, :fairness_key)
+    """,
     # -- facts --------------------------------------------------------------------------------
     "read_facts": """
         SELECT seq, kind, at, step, attempt, slot, data

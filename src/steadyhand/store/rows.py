@@ -29,10 +29,11 @@ JSON_PARAMS = ("data", "payload")
 
 
 def encode_json_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: jsoncodec.dumps(value) if key in JSON_PARAMS else value
-        for key, value in params.items()
-    }
+    encoded = dict(params)
+    for key in JSON_PARAMS:
+        if key in encoded:
+            encoded[key] = jsoncodec.dumps(encoded[key])
+    return encoded
 
 
 def call_task_row(
@@ -82,3 +83,15 @@ def task_from_row(row: Sequence[Any]) -> Task:
         lease_expires_at=None if row[8] is None else float(row[8]),
         service=row[9] if len(row) > 9 else None,
     )
+
+
+def grouped_facts(
+    locked: Sequence[Any], read: Sequence[Any]
+) -> tuple[dict[str, WorkflowRow], dict[str, tuple[Fact, ...]]]:
+    """The root rows `lock_workflows` returned and the facts `read_facts_of` read, by id."""
+    found = {row[0]: workflow_from_row(row) for row in locked}
+    facts: dict[str, list[Fact]] = {wid: [] for wid in found}
+    for row in read:
+        if row[0] in facts:  # a fact of a workflow id without a root row cannot exist
+            facts[row[0]].append(fact_from_row(row[1:]))
+    return found, {wid: tuple(each) for wid, each in facts.items()}

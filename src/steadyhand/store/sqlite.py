@@ -24,7 +24,9 @@ from steadyhand.store.base import Cursor, Store, Tx, encode_json_params, task_fr
 from steadyhand.store.migrations import latest_version, migrations
 from steadyhand.store.priorities import AGE_BOOST
 from steadyhand.store.queries import SHARED
+from steadyhand.store.sqlite_endings import SqliteEndings, forget_ends, note_ends
 from steadyhand.store.sqlite_errors import store_error
+from steadyhand.store.starts import NewWorkflow, insert_workflows_locked
 from steadyhand.store.wakeup import WakeChannel
 
 _HAS_SCHEMA_TABLE = (
@@ -72,6 +74,11 @@ class SqliteTx(Tx):
         if rows:
             self._conn.executemany(QUERIES[name], [encode_json_params(row) for row in rows])
 
+    def insert_workflows(self, batch: Sequence[NewWorkflow]) -> set[str]:
+        inserted = insert_workflows_locked(self._conn, QUERIES, batch)  # locked at BEGIN
+        self.wants_broadcast |= bool(inserted)  # wake idle workers (see store.starts)
+        return inserted
+
 
 def sqlite_path(url: str) -> Path:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a bare path -> a file path."""
@@ -117,6 +124,7 @@ class SqliteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._channel = WakeChannel(self.path)
+        self._endings = SqliteEndings(self.path)
         self._anchors: dict[str, float] = {}
         if must_exist and not self.path.is_file():
             raise StoreError(
@@ -159,6 +167,12 @@ class SqliteStore(Store):
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA recursive_triggers=ON")  # REPLACE fires DELETE triggers
+            # The end-noting TEMP trigger (store.sqlite_endings) fires per fact insert: kept in
+            # a file, the temp schema made every write ~50% dearer in CPU.
+            conn.execute("PRAGMA temp_store=MEMORY")
+            noted: list[str] = []  # the workflows whose end this connection's transaction records
+            self._local.noted = noted
+            self._local.noting = note_ends(conn, noted.append)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -188,10 +202,19 @@ class SqliteStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         try:
+            conn = self._connection()
+            noted: list[str] = self._local.noted
+            noted.clear()  # what a rolled-back transaction noted
+            if not self._local.noting:  # the store was migrated after we connected
+                self._local.noting = note_ends(conn, noted.append)
             with self._begin("IMMEDIATE") as tx:
                 yield tx
         except _STORE_ERRORS as exc:
             raise self._error(exc) from exc
+        if noted:
+            ended = list(noted)
+            noted.clear()
+            self._channel.announce_ended(ended)
         if tx.wants_broadcast:
             self._channel.broadcast()
         else:
@@ -227,6 +250,8 @@ class SqliteStore(Store):
         if self.schema_version() == target:
             return target
         conn = self._connection()
+        forget_ends(conn)  # a migration may rebuild the facts table under the trigger
+        self._local.noting = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -312,7 +337,12 @@ class SqliteStore(Store):
     def interrupt_wait(self) -> None:
         self._channel.wake_self()
 
+    def endings(self) -> SqliteEndings:
+        """Hear ends on a socket of the wake-up channel, bound on the first wait."""
+        return self._endings
+
     def close(self) -> None:
+        self._endings.close()
         with self._lock:
             for conn in self._all:
                 with suppress(sqlite3.Error):

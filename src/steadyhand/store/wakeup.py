@@ -12,6 +12,9 @@ The directory lives under the temporary directory, keyed by the database's real 
 the user id (socket paths are limited to about 100 bytes, and a database path can be
 longer); it is private to the user (mode 0700). Sockets left by a process that died are
 removed by the next sender that finds nobody listening on them.
+
+Clients waiting for workflows to end listen on sockets of their own there (`ENDED`, see
+`store.sqlite_endings`): the commit that records an end sends them the workflow ids.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ import select
 import socket
 import tempfile
 import threading
+import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 SUFFIX = ".sock"
+ENDED = ".end"  # the sockets of processes waiting for workflows to end
+CHUNK = 4000  # bytes of workflow ids per datagram
+RETRIES = (0.0002, 0.0005, 0.001)  # pauses when a waiter's queue is full (it is draining)
 
 
 def channel_dir(db_path: Path) -> Path:
@@ -102,7 +110,36 @@ class WakeChannel:
             if entry.name.endswith(SUFFIX):
                 self._send(entry.path, stale_ok=True)
 
-    def _send(self, address: str, *, stale_ok: bool = False) -> None:
+    def announce_ended(self, workflow_ids: Sequence[str]) -> None:
+        """Tell every process waiting for ends that these workflows ended (after the commit
+        that recorded it). A waiter whose queue stays full misses it and finds the end at
+        its next look."""
+        try:
+            entries = [e.path for e in os.scandir(self.dir) if e.name.endswith(ENDED)]
+        except OSError:
+            return
+        if not entries:
+            return
+        payloads, chunk = [], b""
+        for workflow_id in workflow_ids:
+            encoded = workflow_id.encode()
+            if chunk and len(chunk) + len(encoded) >= CHUNK:
+                payloads.append(chunk)
+                chunk = b""
+            chunk = chunk + b"\n" + encoded if chunk else encoded
+        payloads.append(chunk)
+        for address in entries:
+            for payload in payloads:
+                self._send(address, payload, stale_ok=True, retries=RETRIES)
+
+    def _send(
+        self,
+        address: str,
+        payload: bytes = b"!",
+        *,
+        stale_ok: bool = False,
+        retries: Sequence[float] = (),
+    ) -> None:
         with self._lock:
             if self._sender is None:
                 self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -110,9 +147,14 @@ class WakeChannel:
                 self._open.append((self._sender, None))
             sender = self._sender
         try:
-            sender.sendto(b"!", address)
-        except (BlockingIOError, InterruptedError):
-            pass  # its buffer is full: it has wake-ups waiting already
+            for pause in (*retries, None):
+                try:
+                    sender.sendto(payload, address)
+                    return
+                except (BlockingIOError, InterruptedError):
+                    if pause is None:
+                        return  # its buffer stays full: it has wake-ups waiting already
+                    time.sleep(pause)
         except (ConnectionRefusedError, FileNotFoundError):
             if stale_ok:  # nobody listens there any more: its process ended
                 with contextlib.suppress(OSError):
