@@ -188,6 +188,7 @@ class Cluster:
         """Start a server and wait for it; one more try if it did not come up (a loaded
         machine), then fail with the end of its own log, which says why."""
         log = self.base / f"{node.name}.log"
+        _clear_stale_socket_lock(self.base, node.port)
         command = [self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(node.datadir),
                    "-l", str(log), "-o", f"-p {node.port}"]  # fmt: skip
         try:
@@ -291,6 +292,22 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _clear_stale_socket_lock(sockets: Path, port: int) -> None:
+    """Remove the socket lock a SIGKILLed postmaster left on `port`. PostgreSQL refuses to
+    start while the pid in it exists, and a killed postmaster nobody has reaped yet (its
+    parent is whatever adopted it) still exists as a zombie; a replaced machine would
+    start with an empty socket directory."""
+    lock = sockets / f".s.PGSQL.{port}.lock"
+    try:
+        pid = int(lock.read_text().splitlines()[0])
+    except (OSError, IndexError, ValueError):
+        return
+    if not _alive(pid):
+        for stale in (lock, sockets / f".s.PGSQL.{port}"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
